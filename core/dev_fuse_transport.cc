@@ -1,0 +1,46 @@
+#include "core/dev_fuse_transport.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "core/fuse_abi.h"
+#include "spdlog/spdlog.h"
+
+namespace lamina {
+
+Result<std::unique_ptr<Channel>> DevFuseTransport::NewChannel() {
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    uint32_t master = static_cast<uint32_t>(primary_.fd());
+    if (ioctl(fd, abi::kDevIocClone, &master) == 0) {
+      return std::unique_ptr<Channel>(std::make_unique<FdChannel>(fd, /*owned=*/true));
+    }
+    spdlog::debug("FUSE_DEV_IOC_CLONE failed ({}); workers share one descriptor", errno);
+    close(fd);
+  } else {
+    // Unprivileged mounts through fusermount3 may not be able to open the
+    // device themselves; sharing the session descriptor still works.
+    spdlog::debug("cannot open /dev/fuse ({}); workers share one descriptor", errno);
+  }
+  return std::unique_ptr<Channel>(std::make_unique<FdChannel>(primary_.fd(), /*owned=*/false));
+}
+
+Result<void> DevFuseTransport::Notify(std::span<const struct iovec> iov) {
+  return primary_.Send(iov);
+}
+
+Result<int> DevFuseTransport::OpenBacking(int fd) {
+  abi::BackingMap map{};
+  map.fd = fd;
+  int id = ioctl(primary_.fd(), abi::kDevIocBackingOpen, &map);
+  if (id < 0) return LastErrno();
+  return id;
+}
+
+Result<void> DevFuseTransport::CloseBacking(int backing_id) {
+  uint32_t id = static_cast<uint32_t>(backing_id);
+  return CheckSyscall(ioctl(primary_.fd(), abi::kDevIocBackingClose, &id));
+}
+
+}  // namespace lamina

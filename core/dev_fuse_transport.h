@@ -1,0 +1,34 @@
+// DevFuseTransport: the kernel's /dev/fuse connection.
+//
+// Each extra worker gets its own descriptor cloned with FUSE_DEV_IOC_CLONE,
+// so the kernel can hand a request to whichever worker is already waiting
+// without all workers contending on one file's wait queue.
+
+#ifndef LAMINA_CORE_DEV_FUSE_TRANSPORT_H_
+#define LAMINA_CORE_DEV_FUSE_TRANSPORT_H_
+
+#include "core/fd_channel.h"
+#include "core/transport.h"
+
+namespace lamina {
+
+class DevFuseTransport : public Transport {
+ public:
+  // `session_fd` is the mounted connection's descriptor; it stays owned by
+  // the caller (the mount) and must outlive the transport.
+  explicit DevFuseTransport(int session_fd) : primary_(session_fd, /*owned=*/false) {}
+
+  Channel& primary() override { return primary_; }
+  Result<std::unique_ptr<Channel>> NewChannel() override;
+  Result<void> Notify(std::span<const struct iovec> iov) override;
+  Result<int> OpenBacking(int fd) override;
+  Result<void> CloseBacking(int backing_id) override;
+  void Shutdown() override {}
+
+ private:
+  FdChannel primary_;
+};
+
+}  // namespace lamina
+
+#endif  // LAMINA_CORE_DEV_FUSE_TRANSPORT_H_

@@ -1,0 +1,114 @@
+#include "core/session.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace lamina {
+namespace {
+
+// Buffers are vectors of uint64_t so requests are 8-byte aligned, as the
+// kernel's are.
+std::span<std::byte> AsBytes(std::vector<uint64_t>& words) {
+  return std::as_writable_bytes(std::span<uint64_t>(words));
+}
+
+int DefaultThreads() {
+  unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(cores, 1U, 8U));
+}
+
+}  // namespace
+
+Session::Session(Filesystem& fs, Transport& transport, SessionOptions options)
+    : fs_(fs),
+      transport_(transport),
+      threads_(options.threads > 0 ? options.threads : DefaultThreads()),
+      notifier_(transport, connection_),
+      backing_(transport),
+      dispatcher_(fs, connection_, &stats_) {
+  connection_.SetServices(&notifier_, &backing_);
+}
+
+Session::~Session() {
+  if (!workers_.empty()) {
+    transport_.Shutdown();
+    Wait();
+  }
+}
+
+size_t Session::RequestBufferSize(uint32_t max_write) {
+  // Header + the largest fixed struct + payload, plus room for names and
+  // request extensions; never below the kernel's minimum.
+  return std::max<size_t>(abi::kMinReadBuffer, size_t{max_write} + 64 * 1024);
+}
+
+absl::Status Session::Handshake() {
+  // Until INIT is answered we do not know max_write: use the largest we
+  // would ever negotiate.
+  std::vector<uint64_t> request(RequestBufferSize(16U << 20) / 8);
+  std::vector<uint64_t> scratch(64 * 1024 / 8);
+  while (!connection_.initialized()) {
+    Result<size_t> n = transport_.primary().Receive(AsBytes(request));
+    if (!n.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("FUSE connection ended before INIT (errno ", n.error(), ")"));
+    }
+    dispatcher_.Handle(AsBytes(request).first(*n), transport_.primary(), AsBytes(scratch));
+    if (!dispatcher_.init_error().ok()) return dispatcher_.init_error();
+  }
+  return absl::OkStatus();
+}
+
+void Session::Start() {
+  channels_.clear();
+  for (int i = 1; i < threads_; ++i) {
+    Result<std::unique_ptr<Channel>> channel = transport_.NewChannel();
+    if (!channel.ok()) {
+      spdlog::warn("could not open channel for worker {}: errno {}", i, channel.error());
+      break;
+    }
+    channels_.push_back(std::move(*channel));
+  }
+  running_workers_.store(static_cast<int>(channels_.size()) + 1);
+  workers_.emplace_back([this] { Work(&transport_.primary()); });
+  for (auto& channel : channels_) workers_.emplace_back([this, c = channel.get()] { Work(c); });
+}
+
+void Session::Work(Channel* channel) {
+  std::vector<uint64_t> request(RequestBufferSize(connection_.max_write()) / 8);
+  std::vector<uint64_t> scratch((std::max(connection_.max_read(), 64U * 1024) + 7) / 8);
+  for (;;) {
+    Result<size_t> n = channel->Receive(AsBytes(request));
+    if (!n.ok()) {
+      if (n.error() != ENODEV) spdlog::error("reading a FUSE request failed: errno {}", n.error());
+      break;
+    }
+    dispatcher_.Handle(AsBytes(request).first(*n), *channel, AsBytes(scratch));
+  }
+  // One worker seeing the end is enough for all: wake the others.
+  transport_.Shutdown();
+  running_workers_.fetch_sub(1);
+}
+
+void Session::Wait() {
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+  channels_.clear();
+  notifier_.Drain();
+  if (!destroyed_) {
+    destroyed_ = true;
+    fs_.Destroy();
+  }
+}
+
+absl::Status Session::Run() {
+  absl::Status status = Handshake();
+  if (!status.ok()) return status;
+  Start();
+  Wait();
+  return absl::OkStatus();
+}
+
+}  // namespace lamina

@@ -1,0 +1,85 @@
+// Session: serves one FUSE connection with a pool of worker threads.
+//
+// Threading model: N workers (default min(cores, 8)), each with its own
+// channel (a FUSE_DEV_IOC_CLONE'd descriptor on /dev/fuse) and its own
+// request and reply buffers. A worker reads a request and handles it inline,
+// start to finish, on its own thread: no queue, no hand-off. The session
+// ends when the transport reports ENODEV (unmount, abort, shutdown).
+
+#ifndef LAMINA_CORE_SESSION_H_
+#define LAMINA_CORE_SESSION_H_
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/backing_registry.h"
+#include "core/connection.h"
+#include "core/dispatcher.h"
+#include "core/filesystem.h"
+#include "core/notifier.h"
+#include "core/stats.h"
+#include "core/transport.h"
+
+namespace lamina {
+
+struct SessionOptions {
+  // Worker threads; 0 means min(hardware threads, 8).
+  int threads = 0;
+};
+
+class Session {
+ public:
+  // `fs` and `transport` must outlive the session.
+  Session(Filesystem& fs, Transport& transport, SessionOptions options = {});
+  // Shuts the transport down and joins any running workers.
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Serves requests on the primary channel until INIT has been answered.
+  // Once this returns OK the connection is live (the mount serves).
+  absl::Status Handshake();
+  // Starts the workers. Requires a successful Handshake().
+  void Start();
+  // Blocks until every worker has stopped, then calls fs.Destroy().
+  void Wait();
+  // Handshake(), Start(), Wait().
+  absl::Status Run();
+  // Asks the transport to end the session (tests); the kernel transport
+  // ends by unmounting instead.
+  void Shutdown() { transport_.Shutdown(); }
+
+  bool running() const { return running_workers_.load() > 0; }
+  int thread_count() const { return threads_; }
+  Connection& connection() { return connection_; }
+  Notifier& notifier() { return notifier_; }
+  BackingRegistry& backing() { return backing_; }
+  Stats& stats() { return stats_; }
+
+  // Bytes a request buffer needs for a given max_write.
+  static size_t RequestBufferSize(uint32_t max_write);
+
+ private:
+  void Work(Channel* channel);
+
+  Filesystem& fs_;
+  Transport& transport_;
+  int threads_;
+  Connection connection_;
+  Stats stats_;
+  Notifier notifier_;
+  BackingRegistry backing_;
+  Dispatcher dispatcher_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<std::thread> workers_;
+  std::atomic<int> running_workers_{0};
+  bool destroyed_ = false;
+};
+
+}  // namespace lamina
+
+#endif  // LAMINA_CORE_SESSION_H_

@@ -1,0 +1,210 @@
+// The core served through a real mount: MemoryFilesystem mounted in-process
+// with FuseServer, exercised with ordinary syscalls.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/examples/memory_filesystem.h"
+#include "core/fuse_server.h"
+#include "gtest/gtest.h"
+#include "integration/harness/mount_harness.h"
+
+namespace lamina {
+namespace {
+
+using testing::IsFuseMounted;
+using testing::ListDir;
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+class MemfsMountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mnt_ = dir_.Subdir("mnt");
+    fs_.AddFile("hello.txt", "hello\n");
+    fs_.AddFile("docs/readme.md", "# readme\n");
+    ServerOptions options;
+    options.mount_options = {"fsname=lamina-test", "default_permissions", "allow_other"};
+    options.session.threads = 2;
+    auto server = FuseServer::Start(fs_, mnt_, options);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+  }
+
+  void TearDown() override {
+    server_.reset();  // stops, unmounts and joins
+    EXPECT_FALSE(IsFuseMounted(mnt_));
+  }
+
+  std::string Path(const std::string& name) const { return mnt_ + "/" + name; }
+
+  TempDir dir_;
+  std::string mnt_;
+  examples::MemoryFilesystem fs_;
+  std::unique_ptr<FuseServer> server_;
+};
+
+TEST_F(MemfsMountTest, ListsAndReadsSeededFiles) {
+  EXPECT_TRUE(IsFuseMounted(mnt_));
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"docs", "hello.txt"}));
+  EXPECT_EQ(ReadFile(Path("hello.txt")), "hello\n");
+  EXPECT_EQ(ReadFile(Path("docs/readme.md")), "# readme\n");
+  struct stat st;
+  ASSERT_EQ(stat(Path("hello.txt").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_size, 6);
+  ASSERT_EQ(stat(Path("docs").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
+TEST_F(MemfsMountTest, MissingNamesAreEnoent) {
+  struct stat st;
+  EXPECT_EQ(stat(Path("nope").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(open(Path("docs/nope").c_str(), O_RDONLY), -1);
+  EXPECT_EQ(errno, ENOENT);
+}
+
+TEST_F(MemfsMountTest, CreateWriteReadTruncate) {
+  int fd = open(Path("new.txt").c_str(), O_CREAT | O_RDWR | O_EXCL, 0640);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "abcdef", 6), 6);
+  char buf[16] = {};
+  ASSERT_EQ(pread(fd, buf, sizeof(buf), 2), 4);
+  EXPECT_EQ(std::string(buf, 4), "cdef");
+  ASSERT_EQ(ftruncate(fd, 3), 0);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 3);
+  EXPECT_EQ(st.st_mode & 0777, 0640 & ~0022 & 0777);
+  close(fd);
+  EXPECT_EQ(ReadFile(Path("new.txt")), "abc");
+  EXPECT_EQ(open(Path("new.txt").c_str(), O_CREAT | O_EXCL | O_RDWR, 0600), -1);
+  EXPECT_EQ(errno, EEXIST);
+}
+
+TEST_F(MemfsMountTest, LargeWritesSpanSeveralRequests) {
+  std::string data(3 * 1024 * 1024 + 123, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + (i * 7) % 26);
+  WriteFile(Path("big"), data);
+  EXPECT_EQ(ReadFile(Path("big")), data);
+}
+
+TEST_F(MemfsMountTest, MkdirRenameUnlinkRmdir) {
+  ASSERT_EQ(mkdir(Path("d").c_str(), 0755), 0);
+  WriteFile(Path("d/f"), "x");
+  ASSERT_EQ(rename(Path("d/f").c_str(), Path("moved").c_str()), 0);
+  EXPECT_EQ(ListDir(Path("d")), std::vector<std::string>{});
+  EXPECT_EQ(ReadFile(Path("moved")), "x");
+  EXPECT_EQ(rmdir(Path("docs").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  ASSERT_EQ(unlink(Path("moved").c_str()), 0);
+  ASSERT_EQ(rmdir(Path("d").c_str()), 0);
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"docs", "hello.txt"}));
+}
+
+TEST_F(MemfsMountTest, RenameFlags) {
+  WriteFile(Path("a"), "A");
+  WriteFile(Path("b"), "B");
+  EXPECT_EQ(renameat2(AT_FDCWD, Path("a").c_str(), AT_FDCWD, Path("b").c_str(), RENAME_NOREPLACE),
+            -1);
+  EXPECT_EQ(errno, EEXIST);
+  ASSERT_EQ(renameat2(AT_FDCWD, Path("a").c_str(), AT_FDCWD, Path("b").c_str(), RENAME_EXCHANGE),
+            0);
+  EXPECT_EQ(ReadFile(Path("a")), "B");
+  EXPECT_EQ(ReadFile(Path("b")), "A");
+}
+
+TEST_F(MemfsMountTest, SymlinksAndHardLinks) {
+  ASSERT_EQ(symlink("hello.txt", Path("link").c_str()), 0);
+  char target[64] = {};
+  ASSERT_EQ(readlink(Path("link").c_str(), target, sizeof(target)), 9);
+  EXPECT_STREQ(target, "hello.txt");
+  EXPECT_EQ(ReadFile(Path("link")), "hello\n");
+  ASSERT_EQ(link(Path("hello.txt").c_str(), Path("hard").c_str()), 0);
+  struct stat a, b;
+  ASSERT_EQ(stat(Path("hello.txt").c_str(), &a), 0);
+  ASSERT_EQ(stat(Path("hard").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(b.st_nlink, 2u);
+}
+
+TEST_F(MemfsMountTest, UnlinkedFileStaysReadableWhileOpen) {
+  WriteFile(Path("tmp"), "still here");
+  int fd = open(Path("tmp").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(unlink(Path("tmp").c_str()), 0);
+  char buf[32] = {};
+  EXPECT_EQ(pread(fd, buf, sizeof(buf), 0), 10);
+  EXPECT_STREQ(buf, "still here");
+  close(fd);
+}
+
+TEST_F(MemfsMountTest, ChmodAndUtimens) {
+  ASSERT_EQ(chmod(Path("hello.txt").c_str(), 0600), 0);
+  struct timespec times[2] = {{1000, 5}, {2000, 7}};
+  ASSERT_EQ(utimensat(AT_FDCWD, Path("hello.txt").c_str(), times, 0), 0);
+  struct stat st;
+  ASSERT_EQ(stat(Path("hello.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 2000);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 7);
+  EXPECT_EQ(st.st_atim.tv_sec, 1000);
+}
+
+TEST_F(MemfsMountTest, LargeDirectoryListsEveryEntryOnce) {
+  // Enough entries to need several READDIRPLUS replies.
+  ASSERT_EQ(mkdir(Path("many").c_str(), 0755), 0);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 600; ++i) {
+    std::string name = "entry-with-a-longish-name-" + std::to_string(1000 + i);
+    WriteFile(Path("many/" + name), "");
+    expected.push_back(name);
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(ListDir(Path("many")), expected);
+  // Stat everything: attributes came with READDIRPLUS, each name works.
+  for (const std::string& name : expected) {
+    struct stat st;
+    ASSERT_EQ(stat(Path("many/" + name).c_str(), &st), 0) << name;
+  }
+}
+
+TEST_F(MemfsMountTest, StatfsAnswers) {
+  struct statvfs st;
+  ASSERT_EQ(statvfs(mnt_.c_str(), &st), 0);
+  EXPECT_EQ(st.f_bsize, 4096u);
+  EXPECT_EQ(st.f_namemax, 255u);
+}
+
+TEST_F(MemfsMountTest, ConcurrentWritersInSeparateFiles) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      std::string name = Path("t" + std::to_string(t));
+      for (int i = 0; i < 50; ++i) WriteFile(name, std::string(100 + i, static_cast<char>('a' + t)));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_EQ(ReadFile(Path("t" + std::to_string(t))), std::string(149, static_cast<char>('a' + t)));
+  }
+}
+
+TEST_F(MemfsMountTest, StatsCountRequests) {
+  EXPECT_EQ(ReadFile(Path("hello.txt")), "hello\n");
+  EXPECT_GT(server_->session().stats().Get(abi::kLookup).count, 0u);
+  EXPECT_GT(server_->session().stats().Get(abi::kInit).count, 0u);
+  EXPECT_NE(server_->session().stats().ToJson().find("\"LOOKUP\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lamina

@@ -1,0 +1,203 @@
+#include "integration/harness/mount_harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "core/fuse_mount.h"
+
+namespace lamina::testing {
+namespace {
+
+void UnmountAllUnder(const std::string& root) {
+  // Deepest first, so nested mounts go before their parents.
+  std::vector<std::string> mounts;
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root_field, mountpoint;
+    fields >> id >> parent >> dev >> root_field >> mountpoint;
+    if (mountpoint.rfind(root + "/", 0) == 0 || mountpoint == root) mounts.push_back(mountpoint);
+  }
+  std::sort(mounts.rbegin(), mounts.rend());
+  for (const std::string& m : mounts) umount2(m.c_str(), MNT_DETACH);
+}
+
+}  // namespace
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  UnmountAllUnder(path_);
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string TempDir::Subdir(const std::string& name) const {
+  std::string dir = path_ + "/" + name;
+  mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  out_fd_ = pipe_fds[0];
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+}
+
+void ChildProcess::Drain(int timeout_ms) {
+  struct pollfd pfd = {out_fd_, POLLIN, 0};
+  if (poll(&pfd, 1, timeout_ms) <= 0) return;
+  char buffer[4096];
+  ssize_t n = read(out_fd_, buffer, sizeof(buffer));
+  if (n > 0) output_.append(buffer, static_cast<size_t>(n));
+}
+
+bool ChildProcess::WaitForOutput(const std::string& text, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (output_.find(text) != std::string::npos) return true;
+    if (!running()) {
+      Drain(0);
+      return output_.find(text) != std::string::npos;
+    }
+    Drain(50);
+  }
+  return output_.find(text) != std::string::npos;
+}
+
+void ChildProcess::Signal(int sig) {
+  if (running()) kill(pid_, sig);
+}
+
+bool ChildProcess::running() {
+  if (status_.has_value()) return false;
+  int status;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return r == 0;
+}
+
+std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
+  WaitUntil([this] { return !running(); }, timeout);
+  Drain(0);
+  return status_;
+}
+
+bool IsFuseMounted(const std::string& path) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mountpoint;
+    fields >> id >> parent >> dev >> root >> mountpoint;
+    if (mountpoint != path) continue;
+    size_t dash = line.find(" - ");
+    if (dash != std::string::npos && line.compare(dash + 3, 4, "fuse") == 0) return true;
+  }
+  return false;
+}
+
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+void ForceUnmount(const std::string& path) { umount2(path.c_str(), MNT_DETACH); }
+
+bool AbortConnection(const std::string& path) {
+  int id = FindMountMinor(path);
+  if (id < 0) return false;
+  const char* kFusectl = "/sys/fs/fuse/connections";
+  std::string abort_path = std::string(kFusectl) + "/" + std::to_string(id) + "/abort";
+  if (access(abort_path.c_str(), W_OK) != 0) mount("fusectl", kFusectl, "fusectl", 0, nullptr);
+  std::ofstream out(abort_path);
+  out << "1";
+  out.close();
+  return !out.fail();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+std::vector<std::string> ListDir(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* dir = opendir(path.c_str());
+  if (dir == nullptr) return names;
+  while (struct dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string BuiltBinary(const std::string& relative) {
+  return std::string(LAMINA_BUILD_DIR) + "/" + relative;
+}
+
+int CountFds(pid_t pid) {
+  int count = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace lamina::testing

@@ -1,0 +1,73 @@
+#include "passthrough/credentials.h"
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "spdlog/spdlog.h"
+
+namespace lamina::passthrough {
+namespace {
+
+long RawSetfsuid(uid_t uid) { return syscall(SYS_setfsuid, uid); }
+long RawSetfsgid(gid_t gid) { return syscall(SYS_setfsgid, gid); }
+
+// The daemon's own supplementary groups, read once: they are what every
+// thread returns to after acting as a caller.
+const std::vector<gid_t>& DaemonGroups() {
+  static const std::vector<gid_t>* groups = [] {
+    auto* list = new std::vector<gid_t>(static_cast<size_t>(std::max(getgroups(0, nullptr), 0)));
+    int n = getgroups(static_cast<int>(list->size()), list->data());
+    list->resize(static_cast<size_t>(std::max(n, 0)));
+    return list;
+  }();
+  return *groups;
+}
+
+}  // namespace
+
+ScopedCredentials::ScopedCredentials(uid_t uid, gid_t gid, std::span<const uint32_t> groups) {
+  if (geteuid() != 0 || (uid == 0 && gid == 0)) return;
+  DaemonGroups();  // captured before the first switch
+  // setgroups takes gid_t; uint32_t is the same width on Linux.
+  static_assert(sizeof(gid_t) == sizeof(uint32_t));
+  if (syscall(SYS_setgroups, groups.size(), groups.data()) != 0) {
+    error_ = errno;
+    return;
+  }
+  switched_ = true;
+  // setfsuid/setfsgid return the previous value and cannot report errors
+  // directly: read back to verify.
+  RawSetfsgid(gid);
+  RawSetfsuid(uid);
+  if (static_cast<uid_t>(RawSetfsuid(static_cast<uid_t>(-1))) != uid ||
+      static_cast<gid_t>(RawSetfsgid(static_cast<gid_t>(-1))) != gid) {
+    error_ = EPERM;
+  }
+}
+
+ScopedCredentials::~ScopedCredentials() {
+  if (!switched_) return;
+  RawSetfsuid(geteuid());
+  RawSetfsgid(getegid());
+  const std::vector<gid_t>& groups = DaemonGroups();
+  if (syscall(SYS_setgroups, groups.size(), groups.data()) != 0) {
+    spdlog::critical("cannot restore supplementary groups (errno {})", errno);
+    std::abort();
+  }
+}
+
+void UseZeroUmaskOnThisThread() {
+  thread_local bool done = false;
+  if (done) return;
+  if (unshare(CLONE_FS) != 0) spdlog::warn("unshare(CLONE_FS) failed (errno {})", errno);
+  umask(0);
+  done = true;
+}
+
+}  // namespace lamina::passthrough

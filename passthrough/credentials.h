@@ -1,0 +1,47 @@
+// Acting as the caller for operations that create files.
+//
+// When the daemon runs as root for other users (allow_other), a new file
+// must belong to the process that asked for it. ScopedCredentials switches
+// the calling thread's filesystem uid, gid and supplementary groups with the
+// raw system calls, which (unlike the glibc wrappers, which broadcast
+// set*id changes to every thread) affect only this thread, and restores the
+// daemon's identity when it goes out of scope.
+
+#ifndef LAMINA_PASSTHROUGH_CREDENTIALS_H_
+#define LAMINA_PASSTHROUGH_CREDENTIALS_H_
+
+#include <sys/types.h>
+
+#include <span>
+
+#include "core/result.h"
+
+namespace lamina::passthrough {
+
+class ScopedCredentials {
+ public:
+  // Switches to uid/gid plus `groups`. A no-op when the daemon is not root
+  // (it could not switch) or the caller is root (nothing would change).
+  ScopedCredentials(uid_t uid, gid_t gid, std::span<const uint32_t> groups);
+  ~ScopedCredentials();
+  ScopedCredentials(const ScopedCredentials&) = delete;
+  ScopedCredentials& operator=(const ScopedCredentials&) = delete;
+
+  // EPERM (or the failing call's errno) when the switch did not happen;
+  // the operation must then not proceed as root.
+  Result<void> status() const { return error_ == 0 ? Ok() : Result<void>(Errno{error_}); }
+
+ private:
+  bool switched_ = false;
+  int error_ = 0;
+};
+
+// Gives the calling thread its own umask of 0, once. The kernel already
+// applied the caller's umask to the modes it sends (FUSE without POSIX ACLs),
+// so the daemon's own umask must not mask them a second time; unsharing
+// CLONE_FS keeps this change away from the rest of the process.
+void UseZeroUmaskOnThisThread();
+
+}  // namespace lamina::passthrough
+
+#endif  // LAMINA_PASSTHROUGH_CREDENTIALS_H_

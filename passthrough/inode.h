@@ -1,0 +1,58 @@
+// The objects behind PassthroughFs's node ids.
+//
+// An Inode is one file of the source tree, pinned by an O_PATH|O_NOFOLLOW
+// descriptor: the descriptor keeps the backing inode alive (so its number
+// cannot be reused while the kernel knows the node) and is the anchor every
+// operation on the node resolves from, which is what confines the daemon to
+// the source directory.
+
+#ifndef LAMINA_PASSTHROUGH_INODE_H_
+#define LAMINA_PASSTHROUGH_INODE_H_
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <utility>
+
+namespace lamina::passthrough {
+
+// Identity of a backing file: device and inode number, so files of
+// different filesystems mounted inside the source never collide.
+struct InodeKey {
+  dev_t dev = 0;
+  ino_t ino = 0;
+
+  static InodeKey Of(const struct stat& st) { return InodeKey{st.st_dev, st.st_ino}; }
+  bool operator==(const InodeKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const InodeKey& key) {
+    return H::combine(std::move(h), key.dev, key.ino);
+  }
+};
+
+class Inode {
+ public:
+  // Takes ownership of `fd`, an O_PATH descriptor of the file.
+  Inode(int fd, mode_t mode) : fd_(fd), type_(mode & S_IFMT) {}
+  ~Inode() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  int fd() const { return fd_; }
+  mode_t type() const { return type_; }
+  bool is_dir() const { return S_ISDIR(type_); }
+  // "/proc/self/fd/N": reaches the file itself for calls that have no
+  // descriptor-based form accepting O_PATH (open, truncate, xattrs...).
+  std::string ProcPath() const { return "/proc/self/fd/" + std::to_string(fd_); }
+
+ private:
+  int fd_;
+  mode_t type_;  // the file type never changes for one inode
+};
+
+}  // namespace lamina::passthrough
+
+#endif  // LAMINA_PASSTHROUGH_INODE_H_

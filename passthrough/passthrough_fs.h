@@ -1,0 +1,155 @@
+// PassthroughFs: a Filesystem that mirrors a real directory.
+//
+// Every node holds an O_PATH descriptor of its backing file (inode.h), and
+// every name is resolved one component at a time relative to the parent's
+// descriptor, never following a symlink in the last component, so no
+// request can reach outside the source directory. Filesystems mounted
+// inside the source are served too (nodes are keyed by device and inode).
+//
+// File data goes through the kernel's FUSE passthrough when it is offered
+// and the daemon may register backing files (root); otherwise reads and
+// writes are served here with preadv/pwritev straight into the request
+// buffers.
+//
+// Creating operations run with the caller's fsuid/fsgid/groups
+// (credentials.h). POSIX record locks are left to the kernel (it keeps them
+// per mount); flock(2) locks are forwarded, since each FUSE open maps to
+// exactly one open file here.
+
+#ifndef LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
+#define LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/filesystem.h"
+#include "core/inode_table.h"
+#include "passthrough/inode.h"
+
+namespace lamina {
+
+class BackingRegistry;
+
+enum class PassthroughMode { kAuto, kOn, kOff };
+
+struct PassthroughOptions {
+  // The directory to mirror (absolute).
+  std::string source;
+  // How long the kernel may trust names and attributes. Long timeouts suit
+  // a source that only this mount changes; 0 shows outside changes at once.
+  double entry_timeout = 86400;
+  double attr_timeout = 86400;
+  // How long "no such name" is cached; 0 answers ENOENT uncached.
+  double negative_timeout = 86400;
+  // Kernel passthrough of file data: kAuto uses it when possible, kOff never.
+  PassthroughMode passthrough = PassthroughMode::kAuto;
+};
+
+class PassthroughFs : public Filesystem {
+ public:
+  // Opens the source and raises RLIMIT_NOFILE to its hard limit (every
+  // node the kernel knows pins one descriptor).
+  static absl::StatusOr<std::unique_ptr<PassthroughFs>> Create(PassthroughOptions options);
+
+  void Init(InitConfig& config) override;
+  void Connected(Connection& connection) override;
+
+  Result<Entry> Lookup(const Ctx&, NodeId parent, std::string_view name) override;
+  void Forget(NodeId node, uint64_t nlookup) override;
+  Result<Attributes> GetAttr(const Ctx&, NodeId node, std::optional<uint64_t> fh) override;
+  Result<StatxAttributes> Statx(const Ctx&, NodeId node, std::optional<uint64_t> fh,
+                                uint32_t flags, uint32_t mask) override;
+  Result<Attributes> SetAttr(const Ctx&, NodeId node, const SetAttrRequest& req) override;
+  Result<std::string> ReadLink(const Ctx&, NodeId node) override;
+  Result<void> Access(const Ctx&, NodeId node, int mask) override;
+  Result<struct statvfs> StatFs(const Ctx&, NodeId node) override;
+
+  Result<Entry> Mknod(const Ctx&, NodeId parent, std::string_view name, mode_t mode,
+                      dev_t rdev) override;
+  Result<Entry> Mkdir(const Ctx&, NodeId parent, std::string_view name, mode_t mode) override;
+  Result<Entry> Symlink(const Ctx&, NodeId parent, std::string_view name,
+                        std::string_view target) override;
+  Result<Entry> Link(const Ctx&, NodeId node, NodeId new_parent,
+                     std::string_view new_name) override;
+  Result<void> Unlink(const Ctx&, NodeId parent, std::string_view name) override;
+  Result<void> Rmdir(const Ctx&, NodeId parent, std::string_view name) override;
+  Result<void> Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
+                      std::string_view new_name, uint32_t flags) override;
+
+  // passthrough_io.cc
+  Result<CreateReply> Create(const Ctx&, NodeId parent, std::string_view name, mode_t mode,
+                             const OpenRequest& req) override;
+  Result<CreateReply> Tmpfile(const Ctx&, NodeId parent, mode_t mode,
+                              const OpenRequest& req) override;
+  Result<OpenReply> Open(const Ctx&, NodeId node, const OpenRequest& req) override;
+  Result<size_t> Read(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                      std::span<std::byte> out) override;
+  Result<size_t> Write(const Ctx&, NodeId node, const WriteRequest& req) override;
+  Result<void> Flush(const Ctx&, NodeId, uint64_t, uint64_t) override { return Ok(); }
+  Result<void> Release(const Ctx&, NodeId node, uint64_t fh, int flags) override;
+  Result<void> Fsync(const Ctx&, NodeId node, uint64_t fh, bool datasync) override;
+  Result<void> Fallocate(const Ctx&, NodeId node, uint64_t fh, int mode, uint64_t offset,
+                         uint64_t length) override;
+  Result<uint64_t> Lseek(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                         int whence) override;
+  Result<size_t> CopyFileRange(const Ctx&, const CopyRangeRequest& req) override;
+  Result<IoctlReply> Ioctl(const Ctx&, NodeId node, const IoctlRequest& req,
+                           std::span<std::byte> out) override;
+  Result<void> SetLock(const Ctx&, NodeId node, const LockRequest& req, bool wait) override;
+
+  // passthrough_dir.cc
+  Result<OpenReply> OpenDir(const Ctx&, NodeId node, int flags) override;
+  Result<void> ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                       DirentWriter& out) override;
+  Result<void> ReleaseDir(const Ctx&, NodeId node, uint64_t fh) override;
+  Result<void> FsyncDir(const Ctx&, NodeId node, uint64_t fh, bool datasync) override;
+
+  // passthrough_xattr.cc
+  Result<void> SetXattr(const Ctx&, NodeId node, std::string_view name,
+                        std::span<const std::byte> value, int flags,
+                        uint32_t setxattr_flags) override;
+  Result<size_t> GetXattr(const Ctx&, NodeId node, std::string_view name,
+                          std::span<char> out) override;
+  Result<size_t> ListXattr(const Ctx&, NodeId node, std::span<char> out) override;
+  Result<void> RemoveXattr(const Ctx&, NodeId node, std::string_view name) override;
+
+  // Nodes the kernel holds references on, root included (for tests).
+  size_t node_count() const { return table_.size(); }
+  // Whether file data currently bypasses the daemon.
+  bool passthrough_active() const;
+
+ private:
+  using Table = InodeTable<passthrough::InodeKey, passthrough::Inode>;
+  using InodePtr = std::shared_ptr<passthrough::Inode>;
+
+  PassthroughFs(PassthroughOptions options, int root_fd, const struct stat& root,
+                bool source_on_overlay);
+
+  InodePtr Node(NodeId id) const { return table_.Get(id); }
+  Result<InodePtr> Dir(NodeId id) const;
+  // Looks `name` up under `parent` and takes a lookup reference on it.
+  Result<Entry> LookupChild(const passthrough::Inode& parent, std::string_view name);
+  // Registers the O_PATH descriptor `fd` (owned on entry) as a node.
+  Result<Entry> MakeEntry(int fd);
+  Result<Attributes> AttributesOf(const passthrough::Inode& inode) const;
+  // Shared tail of Mknod/Mkdir/Symlink: checks the name, creates as the
+  // caller with `make(parent_fd, name)`, then looks the new name up.
+  template <typename Make>
+  Result<Entry> CreateNode(const Ctx& ctx, NodeId parent, std::string_view name, Make&& make);
+  mode_t CreateMode(const Ctx& ctx, mode_t mode) const;
+
+  // passthrough_io.cc helpers.
+  Result<OpenReply> FinishOpen(NodeId node, const passthrough::Inode& inode, int fd);
+
+  PassthroughOptions options_;
+  bool source_on_overlay_;
+  Table table_;
+  const Connection* connection_ = nullptr;
+  BackingRegistry* backing_ = nullptr;  // set when kernel passthrough is negotiated
+};
+
+}  // namespace lamina
+
+#endif  // LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
