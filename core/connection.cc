@@ -33,9 +33,9 @@ absl::StatusOr<InitReply> NegotiateInit(const abi::InitIn& in, const InitConfig&
     return reply;
   }
   if (in.minor < abi::kOldestMinorVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "kernel FUSE protocol 7.", in.minor, " is older than the oldest supported, 7.",
-        abi::kOldestMinorVersion, " (Linux 4.19)"));
+    return absl::FailedPreconditionError(absl::StrCat("kernel FUSE protocol 7.", in.minor,
+                                                      " is older than the oldest supported, 7.",
+                                                      abi::kOldestMinorVersion, " (Linux 4.19)"));
   }
 
   uint64_t want = config.want;

@@ -50,10 +50,10 @@ struct InitConfig {
 // Result of handling one INIT request.
 struct InitReply {
   abi::InitOut out{};
-  size_t size = 0;      // bytes of `out` to send (older minors take less)
-  bool final = false;   // false: the kernel will send INIT again (major mismatch)
-  uint32_t minor = 0;   // negotiated minor
-  uint64_t flags = 0;   // negotiated flags
+  size_t size = 0;     // bytes of `out` to send (older minors take less)
+  bool final = false;  // false: the kernel will send INIT again (major mismatch)
+  uint32_t minor = 0;  // negotiated minor
+  uint64_t flags = 0;  // negotiated flags
 };
 
 // Builds the first half of the negotiation: an InitConfig with the kernel's

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "core/arg_reader.h"
 #include "core/fuse_abi.h"
@@ -90,15 +91,18 @@ class Call {
   }
 
   void Malformed(std::string_view why) {
-    spdlog::warn("malformed {} request #{} (len {}): {}", OpcodeName(header.opcode),
-                 header.unique, header.len, why);
-    Error(EINVAL);
+    spdlog::warn("malformed {} request #{} (len {}): {}", OpcodeName(header.opcode), header.unique,
+                 header.len, why);
+    // FORGET, INTERRUPT and the like must never be answered, even in error.
+    if (may_reply) Error(EINVAL);
   }
 
   const abi::InHeader& header;
   Filesystem& fs;
   Connection& connection;
   RequestContext ctx;
+  bool may_reply = true;  // false for opcodes the kernel expects no reply to
+  std::vector<uint32_t> groups;  // backs ctx.kernel_groups
 
  private:
   Channel& channel_;
@@ -113,7 +117,9 @@ namespace {
 
 // ---- Result encoders: one overload per reply shape. ----
 
-void Finish(Call& c, const Result<void>& r) { c.Error(r.error()); }
+void Finish(Call& c, const Result<void>& r) {
+  c.Error(r.error());
+}
 
 void Finish(Call& c, const Result<Entry>& r) {
   if (!r.ok()) return c.Error(r.error());
@@ -176,7 +182,9 @@ bool ReadArg(ArgReader& r, Name* out) {
   if (!r.ReadString(&out->value)) return false;
   return !out->value.empty() && out->value.find('/') == std::string_view::npos;
 }
-bool ReadArg(ArgReader& r, String* out) { return r.ReadString(&out->value); }
+bool ReadArg(ArgReader& r, String* out) {
+  return r.ReadString(&out->value);
+}
 bool ReadArg(ArgReader& r, Payload* out) {
   out->bytes = r.Rest();
   return true;
@@ -236,9 +244,13 @@ struct timespec ToTimespec(uint64_t sec, uint32_t nsec) {
 
 // ---- Handlers, one per opcode. Parameters after Call& are the wire format. ----
 
-void DoLookup(Call& c, Name name) { Finish(c, c.fs.Lookup(c.ctx, c.node(), name.value)); }
+void DoLookup(Call& c, Name name) {
+  Finish(c, c.fs.Lookup(c.ctx, c.node(), name.value));
+}
 
-void DoForget(Call& c, abi::ForgetIn in) { c.fs.Forget(c.node(), in.nlookup); }
+void DoForget(Call& c, abi::ForgetIn in) {
+  c.fs.Forget(c.node(), in.nlookup);
+}
 
 void DoBatchForget(Call& c, abi::BatchForgetIn in, Payload rest) {
   size_t complete = rest.bytes.size() / sizeof(abi::ForgetOne);
@@ -301,9 +313,13 @@ void DoMkdir(Call& c, abi::MkdirIn in, Name name) {
   Finish(c, c.fs.Mkdir(c.ctx, c.node(), name.value, in.mode));
 }
 
-void DoUnlink(Call& c, Name name) { Finish(c, c.fs.Unlink(c.ctx, c.node(), name.value)); }
+void DoUnlink(Call& c, Name name) {
+  Finish(c, c.fs.Unlink(c.ctx, c.node(), name.value));
+}
 
-void DoRmdir(Call& c, Name name) { Finish(c, c.fs.Rmdir(c.ctx, c.node(), name.value)); }
+void DoRmdir(Call& c, Name name) {
+  Finish(c, c.fs.Rmdir(c.ctx, c.node(), name.value));
+}
 
 void DoRename(Call& c, abi::RenameIn in, Name from, Name to) {
   Finish(c, c.fs.Rename(c.ctx, c.node(), from.value, in.newdir, to.value, 0));
@@ -330,8 +346,7 @@ void DoOpen(Call& c, abi::OpenIn in) {
 
 void DoCreate(Call& c, abi::CreateIn in, Name name) {
   c.ctx.umask = in.umask;
-  Finish(c, c.fs.Create(c.ctx, c.node(), name.value, in.mode,
-                        MakeOpen(in.flags, in.open_flags)));
+  Finish(c, c.fs.Create(c.ctx, c.node(), name.value, in.mode, MakeOpen(in.flags, in.open_flags)));
 }
 
 // The kernel names the unnamed file "/", so the name is read and ignored.
@@ -447,8 +462,12 @@ void ReadDirectory(Call& c, const abi::ReadIn& in, bool plus) {
   }
 }
 
-void DoReaddir(Call& c, abi::ReadIn in) { ReadDirectory(c, in, /*plus=*/false); }
-void DoReaddirplus(Call& c, abi::ReadIn in) { ReadDirectory(c, in, /*plus=*/true); }
+void DoReaddir(Call& c, abi::ReadIn in) {
+  ReadDirectory(c, in, /*plus=*/false);
+}
+void DoReaddirplus(Call& c, abi::ReadIn in) {
+  ReadDirectory(c, in, /*plus=*/true);
+}
 
 void DoGetlk(Call& c, abi::LkIn in) {
   auto r = c.fs.GetLock(c.ctx, c.node(), MakeLock(in));
@@ -481,7 +500,9 @@ void DoBmap(Call& c, abi::BmapIn in) {
   c.SendStruct(out);
 }
 
-void DoDestroy(Call& c) { c.Error(0); }
+void DoDestroy(Call& c) {
+  c.Error(0);
+}
 
 void DoIoctl(Call& c, abi::IoctlIn in, Payload payload) {
   // Only restricted ioctls: the kernel has already fetched in_size bytes
@@ -502,11 +523,13 @@ void DoIoctl(Call& c, abi::IoctlIn in, Payload payload) {
   c.Send(0, {{&header, sizeof(header)}, {out.data(), std::min(r->out_size, out.size())}});
 }
 
-void DoPoll(Call& c, abi::PollIn) { c.Error(ENOSYS); }
+void DoPoll(Call& c, abi::PollIn) {
+  c.Error(ENOSYS);
+}
 
 void DoFallocate(Call& c, abi::FallocateIn in) {
-  Finish(c, c.fs.Fallocate(c.ctx, c.node(), in.fh, static_cast<int>(in.mode), in.offset,
-                           in.length));
+  Finish(c,
+         c.fs.Fallocate(c.ctx, c.node(), in.fh, static_cast<int>(in.mode), in.offset, in.length));
 }
 
 void DoLseek(Call& c, abi::LseekIn in) {
@@ -517,8 +540,8 @@ void DoLseek(Call& c, abi::LseekIn in) {
 }
 
 CopyRangeRequest MakeCopy(Call& c, const abi::CopyFileRangeIn& in) {
-  return CopyRangeRequest{c.node(), in.fh_in,  in.off_in, in.nodeid_out,
-                          in.fh_out, in.off_out, in.len,   in.flags};
+  return CopyRangeRequest{c.node(),  in.fh_in,   in.off_in, in.nodeid_out,
+                          in.fh_out, in.off_out, in.len,    in.flags};
 }
 
 void DoCopyFileRange(Call& c, abi::CopyFileRangeIn in) {
@@ -538,9 +561,13 @@ void DoCopyFileRange64(Call& c, abi::CopyFileRangeIn in) {
   c.SendStruct(out);
 }
 
-void DoSyncfs(Call& c, abi::SyncfsIn) { Finish(c, c.fs.SyncFs(c.ctx, c.node())); }
+void DoSyncfs(Call& c, abi::SyncfsIn) {
+  Finish(c, c.fs.SyncFs(c.ctx, c.node()));
+}
 
-void DoUnsupported(Call& c, Payload) { c.Error(ENOSYS); }
+void DoUnsupported(Call& c, Payload) {
+  c.Error(ENOSYS);
+}
 
 // INIT is decoded by hand: its struct is 16 bytes before 7.36.
 void DoInit(Call& c, Payload payload);
@@ -612,7 +639,10 @@ constexpr std::array<OpInfo, abi::kOpcodeLimit> kOps = [] {
 }();
 
 // Walks the request extensions (7.38) and picks up supplementary groups.
-bool ParseExtensions(std::span<const std::byte> ext, RequestContext* ctx) {
+// The groups are copied into `groups`: extensions follow the arguments
+// unpadded, so after an odd-length name they are not 4-byte aligned.
+bool ParseExtensions(std::span<const std::byte> ext, RequestContext* ctx,
+                     std::vector<uint32_t>* groups_storage) {
   while (!ext.empty()) {
     abi::ExtHeader header;
     if (ext.size() < sizeof(header)) return false;
@@ -627,9 +657,9 @@ bool ParseExtensions(std::span<const std::byte> ext, RequestContext* ctx) {
       std::memcpy(&groups, body.data(), sizeof(groups));
       size_t bytes = size_t{groups.nr_groups} * sizeof(uint32_t);
       if (bytes > body.size() - sizeof(groups)) return false;
-      // Suitably aligned: the body starts 8 bytes into an 8-aligned record.
-      ctx->kernel_groups = std::span<const uint32_t>(
-          reinterpret_cast<const uint32_t*>(body.data() + sizeof(groups)), groups.nr_groups);
+      groups_storage->resize(groups.nr_groups);
+      if (bytes != 0) std::memcpy(groups_storage->data(), body.data() + sizeof(groups), bytes);
+      ctx->kernel_groups = *groups_storage;
     }
     ext = ext.subspan(header.size);
   }
@@ -675,7 +705,9 @@ std::string_view OpcodeName(uint32_t opcode) {
   return "UNKNOWN";
 }
 
-absl::Status Dispatcher::init_error() const { return init_error_; }
+absl::Status Dispatcher::init_error() const {
+  return init_error_;
+}
 
 void Dispatcher::Handle(std::span<const std::byte> request, Channel& channel,
                         std::span<std::byte> scratch) {
@@ -704,13 +736,15 @@ void Dispatcher::Handle(std::span<const std::byte> request, Channel& channel,
   } else {
     std::span<const std::byte> args =
         request.subspan(sizeof(header), request.size() - sizeof(header) - ext_bytes);
-    if (!ParseExtensions(request.last(ext_bytes), &call.ctx)) {
+    if (!ParseExtensions(request.last(ext_bytes), &call.ctx, &call.groups)) {
       if (op->replies) call.Malformed("malformed request extension");
     } else {
       ArgReader reader(args);
+      call.may_reply = op->replies;
       op->handler(call, reader);
       if (header.opcode == abi::kInit && !connection_.initialized() && call.error() != 0) {
-        init_error_ = absl::FailedPreconditionError("the kernel's FUSE INIT could not be negotiated");
+        init_error_ =
+            absl::FailedPreconditionError("the kernel's FUSE INIT could not be negotiated");
       }
       if (op->replies && !call.replied()) {
         spdlog::error("BUG: {} #{} produced no reply", op->name, header.unique);

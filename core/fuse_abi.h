@@ -611,7 +611,9 @@ inline constexpr unsigned long kDevIocBackingOpen = _IOW(229, 1, BackingMap);
 inline constexpr unsigned long kDevIocBackingClose = _IOW(229, 2, uint32_t);
 inline constexpr unsigned long kDevIocSyncInit = _IO(229, 3);
 
-inline constexpr size_t DirentAlign(size_t n) { return (n + 7) & ~size_t{7}; }
+inline constexpr size_t DirentAlign(size_t n) {
+  return (n + 7) & ~size_t{7};
+}
 
 static_assert(sizeof(Attr) == 88);
 static_assert(sizeof(SxTime) == 16);

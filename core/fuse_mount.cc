@@ -1,12 +1,17 @@
 #define FUSE_USE_VERSION 314
 #include "core/fuse_mount.h"
 
+#include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -36,6 +41,44 @@ std::string UnescapeMountinfo(const std::string& field) {
   return out;
 }
 
+// Mounts through the setuid fusermount3 helper, which opens /dev/fuse,
+// mounts, and passes the descriptor back over a socket (_FUSE_COMMFD).
+absl::StatusOr<int> MountWithFusermount(const std::string& mountpoint, const std::string& options) {
+  int sockets[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sockets) != 0) {
+    return absl::InternalError(absl::StrCat("socketpair: ", strerror(errno)));
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sockets[0]);
+    setenv("_FUSE_COMMFD", std::to_string(sockets[1]).c_str(), 1);
+    std::string opts = options.empty() ? "rw" : options;
+    execlp("fusermount3", "fusermount3", "-o", opts.c_str(), "--", mountpoint.c_str(), nullptr);
+    _exit(127);
+  }
+  close(sockets[1]);
+  char byte;
+  struct iovec iov = {&byte, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = recvmsg(sockets[0], &msg, MSG_CMSG_CLOEXEC);
+  close(sockets[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  struct cmsghdr* cmsg = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
+    return absl::PermissionDeniedError(absl::StrCat("fusermount3 could not mount ", mountpoint,
+                                                    " (exit status ", WEXITSTATUS(status), ")"));
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
+  return fd;
+}
+
 }  // namespace
 
 int FindMountMinor(const std::string& mountpoint) {
@@ -59,8 +102,8 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Create(
   }
   struct stat st;
   if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("mountpoint ", mountpoint,
-                                                   " is not a directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("mountpoint ", mountpoint, " is not a directory"));
   }
 
   std::vector<std::string> argv_storage = {"lamina"};
@@ -80,27 +123,36 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("libfuse rejected the mount options: ", absl::StrJoin(options, ",")));
   }
-  if (fuse_session_mount(mount->session_, resolved) != 0) {
-    fuse_session_destroy(mount->session_);
-    mount->session_ = nullptr;
-    return absl::PermissionDeniedError(absl::StrCat("cannot mount FUSE at ", resolved,
-                                                    " (see the message above)"));
+  if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0) {
+    // libfuse only falls back to fusermount3 when mount(2) is refused, not
+    // when the device itself cannot be opened; the helper can open it.
+    absl::StatusOr<int> fd = MountWithFusermount(resolved, absl::StrJoin(options, ","));
+    if (!fd.ok()) return fd.status();
+    mount->fd_ = *fd;
+  } else if (fuse_session_mount(mount->session_, resolved) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot mount FUSE at ", resolved, " (see the message above)"));
+  } else {
+    // libfuse closes its descriptor inside fuse_session_unmount(), while our
+    // workers may still be reading: serve on a duplicate we close ourselves.
+    mount->fd_ = fcntl(fuse_session_fd(mount->session_), F_DUPFD_CLOEXEC, 0);
+    if (mount->fd_ < 0) return absl::InternalError(absl::StrCat("dup: ", strerror(errno)));
   }
+  mount->owns_fd_ = true;
   mount->mountpoint_ = resolved;
-  mount->fd_ = fuse_session_fd(mount->session_);
   mount->connection_id_ = FindMountMinor(resolved);
   return mount;
 }
 
 FuseMount::~FuseMount() {
-  if (session_ == nullptr) return;
-  Unmount();
-  fuse_session_destroy(session_);  // also closes fd_
+  if (!mountpoint_.empty()) Unmount();
+  if (session_ != nullptr) fuse_session_destroy(session_);  // closes a descriptor it mounted
+  if (owns_fd_ && fd_ >= 0) close(fd_);
 }
 
 void FuseMount::Unmount() {
   std::lock_guard<std::mutex> lock(unmount_mu_);
-  if (unmounted_ || session_ == nullptr) return;
+  if (unmounted_ || mountpoint_.empty()) return;
   unmounted_ = true;
   // libfuse detaches lazily (via fusermount3 when unprivileged) but skips
   // connections that are already aborted, which would leave a dead mount
@@ -130,6 +182,8 @@ bool FuseMount::Abort() {
   return !abort_file.fail();
 }
 
-std::string FuseMount::LibfuseVersion() { return fuse_pkgversion(); }
+std::string FuseMount::LibfuseVersion() {
+  return fuse_pkgversion();
+}
 
 }  // namespace lamina

@@ -54,6 +54,7 @@ class FuseMount {
   struct fuse_session* session_ = nullptr;
   std::string mountpoint_;
   int fd_ = -1;
+  bool owns_fd_ = false;
   int connection_id_ = -1;
   std::mutex unmount_mu_;
   bool unmounted_ = false;  // guarded by unmount_mu_

@@ -43,7 +43,9 @@ std::string LoggingFilesystem::ErrnoText(int error) {
                       ")");
 }
 
-std::string LoggingFilesystem::Describe(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string LoggingFilesystem::Describe(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
 std::string LoggingFilesystem::Describe(const std::optional<uint64_t>& fh) {
   return fh ? absl::StrCat("fh=", *fh) : "fh=none";
 }
@@ -99,8 +101,7 @@ std::string LoggingFilesystem::DescribeResult(const Result<OpenReply>& r) {
 }
 std::string LoggingFilesystem::DescribeResult(const Result<CreateReply>& r) {
   if (!r.ok()) return ErrnoText(r.error());
-  return absl::StrFormat("node=%u fh=%u backing=%d", r->entry.node, r->open.fh,
-                         r->open.backing_id);
+  return absl::StrFormat("node=%u fh=%u backing=%d", r->entry.node, r->open.fh, r->open.backing_id);
 }
 std::string LoggingFilesystem::DescribeResult(const Result<std::string>& r) {
   return r.ok() ? Describe(std::string_view(*r)) : ErrnoText(r.error());

@@ -30,8 +30,8 @@ class LoggingFilesystem : public Filesystem {
   Result<Attributes> GetAttr(const Ctx& c, NodeId n, std::optional<uint64_t> fh) override {
     return Trace("GETATTR", c, &Filesystem::GetAttr, n, fh);
   }
-  Result<StatxAttributes> Statx(const Ctx& c, NodeId n, std::optional<uint64_t> fh,
-                                uint32_t flags, uint32_t mask) override {
+  Result<StatxAttributes> Statx(const Ctx& c, NodeId n, std::optional<uint64_t> fh, uint32_t flags,
+                                uint32_t mask) override {
     return Trace("STATX", c, &Filesystem::Statx, n, fh, flags, mask);
   }
   Result<Attributes> SetAttr(const Ctx& c, NodeId n, const SetAttrRequest& r) override {
@@ -159,9 +159,7 @@ class LoggingFilesystem : public Filesystem {
   static std::string Describe(std::span<char> s);
   static std::string Describe(std::span<const std::byte> s);
   template <typename T>
-  static std::string Describe(const T& value)
-    requires std::is_arithmetic_v<T>
-  {
+  static std::string Describe(const T& value) requires std::is_arithmetic_v<T> {
     return std::to_string(value);
   }
 
@@ -176,9 +174,7 @@ class LoggingFilesystem : public Filesystem {
   static std::string DescribeResult(const Result<struct flock>& r);
   static std::string DescribeResult(const Result<struct statvfs>& r);
   template <typename T>
-  static std::string DescribeResult(const Result<T>& r)
-    requires std::is_arithmetic_v<T>
-  {
+  static std::string DescribeResult(const Result<T>& r) requires std::is_arithmetic_v<T> {
     return r.ok() ? std::to_string(*r) : ErrnoText(r.error());
   }
   static std::string ErrnoText(int error);

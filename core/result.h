@@ -22,12 +22,14 @@ struct Errno {
 };
 
 // Captures the current errno; use right after a failed syscall.
-inline Errno LastErrno() { return Errno{errno != 0 ? errno : EIO}; }
+inline Errno LastErrno() {
+  return Errno{errno != 0 ? errno : EIO};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}           // NOLINT: implicit by design
   Result(Errno e) : error_(e.code > 0 ? e.code : EIO) {}  // NOLINT
 
   bool ok() const { return error_ == 0; }
@@ -60,7 +62,9 @@ class [[nodiscard]] Result<void> {
   int error_ = 0;
 };
 
-inline Result<void> Ok() { return Result<void>(); }
+inline Result<void> Ok() {
+  return Result<void>();
+}
 
 // Turns the return value of a syscall (-1 plus errno on failure) into a Result.
 inline Result<void> CheckSyscall(long rc) {

@@ -45,9 +45,9 @@ size_t Session::RequestBufferSize(uint32_t max_write) {
 }
 
 absl::Status Session::Handshake() {
-  // Until INIT is answered we do not know max_write: use the largest we
-  // would ever negotiate.
-  std::vector<uint64_t> request(RequestBufferSize(16U << 20) / 8);
+  // Only INIT (64 bytes) is valid before INIT is answered; the buffer only
+  // has to satisfy the kernel's minimum read size for the default max_write.
+  std::vector<uint64_t> request(RequestBufferSize(1U << 20) / 8);
   std::vector<uint64_t> scratch(64 * 1024 / 8);
   while (!connection_.initialized()) {
     Result<size_t> n = transport_.primary().Receive(AsBytes(request));

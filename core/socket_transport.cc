@@ -21,6 +21,8 @@ Result<void> SocketTransport::CloseBacking(int backing_id) {
   return Ok();
 }
 
-void SocketTransport::Shutdown() { shutdown(primary_.fd(), SHUT_RDWR); }
+void SocketTransport::Shutdown() {
+  shutdown(primary_.fd(), SHUT_RDWR);
+}
 
 }  // namespace lamina

@@ -58,8 +58,8 @@ std::string Stats::ToText() const {
   for (uint32_t op = 0; op <= abi::kOpcodeLimit; ++op) {
     Snapshot s = Get(op);
     if (s.count == 0) continue;
-    absl::StrAppendFormat(&out, "%-16s %10u %8u %10.1f %8u %8u\n", std::string(OpcodeName(op)), s.count,
-                          s.errors, static_cast<double>(s.total_ns) / 1000.0 / s.count,
+    absl::StrAppendFormat(&out, "%-16s %10u %8u %10.1f %8u %8u\n", std::string(OpcodeName(op)),
+                          s.count, s.errors, static_cast<double>(s.total_ns) / 1000.0 / s.count,
                           Quantile(s, 0.5), Quantile(s, 0.99));
   }
   return out;
@@ -71,8 +71,9 @@ std::string Stats::ToJson() const {
   for (uint32_t op = 0; op <= abi::kOpcodeLimit; ++op) {
     Snapshot s = Get(op);
     if (s.count == 0) continue;
-    absl::StrAppend(&out, first ? "" : ",", "\"", std::string(OpcodeName(op)), "\":{\"count\":", s.count,
-                    ",\"errors\":", s.errors, ",\"total_ns\":", s.total_ns, ",\"buckets_us\":[");
+    absl::StrAppend(&out, first ? "" : ",", "\"", std::string(OpcodeName(op)),
+                    "\":{\"count\":", s.count, ",\"errors\":", s.errors,
+                    ",\"total_ns\":", s.total_ns, ",\"buckets_us\":[");
     for (int i = 0; i < kBuckets; ++i) absl::StrAppend(&out, i ? "," : "", s.buckets[i]);
     absl::StrAppend(&out, "]}");
     first = false;

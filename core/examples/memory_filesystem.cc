@@ -14,6 +14,9 @@ namespace lamina::examples {
 namespace {
 
 constexpr double kTimeout = 1.0;
+// Files live in memory: refuse sizes that would exhaust it (and offsets
+// whose end would overflow) instead of throwing from std::string::resize.
+constexpr uint64_t kMaxFileSize = uint64_t{1} << 30;
 
 struct timespec Now() {
   struct timespec ts;
@@ -103,7 +106,9 @@ Result<Entry> MemoryFilesystem::Lookup(const Ctx&, NodeId parent, std::string_vi
   return EntryFor(handle.id, *child);
 }
 
-void MemoryFilesystem::Forget(NodeId node, uint64_t nlookup) { table_.Forget(node, nlookup); }
+void MemoryFilesystem::Forget(NodeId node, uint64_t nlookup) {
+  table_.Forget(node, nlookup);
+}
 
 Result<Attributes> MemoryFilesystem::GetAttr(const Ctx&, NodeId id, std::optional<uint64_t>) {
   std::shared_ptr<Node> node = table_.Get(id);
@@ -112,14 +117,14 @@ Result<Attributes> MemoryFilesystem::GetAttr(const Ctx&, NodeId id, std::optiona
   return Attributes{EntryFor(id, *node).attr, kTimeout};
 }
 
-Result<Attributes> MemoryFilesystem::SetAttr(const Ctx& ctx, NodeId id,
-                                             const SetAttrRequest& req) {
+Result<Attributes> MemoryFilesystem::SetAttr(const Ctx& ctx, NodeId id, const SetAttrRequest& req) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
   absl::MutexLock lock(&mu_);
   struct stat& st = node->attr;
   if (req.Has(abi::kFattrSize)) {
     if (S_ISDIR(st.st_mode)) return Errno{EISDIR};
+    if (req.size > kMaxFileSize) return Errno{EFBIG};
     node->data.resize(req.size);
     st.st_size = static_cast<off_t>(req.size);
     Touch(st, true);
@@ -279,7 +284,8 @@ Result<void> MemoryFilesystem::Rename(const Ctx&, NodeId parent, std::string_vie
 Result<CreateReply> MemoryFilesystem::Create(const Ctx& ctx, NodeId parent, std::string_view name,
                                              mode_t mode, const OpenRequest&) {
   absl::MutexLock lock(&mu_);
-  Result<Entry> entry = Insert(ctx, parent, name, NewNode(ctx, S_IFREG | (mode & ~ctx.umask & 07777)));
+  Result<Entry> entry =
+      Insert(ctx, parent, name, NewNode(ctx, S_IFREG | (mode & ~ctx.umask & 07777)));
   if (!entry.ok()) return Errno{entry.error()};
   return CreateReply{*entry, OpenReply{}};
 }
@@ -312,6 +318,7 @@ Result<size_t> MemoryFilesystem::Write(const Ctx& ctx, NodeId id, const WriteReq
   if (node == nullptr) return Errno{ENOENT};
   absl::MutexLock lock(&mu_);
   uint64_t offset = (req.flags & O_APPEND) != 0 ? node->data.size() : req.offset;
+  if (offset > kMaxFileSize || req.data.size() > kMaxFileSize - offset) return Errno{EFBIG};
   if (offset + req.data.size() > node->data.size()) node->data.resize(offset + req.data.size());
   std::memcpy(node->data.data() + offset, req.data.data(), req.data.size());
   node->attr.st_size = static_cast<off_t>(node->data.size());
@@ -344,7 +351,8 @@ Result<void> MemoryFilesystem::ReadDir(const Ctx&, NodeId id, uint64_t, uint64_t
       continue;
     }
     if (!out.Fits(name)) break;
-    auto handle = table_.Acquire(child->attr.st_ino, [&] { return child; });
+    // An init-capture: clang before 16 cannot capture structured bindings.
+    auto handle = table_.Acquire(child->attr.st_ino, [node = child] { return node; });
     out.AddPlus(name, EntryFor(handle.id, *child), index + 2);
   }
   return Ok();

@@ -147,7 +147,9 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
   return true;
 }
 
-void ForceUnmount(const std::string& path) { umount2(path.c_str(), MNT_DETACH); }
+void ForceUnmount(const std::string& path) {
+  umount2(path.c_str(), MNT_DETACH);
+}
 
 bool AbortConnection(const std::string& path) {
   int id = FindMountMinor(path);

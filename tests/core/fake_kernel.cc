@@ -4,8 +4,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <vector>
-
 #include "gtest/gtest.h"
 
 namespace lamina::testing {
@@ -18,7 +16,7 @@ constexpr size_t kMaxMessage = (1U << 20) + 4096;
 
 }  // namespace
 
-FakeKernel::FakeKernel() {
+FakeKernel::FakeKernel() : buffer_(kMaxMessage) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
     ADD_FAILURE() << "socketpair failed: " << std::strerror(errno);
@@ -70,16 +68,15 @@ uint64_t FakeKernel::SendRaw(const std::string& message) {
 }
 
 std::optional<Reply> FakeKernel::Receive() {
-  std::vector<char> buffer(kMaxMessage);
-  ssize_t n = recv(kernel_fd_, buffer.data(), buffer.size(), 0);
+  ssize_t n = recv(kernel_fd_, buffer_.data(), buffer_.size(), 0);
   if (n < 0) return std::nullopt;
   Reply reply;
   EXPECT_GE(static_cast<size_t>(n), sizeof(reply.header)) << "a reply shorter than its header";
   if (static_cast<size_t>(n) < sizeof(reply.header)) return std::nullopt;
-  std::memcpy(&reply.header, buffer.data(), sizeof(reply.header));
+  std::memcpy(&reply.header, buffer_.data(), sizeof(reply.header));
   // The kernel rejects replies whose length field disagrees with the write.
   EXPECT_EQ(reply.header.len, static_cast<uint32_t>(n));
-  reply.payload.assign(buffer.data() + sizeof(reply.header), n - sizeof(reply.header));
+  reply.payload.assign(buffer_.data() + sizeof(reply.header), n - sizeof(reply.header));
   return reply;
 }
 
@@ -131,7 +128,9 @@ SessionHarness::SessionHarness(Filesystem& fs, int threads)
     : transport_(std::make_unique<SocketTransport>(kernel_.TakeServerFd())),
       session_(std::make_unique<Session>(fs, *transport_, SessionOptions{threads})) {}
 
-SessionHarness::~SessionHarness() { (void)Stop(); }
+SessionHarness::~SessionHarness() {
+  (void)Stop();
+}
 
 void SessionHarness::Start() {
   thread_ = std::thread([this] { status_ = session_->Run(); });

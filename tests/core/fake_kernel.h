@@ -16,6 +16,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/filesystem.h"
@@ -36,10 +37,14 @@ std::string Bytes(const T& value) {
 }
 
 // A NUL-terminated name as the kernel sends it.
-inline std::string Name(std::string_view name) { return std::string(name) + '\0'; }
+inline std::string Name(std::string_view name) {
+  return std::string(name) + '\0';
+}
 
 // Concatenates request arguments: strings as-is, structs as their bytes.
-inline void AppendArg(std::string* out, const std::string& part) { out->append(part); }
+inline void AppendArg(std::string* out, const std::string& part) {
+  out->append(part);
+}
 template <typename T>
 void AppendArg(std::string* out, const T& part) {
   static_assert(!std::is_pointer_v<T>, "wrap C strings in Name() or std::string");
@@ -118,6 +123,7 @@ class FakeKernel {
   uint64_t last_unique() const { return unique_; }
 
  private:
+  std::vector<char> buffer_;  // reused: large, and allocated once
   int kernel_fd_ = -1;
   int server_fd_ = -1;
   uint64_t unique_ = 0;
