@@ -7,7 +7,7 @@ namespace lamina {
 
 Result<int> BackingRegistry::Acquire(uint64_t key, int fd) {
   if (!available()) return Errno{EOPNOTSUPP};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = backings_.find(key);
   if (it != backings_.end()) {
     ++it->second.references;
@@ -31,7 +31,7 @@ Result<int> BackingRegistry::Acquire(uint64_t key, int fd) {
 void BackingRegistry::Release(uint64_t key) {
   int id = 0;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     auto it = backings_.find(key);
     if (it == backings_.end()) return;
     if (--it->second.references > 0) return;
@@ -45,13 +45,13 @@ void BackingRegistry::Release(uint64_t key) {
 }
 
 int BackingRegistry::Find(uint64_t key) const {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = backings_.find(key);
   return it == backings_.end() ? 0 : it->second.id;
 }
 
 size_t BackingRegistry::size() const {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   return backings_.size();
 }
 

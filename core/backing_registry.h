@@ -13,8 +13,9 @@
 #include <atomic>
 #include <cstdint>
 
+#include <mutex>
+#include <shared_mutex>
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "core/result.h"
 
 namespace lamina {
@@ -51,7 +52,7 @@ class BackingRegistry {
 
   Transport& transport_;
   std::atomic<bool> available_{true};
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
   absl::flat_hash_map<uint64_t, Backing> backings_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -101,7 +101,7 @@ class Call {
   Filesystem& fs;
   Connection& connection;
   RequestContext ctx;
-  bool may_reply = true;  // false for opcodes the kernel expects no reply to
+  bool may_reply = true;         // false for opcodes the kernel expects no reply to
   std::vector<uint32_t> groups;  // backs ctx.kernel_groups
 
  private:

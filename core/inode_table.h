@@ -13,8 +13,9 @@
 #include <cstdint>
 #include <memory>
 
+#include <mutex>
+#include <shared_mutex>
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "core/fs_types.h"
 
 namespace lamina {
@@ -33,7 +34,7 @@ class InodeTable {
 
   // Installs the root as id 1 (pinned: never removed by Forget).
   void SetRoot(const Key& key, std::shared_ptr<Node> node) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     nodes_[kRootNodeId] = Slot{key, std::move(node), 1};
     ids_[key] = kRootNodeId;
   }
@@ -42,7 +43,7 @@ class InodeTable {
   // or null to fail) when absent; takes one lookup reference either way.
   template <typename Make>
   Handle Acquire(const Key& key, Make&& make) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     auto id_it = ids_.find(key);
     if (id_it != ids_.end()) {
       Slot& slot = nodes_[id_it->second];
@@ -59,7 +60,7 @@ class InodeTable {
 
   // Takes one more reference on a node the kernel already knows.
   bool AddRef(NodeId id) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return false;
     ++it->second.lookups;
@@ -67,7 +68,7 @@ class InodeTable {
   }
 
   std::shared_ptr<Node> Get(NodeId id) const {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     auto it = nodes_.find(id);
     return it == nodes_.end() ? nullptr : it->second.node;
   }
@@ -75,7 +76,7 @@ class InodeTable {
   // Drops `count` references. Returns the node when this removed it, so the
   // caller can release its resources outside the table's lock.
   std::shared_ptr<Node> Forget(NodeId id, uint64_t count) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     auto it = nodes_.find(id);
     if (it == nodes_.end() || id == kRootNodeId) return nullptr;
     Slot& slot = it->second;
@@ -91,7 +92,7 @@ class InodeTable {
   // Points `id` at a new key (the object's identity changed, e.g. after a
   // copy-up); lookups of the new key find this node from now on.
   void Rekey(NodeId id, const Key& key) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return;
     auto old = ids_.find(it->second.key);
@@ -101,13 +102,13 @@ class InodeTable {
   }
 
   uint64_t lookups(NodeId id) const {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     auto it = nodes_.find(id);
     return it == nodes_.end() ? 0 : it->second.lookups;
   }
 
   size_t size() const {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     return nodes_.size();
   }
 
@@ -118,7 +119,7 @@ class InodeTable {
     uint64_t lookups = 0;
   };
 
-  mutable absl::Mutex mu_;
+  mutable std::shared_mutex mu_;
   absl::flat_hash_map<NodeId, Slot> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, NodeId> ids_ ABSL_GUARDED_BY(mu_);
   NodeId next_id_ ABSL_GUARDED_BY(mu_) = kRootNodeId + 1;

@@ -14,8 +14,12 @@
 namespace lamina::passthrough {
 namespace {
 
-long RawSetfsuid(uid_t uid) { return syscall(SYS_setfsuid, uid); }
-long RawSetfsgid(gid_t gid) { return syscall(SYS_setfsgid, gid); }
+long RawSetfsuid(uid_t uid) {
+  return syscall(SYS_setfsuid, uid);
+}
+long RawSetfsgid(gid_t gid) {
+  return syscall(SYS_setfsgid, gid);
+}
 
 // The daemon's own supplementary groups, read once: they are what every
 // thread returns to after acting as a caller.

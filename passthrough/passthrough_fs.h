@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/filesystem.h"
+#include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "passthrough/inode.h"
 
@@ -59,8 +60,8 @@ class PassthroughFs : public Filesystem {
   Result<Entry> Lookup(const Ctx&, NodeId parent, std::string_view name) override;
   void Forget(NodeId node, uint64_t nlookup) override;
   Result<Attributes> GetAttr(const Ctx&, NodeId node, std::optional<uint64_t> fh) override;
-  Result<StatxAttributes> Statx(const Ctx&, NodeId node, std::optional<uint64_t> fh,
-                                uint32_t flags, uint32_t mask) override;
+  Result<StatxAttributes> Statx(const Ctx&, NodeId node, std::optional<uint64_t> fh, uint32_t flags,
+                                uint32_t mask) override;
   Result<Attributes> SetAttr(const Ctx&, NodeId node, const SetAttrRequest& req) override;
   Result<std::string> ReadLink(const Ctx&, NodeId node) override;
   Result<void> Access(const Ctx&, NodeId node, int mask) override;
@@ -134,17 +135,26 @@ class PassthroughFs : public Filesystem {
   // Registers the O_PATH descriptor `fd` (owned on entry) as a node.
   Result<Entry> MakeEntry(int fd);
   Result<Attributes> AttributesOf(const passthrough::Inode& inode) const;
-  // Shared tail of Mknod/Mkdir/Symlink: checks the name, creates as the
-  // caller with `make(parent_fd, name)`, then looks the new name up.
+  // Shared tail of Mknod/Mkdir/Symlink/Link: checks the name, creates as
+  // the caller (with `groups` as supplementary groups) with
+  // `make(parent_fd, name)`, then looks the new name up.
   template <typename Make>
-  Result<Entry> CreateNode(const Ctx& ctx, NodeId parent, std::string_view name, Make&& make);
+  Result<Entry> CreateNode(const Ctx& ctx, NodeId parent, std::string_view name, Make&& make,
+                           std::span<const uint32_t> groups);
   mode_t CreateMode(const Ctx& ctx, mode_t mode) const;
 
   // passthrough_io.cc helpers.
-  Result<OpenReply> FinishOpen(NodeId node, const passthrough::Inode& inode, int fd);
+  // Turns an opened descriptor into the reply for OPEN (taking the
+  // kernel backing id when passthrough is active); `flags` are the open's.
+  Result<OpenReply> FinishOpen(NodeId node, const passthrough::Inode& inode, int fd, int flags);
+  // CREATE/TMPFILE after the file exists: registers the node, then opens.
+  Result<CreateReply> FinishCreate(int fd, int flags);
+
+  struct DirHandle;  // an open directory stream (passthrough_dir.cc)
 
   PassthroughOptions options_;
   bool source_on_overlay_;
+  HandleTable<DirHandle> dirs_;
   Table table_;
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;  // set when kernel passthrough is negotiated

@@ -45,7 +45,7 @@ MemoryFilesystem::MemoryFilesystem() {
 }
 
 void MemoryFilesystem::AddFile(const std::string& path, const std::string& contents) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   Ctx ctx;
   ctx.uid = getuid();
   ctx.gid = getgid();
@@ -98,7 +98,7 @@ Entry MemoryFilesystem::EntryFor(NodeId id, const Node& node) const {
 Result<Entry> MemoryFilesystem::Lookup(const Ctx&, NodeId parent, std::string_view name) {
   std::shared_ptr<Node> dir = Dir(parent);
   if (dir == nullptr) return Errno{ENOTDIR};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = dir->children.find(name);
   if (it == dir->children.end()) return Errno{ENOENT};
   std::shared_ptr<Node> child = it->second;
@@ -113,14 +113,14 @@ void MemoryFilesystem::Forget(NodeId node, uint64_t nlookup) {
 Result<Attributes> MemoryFilesystem::GetAttr(const Ctx&, NodeId id, std::optional<uint64_t>) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   return Attributes{EntryFor(id, *node).attr, kTimeout};
 }
 
 Result<Attributes> MemoryFilesystem::SetAttr(const Ctx& ctx, NodeId id, const SetAttrRequest& req) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   struct stat& st = node->attr;
   if (req.Has(abi::kFattrSize)) {
     if (S_ISDIR(st.st_mode)) return Errno{EISDIR};
@@ -143,7 +143,7 @@ Result<Attributes> MemoryFilesystem::SetAttr(const Ctx& ctx, NodeId id, const Se
 Result<std::string> MemoryFilesystem::ReadLink(const Ctx&, NodeId id) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (!S_ISLNK(node->attr.st_mode)) return Errno{EINVAL};
   return node->data;
 }
@@ -172,7 +172,7 @@ Result<Entry> MemoryFilesystem::Insert(const Ctx&, NodeId parent, std::string_vi
 
 Result<Entry> MemoryFilesystem::Mknod(const Ctx& ctx, NodeId parent, std::string_view name,
                                       mode_t mode, dev_t rdev) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto node = NewNode(ctx, mode & ~ctx.umask);
   node->attr.st_rdev = rdev;
   return Insert(ctx, parent, name, node);
@@ -180,13 +180,13 @@ Result<Entry> MemoryFilesystem::Mknod(const Ctx& ctx, NodeId parent, std::string
 
 Result<Entry> MemoryFilesystem::Mkdir(const Ctx& ctx, NodeId parent, std::string_view name,
                                       mode_t mode) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   return Insert(ctx, parent, name, NewNode(ctx, S_IFDIR | (mode & ~ctx.umask & 07777)));
 }
 
 Result<Entry> MemoryFilesystem::Symlink(const Ctx& ctx, NodeId parent, std::string_view name,
                                         std::string_view target) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto node = NewNode(ctx, S_IFLNK | 0777);
   node->data = target;
   node->attr.st_size = static_cast<off_t>(target.size());
@@ -197,7 +197,7 @@ Result<Entry> MemoryFilesystem::Link(const Ctx& ctx, NodeId id, NodeId new_paren
                                      std::string_view new_name) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (S_ISDIR(node->attr.st_mode)) return Errno{EPERM};
   Result<Entry> entry = Insert(ctx, new_parent, new_name, node);
   if (entry.ok()) {
@@ -211,7 +211,7 @@ Result<Entry> MemoryFilesystem::Link(const Ctx& ctx, NodeId id, NodeId new_paren
 Result<void> MemoryFilesystem::Remove(NodeId parent, std::string_view name, bool directory) {
   std::shared_ptr<Node> dir = Dir(parent);
   if (dir == nullptr) return Errno{ENOTDIR};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = dir->children.find(name);
   if (it == dir->children.end()) return Errno{ENOENT};
   Node& child = *it->second;
@@ -245,7 +245,7 @@ Result<void> MemoryFilesystem::Rename(const Ctx&, NodeId parent, std::string_vie
   std::shared_ptr<Node> from_dir = Dir(parent);
   std::shared_ptr<Node> to_dir = Dir(new_parent);
   if (from_dir == nullptr || to_dir == nullptr) return Errno{ENOTDIR};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto from = from_dir->children.find(name);
   if (from == from_dir->children.end()) return Errno{ENOENT};
   std::shared_ptr<Node> moving = from->second;
@@ -283,7 +283,7 @@ Result<void> MemoryFilesystem::Rename(const Ctx&, NodeId parent, std::string_vie
 
 Result<CreateReply> MemoryFilesystem::Create(const Ctx& ctx, NodeId parent, std::string_view name,
                                              mode_t mode, const OpenRequest&) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   Result<Entry> entry =
       Insert(ctx, parent, name, NewNode(ctx, S_IFREG | (mode & ~ctx.umask & 07777)));
   if (!entry.ok()) return Errno{entry.error()};
@@ -293,7 +293,7 @@ Result<CreateReply> MemoryFilesystem::Create(const Ctx& ctx, NodeId parent, std:
 Result<OpenReply> MemoryFilesystem::Open(const Ctx&, NodeId id, const OpenRequest& req) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if ((req.flags & O_TRUNC) != 0) {
     node->data.clear();
     node->attr.st_size = 0;
@@ -306,7 +306,7 @@ Result<size_t> MemoryFilesystem::Read(const Ctx&, NodeId id, uint64_t, uint64_t 
                                       std::span<std::byte> out) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (offset >= node->data.size()) return size_t{0};
   size_t n = std::min(out.size(), node->data.size() - offset);
   std::memcpy(out.data(), node->data.data() + offset, n);
@@ -316,7 +316,7 @@ Result<size_t> MemoryFilesystem::Read(const Ctx&, NodeId id, uint64_t, uint64_t 
 Result<size_t> MemoryFilesystem::Write(const Ctx& ctx, NodeId id, const WriteRequest& req) {
   std::shared_ptr<Node> node = table_.Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   uint64_t offset = (req.flags & O_APPEND) != 0 ? node->data.size() : req.offset;
   if (offset > kMaxFileSize || req.data.size() > kMaxFileSize - offset) return Errno{EFBIG};
   if (offset + req.data.size() > node->data.size()) node->data.resize(offset + req.data.size());
@@ -336,7 +336,7 @@ Result<void> MemoryFilesystem::ReadDir(const Ctx&, NodeId id, uint64_t, uint64_t
                                        DirentWriter& out) {
   std::shared_ptr<Node> dir = Dir(id);
   if (dir == nullptr) return Errno{ENOTDIR};
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   // Offsets: 1 = after ".", 2 = after "..", 2 + i = after the i-th child.
   if (offset < 1 && !out.Add(".", dir->attr.st_ino, DT_DIR, 1)) return Ok();
   if (offset < 2 && !out.Add("..", 1, DT_DIR, 2)) return Ok();

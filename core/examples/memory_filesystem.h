@@ -11,7 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
+#include <shared_mutex>
 #include "core/filesystem.h"
 #include "core/inode_table.h"
 
@@ -70,7 +71,7 @@ class MemoryFilesystem : public Filesystem {
                        std::shared_ptr<Node> node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Result<void> Remove(NodeId parent, std::string_view name, bool directory);
 
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
   ino_t next_ino_ ABSL_GUARDED_BY(mu_) = 2;
   InodeTable<ino_t, Node> table_;
 };

@@ -1,0 +1,36 @@
+// Running a mount as a daemon or in the foreground, shared by every
+// laminafs mount subcommand.
+//
+// Background mode forks; the child mounts, and only once INIT has been
+// answered (FuseServer::Start returned OK) does the parent exit 0, so a
+// script that runs `laminafs ...` can use the mount on the next line. A
+// failure in the child is printed by the parent, which exits 1.
+
+#ifndef LAMINA_CMD_DAEMON_H_
+#define LAMINA_CMD_DAEMON_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/fuse_server.h"
+
+namespace lamina::cmd {
+
+struct DaemonOptions {
+  bool foreground = false;
+  bool debug = false;
+  std::string log_file;  // background only; syslog when empty
+  std::string name;      // program name for messages and syslog
+};
+
+using StartFn = std::function<absl::StatusOr<std::unique_ptr<FuseServer>>()>;
+
+// Starts the server with `start` (foreground or in a daemon child) and
+// serves until unmounted or signalled. Returns the process exit code.
+int RunMounted(const DaemonOptions& options, const StartFn& start);
+
+}  // namespace lamina::cmd
+
+#endif  // LAMINA_CMD_DAEMON_H_

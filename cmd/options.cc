@@ -1,0 +1,208 @@
+#include "cmd/options.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace lamina::cmd {
+namespace {
+
+// FUSE/VFS options the mount understands, passed through unchanged.
+constexpr const char* kMountOptions[] = {"allow_other", "allow_root", "default_permissions",
+                                         "ro",          "rw",         "suid",
+                                         "nosuid",      "dev",        "nodev",
+                                         "exec",        "noexec",     "atime",
+                                         "noatime",     "relatime"};
+
+bool IsMountOption(const std::string& option) {
+  for (const char* known : kMountOptions) {
+    if (option == known) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::string> Absolute(const std::string& path, const char* what);
+
+// Kernel overlayfs options we implement the default of, and refuse (rather
+// than silently ignore) when asked for the rest.
+absl::Status CheckOverlayFeature(const std::string& key, const std::string& value) {
+  struct Feature {
+    const char* key;
+    std::vector<std::string> accepted;
+  };
+  static const Feature kFeatures[] = {
+      {"redirect_dir", {"off", "nofollow", "follow"}},
+      {"index", {"off"}},
+      {"metacopy", {"off"}},
+      {"nfs_export", {"off"}},
+      {"xino", {"off", "auto", "on"}},
+      {"uuid", {"off", "null", "auto", "on"}},
+      {"fsync", {"auto", "strict", "volatile"}},
+  };
+  for (const Feature& feature : kFeatures) {
+    if (key != feature.key) continue;
+    for (const std::string& ok : feature.accepted) {
+      if (value == ok) return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, "=", value, " is not supported by laminafs yet"));
+  }
+  return absl::NotFoundError(key);
+}
+
+absl::Status ApplyOverlayOption(const std::string& key, const std::string& value, bool has_value,
+                                MountCommand& out) {
+  if (key == "lowerdir" && has_value) {
+    out.lowerdirs.clear();
+    for (const std::string& layer : SplitLowerdirs(value)) {
+      absl::StatusOr<std::string> path = Absolute(layer, "lowerdir");
+      if (!path.ok()) return path.status();
+      out.lowerdirs.push_back(*path);
+    }
+    return absl::OkStatus();
+  }
+  if ((key == "upperdir" || key == "workdir") && has_value) {
+    absl::StatusOr<std::string> path = Absolute(value, key.c_str());
+    if (!path.ok()) return path.status();
+    (key == "upperdir" ? out.upperdir : out.workdir) = *path;
+    return absl::OkStatus();
+  }
+  if (key == "volatile" && !has_value) {
+    out.volatile_mode = true;
+    return absl::OkStatus();
+  }
+  if (key == "userxattr" && !has_value) {
+    out.userxattr = true;
+    return absl::OkStatus();
+  }
+  absl::Status feature = CheckOverlayFeature(key, value);
+  if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
+  return feature;
+}
+
+absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand& out) {
+  if (IsMountOption(option)) {
+    out.mount_options.push_back(option);
+    return absl::OkStatus();
+  }
+  size_t eq = option.find('=');
+  std::string key = option.substr(0, eq);
+  std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
+  if (kind == MountKind::kOverlay) {
+    absl::Status status = ApplyOverlayOption(key, value, eq != std::string::npos, out);
+    if (!absl::IsNotFound(status)) return status;
+  }
+  if (eq != std::string::npos && key == "passthrough") {
+    if (value == "on") {
+      out.passthrough = PassthroughMode::kOn;
+    } else if (value == "off") {
+      out.passthrough = PassthroughMode::kOff;
+    } else if (value == "auto") {
+      out.passthrough = PassthroughMode::kAuto;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("passthrough must be on, off or auto, not '", value, "'"));
+    }
+  } else if (eq != std::string::npos && key == "timeout") {
+    double seconds;
+    if (!absl::SimpleAtod(value, &seconds) || seconds < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("bad timeout '", value, "'"));
+    }
+    out.timeout = seconds;
+  } else if (eq != std::string::npos && key == "threads") {
+    int threads;
+    if (!absl::SimpleAtoi(value, &threads) || threads < 1 || threads > 1024) {
+      return absl::InvalidArgumentError(absl::StrCat("bad threads '", value, "'"));
+    }
+    out.threads = threads;
+  } else if (eq != std::string::npos && key == "log" && !value.empty()) {
+    out.log_file = value;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown option '", option, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<std::string> SplitLowerdirs(const std::string& list) {
+  std::vector<std::string> layers(1);
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i] == '\\' && i + 1 < list.size() && list[i + 1] == ':') {
+      layers.back().push_back(':');
+      ++i;
+    } else if (list[i] == ':') {
+      layers.emplace_back();
+    } else {
+      layers.back().push_back(list[i]);
+    }
+  }
+  std::erase_if(layers, [](const std::string& layer) { return layer.empty(); });
+  return layers;
+}
+
+namespace {
+
+absl::StatusOr<std::string> Absolute(const std::string& path, const char* what) {
+  char resolved[PATH_MAX];
+  if (realpath(path.c_str(), resolved) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "': ", std::string(strerror(errno))));
+  }
+  return std::string(resolved);
+}
+
+}  // namespace
+
+absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& args,
+                                               MountKind kind) {
+  MountCommand out;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-f") {
+      out.foreground = true;
+    } else if (arg == "-d") {
+      out.debug = true;
+    } else if (arg == "-o" || (arg.size() > 2 && arg.rfind("-o", 0) == 0)) {
+      std::string list = arg == "-o" ? (i + 1 < args.size() ? args[++i] : "") : arg.substr(2);
+      if (list.empty()) return absl::InvalidArgumentError("-o needs an option list");
+      for (absl::string_view option : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+        absl::Status status = ApplyOption(std::string(option), kind, out);
+        if (!status.ok()) return status;
+      }
+    } else if (!arg.empty() && arg[0] == '-') {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", arg, "'"));
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (kind == MountKind::kOverlay) {
+    // `mount -t fuse.laminafs SOURCE MOUNTPOINT` passes a source, ignored
+    // like overlayfs ignores its device name.
+    if (positional.size() == 2) positional.erase(positional.begin());
+    if (positional.size() != 1) return absl::InvalidArgumentError("expected MOUNTPOINT");
+    if (out.lowerdirs.empty()) return absl::InvalidArgumentError("no lowerdir= given");
+    if (out.upperdir.empty() != out.workdir.empty()) {
+      return absl::InvalidArgumentError("upperdir and workdir go together");
+    }
+  } else {
+    if (positional.size() != 2) {
+      return absl::InvalidArgumentError("expected SOURCE and MOUNTPOINT");
+    }
+    absl::StatusOr<std::string> source = Absolute(positional[0], "source");
+    if (!source.ok()) return source.status();
+    out.source = *source;
+  }
+  absl::StatusOr<std::string> mountpoint = Absolute(positional.back(), "mountpoint");
+  if (!mountpoint.ok()) return mountpoint.status();
+  out.mountpoint = *mountpoint;
+  return out;
+}
+
+}  // namespace lamina::cmd

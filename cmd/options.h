@@ -1,0 +1,54 @@
+// Command-line options of `laminafs` mount subcommands.
+//
+//   laminafs [-f] [-d] -o lowerdir=A:B,upperdir=U,workdir=W[,OPT...] MOUNTPOINT
+//   laminafs passthrough [-f] [-d] [-o OPT[,OPT...]] SOURCE MOUNTPOINT
+//
+// -o takes FUSE mount options (handed to the mount) and Lamina's own
+// options (consumed here). Paths are made absolute at parse time, before
+// the daemon forks or changes directory.
+
+#ifndef LAMINA_CMD_OPTIONS_H_
+#define LAMINA_CMD_OPTIONS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "passthrough/passthrough_fs.h"
+
+namespace lamina::cmd {
+
+enum class MountKind { kOverlay, kPassthrough };
+
+struct MountCommand {
+  bool foreground = false;  // -f: no fork, log to stderr
+  bool debug = false;       // -d: trace every request
+  // FUSE options passed to the mount (allow_other, ro, nosuid, ...).
+  std::vector<std::string> mount_options;
+  PassthroughMode passthrough = PassthroughMode::kAuto;
+  std::optional<double> timeout;  // -o timeout=SECONDS
+  int threads = 0;                // 0: the session's default
+  std::string log_file;           // daemon log; syslog when empty
+  std::string source;             // absolute (passthrough)
+  std::string mountpoint;         // absolute
+
+  // Overlay layers (absolute), lowers top first; upper and work optional.
+  std::vector<std::string> lowerdirs;
+  std::string upperdir;
+  std::string workdir;
+  bool volatile_mode = false;  // volatile, fsync=volatile
+  bool userxattr = false;
+};
+
+// Parses the arguments after the subcommand name. Errors are usage errors
+// (the message names the offending argument); the caller exits with 2.
+absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& args,
+                                               MountKind kind = MountKind::kPassthrough);
+
+// Splits a lowerdir list at unescaped colons ("\:" is a literal colon).
+std::vector<std::string> SplitLowerdirs(const std::string& list);
+
+}  // namespace lamina::cmd
+
+#endif  // LAMINA_CMD_OPTIONS_H_

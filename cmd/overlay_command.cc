@@ -1,0 +1,81 @@
+#include "cmd/overlay_command.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cmd/daemon.h"
+#include "cmd/options.h"
+#include "core/logging_filesystem.h"
+#include "overlay/overlay_fs.h"
+
+namespace lamina::cmd {
+namespace {
+
+bool Has(const std::vector<std::string>& options, const std::string& option) {
+  return std::find(options.begin(), options.end(), option) != options.end();
+}
+
+// Run as root, the mount serves every user of a container rootfs with the
+// kernel's permission checks, and keeps setuid binaries and device nodes
+// working, unless the caller said otherwise.
+void AddContainerDefaults(std::vector<std::string>& options) {
+  if (geteuid() != 0) return;
+  if (!Has(options, "allow_other")) options.push_back("allow_other");
+  if (!Has(options, "default_permissions")) options.push_back("default_permissions");
+  if (!Has(options, "nosuid") && !Has(options, "suid")) options.push_back("suid");
+  if (!Has(options, "nodev") && !Has(options, "dev")) options.push_back("dev");
+}
+
+}  // namespace
+
+int RunOverlay(const std::vector<std::string>& args) {
+  absl::StatusOr<MountCommand> command = ParseMountCommand(args, MountKind::kOverlay);
+  if (!command.ok()) {
+    std::fprintf(stderr, "laminafs: %s\n", std::string(command.status().message()).c_str());
+    std::fprintf(stderr,
+                 "usage: laminafs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR]"
+                 "[,OPT...] MOUNTPOINT\n");
+    return 2;
+  }
+  OverlayOptions fs_options;
+  fs_options.layers.lowers = command->lowerdirs;
+  fs_options.layers.upper = command->upperdir;
+  fs_options.layers.work = command->workdir;
+  fs_options.layers.userxattr = command->userxattr;
+  fs_options.layers.volatile_mode = command->volatile_mode;
+  fs_options.volatile_mode = command->volatile_mode;
+  fs_options.passthrough = command->passthrough;
+  if (command->timeout) {
+    fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
+        *command->timeout;
+  }
+  absl::StatusOr<std::unique_ptr<OverlayFs>> fs = OverlayFs::Create(fs_options);
+  if (!fs.ok()) {
+    std::fprintf(stderr, "laminafs: %s\n", std::string(fs.status().message()).c_str());
+    return 1;
+  }
+  LoggingFilesystem traced(**fs);
+  Filesystem& served = command->debug ? static_cast<Filesystem&>(traced) : **fs;
+
+  ServerOptions server_options;
+  server_options.mount_options = command->mount_options;
+  if (command->upperdir.empty() && !Has(server_options.mount_options, "ro")) {
+    server_options.mount_options.push_back("ro");
+  }
+  AddContainerDefaults(server_options.mount_options);
+  server_options.mount_options.push_back("fsname=laminafs");
+  server_options.mount_options.push_back("subtype=laminafs");
+  server_options.session.threads = command->threads;
+
+  DaemonOptions daemon;
+  daemon.foreground = command->foreground;
+  daemon.debug = command->debug;
+  daemon.log_file = command->log_file;
+  daemon.name = "laminafs";
+  const std::string mountpoint = command->mountpoint;
+  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
+}
+
+}  // namespace lamina::cmd

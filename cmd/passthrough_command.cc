@@ -1,0 +1,61 @@
+// `laminafs passthrough`: mirrors SOURCE at MOUNTPOINT.
+
+#include "cmd/passthrough_command.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "cmd/daemon.h"
+#include "cmd/options.h"
+#include "core/logging_filesystem.h"
+#include "passthrough/passthrough_fs.h"
+
+namespace lamina::cmd {
+
+int RunPassthrough(const std::vector<std::string>& args) {
+  absl::StatusOr<MountCommand> command = ParseMountCommand(args);
+  if (!command.ok()) {
+    std::fprintf(stderr, "laminafs passthrough: %s\n",
+                 std::string(command.status().message()).c_str());
+    std::fprintf(stderr, "usage: laminafs passthrough [-f] [-d] [-o OPT,...] SOURCE MOUNTPOINT\n");
+    return 2;
+  }
+  struct stat st;
+  if (stat(command->source.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "laminafs passthrough: source '%s' is not a directory\n",
+                 command->source.c_str());
+    return 2;
+  }
+
+  PassthroughOptions fs_options;
+  fs_options.source = command->source;
+  fs_options.passthrough = command->passthrough;
+  if (command->timeout) {
+    fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
+        *command->timeout;
+  }
+  absl::StatusOr<std::unique_ptr<PassthroughFs>> fs = PassthroughFs::Create(fs_options);
+  if (!fs.ok()) {
+    std::fprintf(stderr, "laminafs passthrough: %s\n", fs.status().ToString().c_str());
+    return 1;
+  }
+  LoggingFilesystem traced(**fs);
+  Filesystem& served = command->debug ? static_cast<Filesystem&>(traced) : **fs;
+
+  ServerOptions server_options;
+  server_options.mount_options = command->mount_options;
+  server_options.mount_options.push_back("fsname=" + command->source);
+  server_options.mount_options.push_back("subtype=laminafs");
+  server_options.session.threads = command->threads;
+
+  DaemonOptions daemon;
+  daemon.foreground = command->foreground;
+  daemon.debug = command->debug;
+  daemon.log_file = command->log_file;
+  daemon.name = "laminafs";
+  const std::string mountpoint = command->mountpoint;
+  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
+}
+
+}  // namespace lamina::cmd

@@ -1,0 +1,107 @@
+// `laminafs -o lowerdir=...` as container engines call it: readiness on
+// return, the containers/storage option string, and clear errors that leave
+// nothing mounted and no process behind.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "integration/harness/mount_harness.h"
+
+namespace lamina::testing {
+namespace {
+
+using std::chrono::seconds;
+
+class LaminafsOverlayCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"l1", "l:2", "upper", "upper/w", "work", "mnt"}) dir_.Subdir(name);
+    WriteFile(dir_.path() + "/l1/top", "top");
+    WriteFile(dir_.path() + "/l:2/bottom", "bottom");
+  }
+  void TearDown() override {
+    ForceUnmount(mnt());
+    // The daemon ends with its mount; give it a moment, then insist.
+    WaitUntil([&] { return !IsFuseMounted(mnt()); }, seconds(5));
+  }
+
+  std::string mnt() const { return dir_.path() + "/mnt"; }
+
+  // Runs laminafs to completion (the daemon detaches) and returns its status.
+  int Run(const std::vector<std::string>& args, std::string* output = nullptr) {
+    std::vector<std::string> argv = {BuiltBinary("cmd/laminafs")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv);
+    std::optional<int> status = child.Wait(seconds(30));
+    if (output != nullptr) *output = child.output();
+    return status.value_or(-1);
+  }
+
+  TempDir dir_{"lamina-ovl-cli"};
+};
+
+TEST_F(LaminafsOverlayCliTest, ContainersStorageSyntaxMountsAndServesOnReturn) {
+  // Empty options between commas, an escaped colon, relative paths.
+  ASSERT_EQ(chdir(dir_.path().c_str()), 0);
+  std::string options = "lowerdir=l1:l\\:2,upperdir=upper,workdir=work,,nodev";
+  ASSERT_EQ(Run({"-o", options, "mnt"}), 0);
+  // The mount serves the moment the command returns.
+  EXPECT_TRUE(IsFuseMounted(mnt()));
+  EXPECT_EQ(ReadFile(mnt() + "/top"), "top");
+  EXPECT_EQ(ReadFile(mnt() + "/bottom"), "bottom");
+  WriteFile(mnt() + "/new", "new");
+  EXPECT_EQ(ReadFile(dir_.path() + "/upper/new"), "new");
+  ASSERT_EQ(system(("umount " + mnt()).c_str()), 0);
+  EXPECT_TRUE(WaitUntil([&] { return !IsFuseMounted(mnt()); }, seconds(5)));
+}
+
+TEST_F(LaminafsOverlayCliTest, MountHelperFormWithSource) {
+  // mount -t fuse.laminafs SOURCE MOUNTPOINT -o ... hands the helper both.
+  std::string l1 = dir_.path() + "/l1";
+  ASSERT_EQ(Run({"overlay", mnt(), "-o", "lowerdir=" + l1}), 0);
+  EXPECT_EQ(ReadFile(mnt() + "/top"), "top");
+  struct stat st;
+  EXPECT_EQ(mkdir((mnt() + "/x").c_str(), 0755), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(stat((mnt() + "/top").c_str(), &st), 0);
+}
+
+TEST_F(LaminafsOverlayCliTest, BadInputIsAnErrorAndMountsNothing) {
+  struct Case {
+    std::vector<std::string> args;
+    int status;
+    std::string message;
+  };
+  std::string l1 = dir_.path() + "/l1";
+  std::string up = ",upperdir=" + dir_.path() + "/upper,workdir=" + dir_.path() + "/work";
+  const std::vector<Case> cases = {
+      {{"-o", "upperdir=/tmp", mnt()}, 2, "no lowerdir"},
+      {{"-o", "lowerdir=" + dir_.path() + "/missing", mnt()}, 2, "missing"},
+      {{"-o", "lowerdir=" + l1 + ",frobnicate", mnt()}, 2, "unknown option 'frobnicate'"},
+      {{"-o", "lowerdir=" + l1 + ",upperdir=" + dir_.path() + "/upper", mnt()},
+       2,
+       "upperdir and workdir go together"},
+      {{"-o", "lowerdir=" + l1 + ",metacopy=on", mnt()}, 2, "metacopy=on is not supported"},
+      {{"-o",
+        "lowerdir=" + l1 + ",upperdir=" + dir_.path() + "/upper,workdir=" + dir_.path() +
+            "/upper/w",
+        mnt()},
+       1,
+       "must not contain each other"},
+      {{"-o", "lowerdir=" + l1 + up, dir_.path() + "/nomnt"}, 2, "mountpoint"},
+  };
+  for (const Case& c : cases) {
+    std::string output;
+    EXPECT_EQ(Run(c.args, &output), c.status) << output;
+    EXPECT_NE(output.find(c.message), std::string::npos) << output;
+    EXPECT_FALSE(IsFuseMounted(mnt()));
+  }
+}
+
+}  // namespace
+}  // namespace lamina::testing

@@ -1,0 +1,72 @@
+// A Lamina overlay and a kernel overlay over identical layers, side by side.
+//
+// Each test builds the same layers twice (one set per system), mounts
+// Lamina's OverlayFs in-process and kernel overlayfs with mount(2), runs the
+// same operations on both, and compares what they report. A difference from
+// the kernel fails the test unless the test says Lamina deliberately differs.
+
+#ifndef LAMINA_INTEGRATION_OVERLAY_OVERLAY_HARNESS_H_
+#define LAMINA_INTEGRATION_OVERLAY_OVERLAY_HARNESS_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/fuse_server.h"
+#include "gtest/gtest.h"
+#include "integration/harness/mount_harness.h"
+#include "overlay/overlay_fs.h"
+
+namespace lamina::testing {
+
+// Writes a layer tree under `root` from a compact spec, one entry per line:
+//   "d path"            directory
+//   "f path content"    regular file
+//   "l path target"     symlink
+//   "w path"            0/0 character-device whiteout
+//   "o path"            directory marked opaque (trusted.overlay.opaque=y)
+void BuildLayer(const std::string& root, const std::vector<std::string>& spec);
+
+// A canonical description of the tree under `root`: one sorted line per
+// object with type, mode, size, link count and content (or link target).
+std::string DescribeTree(const std::string& root);
+
+// "ok" or the errno's name, for comparing outcomes.
+std::string Outcome(int rc);
+
+class OverlayPair : public ::testing::Test {
+ protected:
+  // Layers, top first; each built twice.
+  void Mount(const std::vector<std::vector<std::string>>& lowers,
+             const std::vector<std::string>& upper = {}, bool with_upper = true);
+  void MountLamina();
+  void UnmountLamina();
+  void MountKernel();
+  void UnmountKernel();
+  void TearDown() override;
+
+  // Runs `op(root)` on both mounts and expects equal results.
+  void ExpectSame(const std::function<std::string(const std::string& root)>& op,
+                  const std::string& what);
+
+  std::string lamina_root() const { return lamina_mnt_; }
+  std::string kernel_root() const { return kernel_mnt_; }
+  std::string lamina_upper() const { return set_[0] + "/upper"; }
+  std::string kernel_upper() const { return set_[1] + "/upper"; }
+  std::string lamina_lower(int i) const { return set_[0] + "/lower" + std::to_string(i); }
+
+  TempDir dir_;
+  std::string set_[2];
+  int lower_count_ = 0;
+  bool with_upper_ = true;
+  std::string lamina_mnt_;
+  std::string kernel_mnt_;
+  std::unique_ptr<OverlayFs> fs_;
+  std::unique_ptr<FuseServer> server_;
+  bool kernel_mounted_ = false;
+};
+
+}  // namespace lamina::testing
+
+#endif  // LAMINA_INTEGRATION_OVERLAY_OVERLAY_HARNESS_H_

@@ -1,0 +1,371 @@
+// OverlayFs against kernel overlayfs, operation by operation.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "integration/overlay/overlay_harness.h"
+
+namespace lamina::testing {
+namespace {
+
+const std::vector<std::string> kLower = {
+    "d a",      "f a/x lower-x", "f a/shared lower-shared", "f b lower-b", "f c lower-c",
+    "l link b", "d deep/er/est", "f deep/er/est/file deep", "f keep kept",
+};
+const std::vector<std::string> kUpper = {
+    "d a",
+    "f a/y upper-y",
+    "f a/shared upper-shared",
+    "w c",
+};
+
+class OverlaySemanticsTest : public OverlayPair {
+ protected:
+  void SetUp() override { Mount({kLower}, kUpper); }
+};
+
+std::string Tree(const std::string& root) {
+  return DescribeTree(root);
+}
+
+TEST_F(OverlaySemanticsTest, MergedViewMatchesKernel) {
+  ExpectSame(Tree, "initial tree");
+  ExpectSame([](const std::string& r) { return ReadFile(r + "/a/shared"); }, "upper wins");
+  ExpectSame(
+      [](const std::string& r) {
+        struct stat st;
+        return Outcome(stat((r + "/c").c_str(), &st));
+      },
+      "whited-out name");
+  EXPECT_EQ(ListDir(lamina_root()), (std::vector<std::string>{"a", "b", "deep", "keep", "link"}));
+  // "." and ".." are listed too (readdir drops entries with inode 0).
+  ExpectSame(
+      [](const std::string& r) {
+        std::string names;
+        DIR* dir = opendir((r + "/a").c_str());
+        while (struct dirent* e = readdir(dir)) {
+          if (e->d_name[0] == '.')
+            names += std::string(e->d_name) + (e->d_ino != 0 ? "+" : "0") + " ";
+        }
+        closedir(dir);
+        return names;
+      },
+      "dot entries");
+}
+
+TEST_F(OverlaySemanticsTest, AppendCopiesUpAndKeepsLowerIntact) {
+  ExpectSame(
+      [](const std::string& r) {
+        int fd = open((r + "/b").c_str(), O_WRONLY | O_APPEND);
+        std::string out = Outcome(fd);
+        if (fd >= 0) {
+          out += Outcome(static_cast<int>(write(fd, "+more", 5)));
+          close(fd);
+        }
+        return out + ReadFile(r + "/b");
+      },
+      "append to a lower file");
+  EXPECT_EQ(ReadFile(lamina_lower(0) + "/b"), "lower-b");
+  EXPECT_EQ(ReadFile(lamina_upper() + "/b"), "lower-b+more");
+  ExpectSame(Tree, "tree after copy-up");
+}
+
+TEST_F(OverlaySemanticsTest, InodeNumberStableAcrossCopyUpAndRemount) {
+  struct stat before, after, remounted;
+  std::string path = lamina_root() + "/deep/er/est/file";
+  ASSERT_EQ(stat(path.c_str(), &before), 0);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);  // a metadata-only copy-up
+  ASSERT_EQ(stat(path.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+  UnmountLamina();
+  MountLamina();
+  ASSERT_EQ(stat(path.c_str(), &remounted), 0);
+  EXPECT_EQ(before.st_ino, remounted.st_ino);
+  EXPECT_EQ(remounted.st_mode & 07777, 0600u);
+  // The parents were copied up too, keeping their metadata.
+  struct stat lower_dir, upper_dir;
+  ASSERT_EQ(stat((lamina_lower(0) + "/deep/er").c_str(), &lower_dir), 0);
+  ASSERT_EQ(stat((lamina_upper() + "/deep/er").c_str(), &upper_dir), 0);
+  EXPECT_EQ(lower_dir.st_mode, upper_dir.st_mode);
+}
+
+TEST_F(OverlaySemanticsTest, DeletingLowerObjectsWritesWhiteoutsOnly) {
+  ExpectSame(
+      [](const std::string& r) {
+        return Outcome(unlink((r + "/b").c_str())) + Outcome(unlink((r + "/link").c_str())) +
+               Outcome(system(("rm -rf " + r + "/deep").c_str()) == 0 ? 0 : -1);
+      },
+      "deleting lower objects");
+  ExpectSame(Tree, "tree after deletes");
+  // Only whiteouts in the upper: no data was copied.
+  for (const char* name : {"b", "link", "deep"}) {
+    struct stat st;
+    ASSERT_EQ(lstat((lamina_upper() + "/" + name).c_str(), &st), 0) << name;
+    EXPECT_TRUE(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) << name;
+  }
+}
+
+TEST_F(OverlaySemanticsTest, RecreatedDirectoryIsOpaque) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(system(("rm -rf " + r + "/a").c_str()) == 0 ? 0 : -1);
+        out += Outcome(mkdir((r + "/a").c_str(), 0755));
+        WriteFile(r + "/a/new", "n");
+        return out;
+      },
+      "rm -r then mkdir");
+  ExpectSame(Tree, "tree after recreating a directory");
+  char value[4] = {};
+  EXPECT_EQ(getxattr((lamina_upper() + "/a").c_str(), "trusted.overlay.opaque", value, 4), 1);
+  EXPECT_EQ(value[0], 'y');
+}
+
+TEST_F(OverlaySemanticsTest, CreateAndUnlinkWhileOpen) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string path = r + "/a/tmp";
+        int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
+        std::string out = Outcome(fd);
+        out += Outcome(unlink(path.c_str()));
+        out += Outcome(static_cast<int>(write(fd, "fourteen bytes", 14)));
+        struct stat st {};
+        out += Outcome(fstat(fd, &st));
+        out += " nlink=" + std::to_string(st.st_nlink) + " size=" + std::to_string(st.st_size);
+        char buf[32] = {};
+        out += Outcome(static_cast<int>(pread(fd, buf, sizeof(buf), 0))) + buf;
+        out += Outcome(ftruncate(fd, 4));
+        out += Outcome(fstat(fd, &st));
+        out += " size=" + std::to_string(st.st_size);
+        close(fd);
+        out += Outcome(access(path.c_str(), F_OK));
+        return out;
+      },
+      "create-and-unlink");
+}
+
+TEST_F(OverlaySemanticsTest, RenameFilesAndUpperDirectories) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(rename((r + "/b").c_str(), (r + "/b2").c_str()));
+        out += Outcome(rename((r + "/a/x").c_str(), (r + "/keep").c_str()));
+        out += Outcome(mkdir((r + "/fresh").c_str(), 0755));
+        WriteFile(r + "/fresh/f", "f");
+        out += Outcome(rename((r + "/fresh").c_str(), (r + "/moved").c_str()));
+        out += Outcome(renameat2(AT_FDCWD, (r + "/b2").c_str(), AT_FDCWD, (r + "/a/y").c_str(),
+                                 RENAME_EXCHANGE));
+        out += Outcome(renameat2(AT_FDCWD, (r + "/b2").c_str(), AT_FDCWD, (r + "/a/y").c_str(),
+                                 RENAME_NOREPLACE));
+        return out;
+      },
+      "renames");
+  ExpectSame(Tree, "tree after renames");
+}
+
+TEST_F(OverlaySemanticsTest, RenameOfLowerDirectoryIsExdev) {
+  // Kernel default (redirect_dir=off): EXDEV, so mv falls back to copying.
+  ExpectSame(
+      [](const std::string& r) {
+        return Outcome(rename((r + "/deep").c_str(), (r + "/deeper").c_str()));
+      },
+      "rename of a lower directory");
+}
+
+TEST_F(OverlaySemanticsTest, CallerRenameWhiteoutIsInvalid) {
+  ExpectSame(
+      [](const std::string& r) {
+        return Outcome(renameat2(AT_FDCWD, (r + "/a/y").c_str(), AT_FDCWD, (r + "/z").c_str(),
+                                 RENAME_WHITEOUT));
+      },
+      "RENAME_WHITEOUT from a caller");
+}
+
+TEST_F(OverlaySemanticsTest, HardLinkToLowerFileSharesTheInode) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(link((r + "/keep").c_str(), (r + "/keep2").c_str()));
+        WriteFile(r + "/keep2", "changed");
+        struct stat a {
+        }, b{};
+        stat((r + "/keep").c_str(), &a);
+        stat((r + "/keep2").c_str(), &b);
+        return out + ReadFile(r + "/keep") + " same_ino=" + std::to_string(a.st_ino == b.st_ino) +
+               " nlink=" + std::to_string(a.st_nlink);
+      },
+      "link of a lower file");
+}
+
+TEST_F(OverlaySemanticsTest, XattrsPassThroughAndPrivateOnesAreHidden) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string path = r + "/keep";
+        std::string out = Outcome(setxattr(path.c_str(), "user.color", "blue", 4, 0));
+        out += Outcome(setxattr(path.c_str(), "trusted.overlay.mine", "v", 1, 0));
+        char list[256] = {};
+        ssize_t n = listxattr(path.c_str(), list, sizeof(list));
+        std::string names;
+        for (ssize_t i = 0; i < n; i += static_cast<ssize_t>(strlen(list + i)) + 1) {
+          names += std::string(list + i) + ",";
+        }
+        char value[16] = {};
+        out += Outcome(static_cast<int>(getxattr(path.c_str(), "trusted.overlay.mine", value, 16)));
+        return out + " names=" + names + " value=" + value;
+      },
+      "xattrs");
+  // Stored escaped, as the kernel stores it.
+  char value[4] = {};
+  EXPECT_EQ(getxattr((lamina_upper() + "/keep").c_str(), "trusted.overlay.overlay.mine", value, 4),
+            1);
+}
+
+TEST_F(OverlaySemanticsTest, TruncateAndMetadataCopyUp) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(truncate((r + "/a/x").c_str(), 3));
+        out += Outcome(chmod((r + "/keep").c_str(), 0640));
+        struct timespec times[2] = {{100, 0}, {200, 0}};
+        out += Outcome(utimensat(AT_FDCWD, (r + "/b").c_str(), times, 0));
+        struct stat st;
+        stat((r + "/b").c_str(), &st);
+        return out + " mtime=" + std::to_string(st.st_mtim.tv_sec);
+      },
+      "truncate, chmod, utimens");
+  ExpectSame(Tree, "tree after metadata changes");
+}
+
+TEST_F(OverlaySemanticsTest, SymlinksAndSpecialFiles) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(symlink("keep", (r + "/newlink").c_str()));
+        out += Outcome(mkfifo((r + "/fifo").c_str(), 0600));
+        out += Outcome(mknod((r + "/c").c_str(), S_IFREG | 0644, 0));  // over a whiteout
+        char target[16] = {};
+        out += Outcome(static_cast<int>(readlink((r + "/link").c_str(), target, sizeof(target))));
+        return out + target + ReadFile(r + "/newlink");
+      },
+      "symlink, fifo, mknod over whiteout");
+  ExpectSame(Tree, "tree after creating special files");
+}
+
+TEST_F(OverlaySemanticsTest, RmdirOfNonEmptyMergedDirectoryFails) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(rmdir((r + "/a").c_str()));
+        out += Outcome(unlink((r + "/a/x").c_str())) + Outcome(unlink((r + "/a/y").c_str()));
+        out += Outcome(unlink((r + "/a/shared").c_str()));
+        out += Outcome(rmdir((r + "/a").c_str()));
+        return out;
+      },
+      "rmdir of a merged directory");
+  ExpectSame(Tree, "tree after rmdir");
+}
+
+TEST_F(OverlaySemanticsTest, UpperMountsUnderKernelWithTheSameView) {
+  // Work through Lamina, then hand Lamina's layers to the kernel.
+  std::string r = lamina_root();
+  ASSERT_EQ(unlink((r + "/b").c_str()), 0);
+  ASSERT_EQ(system(("rm -rf " + r + "/a").c_str()), 0);
+  ASSERT_EQ(mkdir((r + "/a").c_str(), 0700), 0);
+  WriteFile(r + "/a/again", "again");
+  WriteFile(r + "/keep", "rewritten");
+  ASSERT_EQ(rename((r + "/deep/er/est/file").c_str(), (r + "/file").c_str()), 0);
+  ASSERT_EQ(symlink("file", (r + "/deep/ln").c_str()), 0);
+  std::string lamina_view = DescribeTree(r);
+  UnmountLamina();
+  UnmountKernel();
+  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
+                     ",workdir=" + set_[0] + "/work";
+  ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
+      << strerror(errno);
+  kernel_mounted_ = true;
+  EXPECT_EQ(DescribeTree(kernel_mnt_), lamina_view);
+}
+
+TEST_F(OverlaySemanticsTest, SparseCopyUpAllocatesOnlyData) {
+  // A 1 GiB file with 4 KiB of data, appended to through the mount.
+  for (const std::string& lower : {lamina_lower(0), set_[1] + "/lower0"}) {
+    int fd = open((lower + "/sparse").c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, std::string(4096, 'x').data(), 4096, 512 << 20), 4096);
+    ASSERT_EQ(ftruncate(fd, 1LL << 30), 0);
+    close(fd);
+  }
+  UnmountLamina();  // the layers changed underneath: start afresh
+  MountLamina();
+  UnmountKernel();
+  MountKernel();
+  ExpectSame(
+      [](const std::string& r) {
+        int fd = open((r + "/sparse").c_str(), O_WRONLY | O_APPEND);
+        std::string out = Outcome(fd) + Outcome(static_cast<int>(write(fd, "!", 1)));
+        close(fd);
+        struct stat st;
+        stat((r + "/sparse").c_str(), &st);
+        return out + " size=" + std::to_string(st.st_size);
+      },
+      "append to a sparse file");
+  struct stat st;
+  ASSERT_EQ(stat((lamina_upper() + "/sparse").c_str(), &st), 0);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "copy-up allocated " << st.st_blocks * 512 << " bytes";
+}
+
+TEST_F(OverlaySemanticsTest, TmpfileLinksIntoTheView) {
+  ExpectSame(
+      [](const std::string& r) {
+        int fd = open((r + "/a").c_str(), O_TMPFILE | O_RDWR, 0600);
+        std::string out = Outcome(fd);
+        if (fd < 0) return out;
+        out += Outcome(static_cast<int>(write(fd, "anonymous", 9)));
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        out += Outcome(
+            linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, (r + "/a/named").c_str(), AT_SYMLINK_FOLLOW));
+        close(fd);
+        return out + ReadFile(r + "/a/named");
+      },
+      "O_TMPFILE then linkat");
+}
+
+TEST_F(OverlaySemanticsTest, VolatileMountLeavesTheKernelsMarker) {
+  UnmountLamina();
+  OverlayOptions options;
+  options.layers.lowers = {lamina_lower(0)};
+  options.layers.upper = lamina_upper();
+  options.layers.work = set_[0] + "/work";
+  options.layers.volatile_mode = true;
+  {
+    auto fs = OverlayFs::Create(options);
+    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  }
+  struct stat st;
+  EXPECT_EQ(stat((set_[0] + "/work/work/incompat/volatile").c_str(), &st), 0);
+  options.layers.volatile_mode = false;
+  auto refused = OverlayFs::Create(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().ToString().find("volatile"), std::string::npos);
+}
+
+class ReadOnlyOverlayTest : public OverlayPair {
+ protected:
+  // Two lowers: the kernel needs at least two without an upper.
+  void SetUp() override { Mount({kUpper, kLower}, {}, /*with_upper=*/false); }
+};
+
+TEST_F(ReadOnlyOverlayTest, MergesLowersAndRefusesWrites) {
+  ExpectSame(Tree, "read-only tree");
+  ExpectSame(
+      [](const std::string& r) {
+        return Outcome(open((r + "/b").c_str(), O_WRONLY)) +
+               Outcome(mkdir((r + "/n").c_str(), 0755)) + Outcome(unlink((r + "/b").c_str())) +
+               Outcome(chmod((r + "/b").c_str(), 0600));
+      },
+      "writes to a read-only overlay");
+}
+
+}  // namespace
+}  // namespace lamina::testing

@@ -1,0 +1,181 @@
+// Confinement and credentials: the daemon never resolves a name outside the
+// source, never follows a symlink for a namespace operation, and creates
+// files as the calling user.
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/request_context.h"
+#include "integration/passthrough/passthrough_fixture.h"
+
+namespace lamina::testing {
+namespace {
+
+class PassthroughConfinementTest : public PassthroughTest {
+ protected:
+  void SetUp() override {
+    PassthroughTest::SetUp();
+    outside_ = outside_dir_.path();
+    WriteFile(outside_ + "/secret", "host data");
+    ASSERT_EQ(symlink("/", Src("escape").c_str()), 0);
+    ASSERT_EQ(symlink("../../..", Src("up").c_str()), 0);
+    ASSERT_EQ(symlink((outside_ + "/secret").c_str(), Src("abs").c_str()), 0);
+    ASSERT_EQ(symlink(outside_.c_str(), Src("dirlink").c_str()), 0);
+  }
+  struct stat Secret() {
+    struct stat st {};
+    EXPECT_EQ(lstat((outside_ + "/secret").c_str(), &st), 0);
+    return st;
+  }
+
+  TempDir outside_dir_{"lamina-outside"};
+  std::string outside_;
+};
+
+TEST_P(PassthroughConfinementTest, ReadlinkReturnsTargetsUnchanged) {
+  char buf[4096];
+  for (auto [name, target] : {std::pair<std::string, std::string>{"escape", "/"},
+                              {"up", "../../.."},
+                              {"abs", outside_ + "/secret"},
+                              {"dirlink", outside_}}) {
+    ssize_t n = readlink(Mnt(name).c_str(), buf, sizeof(buf));
+    ASSERT_GT(n, 0) << name;
+    EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), target) << name;
+  }
+}
+
+TEST_P(PassthroughConfinementTest, NamespaceOperationsNeverFollowSymlinks) {
+  const struct stat before = Secret();
+  int fd = open(Mnt("abs").c_str(), O_RDONLY | O_NOFOLLOW);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, ELOOP);
+  EXPECT_EQ(lchown(Mnt("abs").c_str(), 4321, 4321), 0);
+  struct stat link_st {};
+  ASSERT_EQ(lstat(Src("abs").c_str(), &link_st), 0);
+  EXPECT_EQ(link_st.st_uid, 4321U);  // the link changed, not its target
+  EXPECT_EQ(link(Mnt("abs").c_str(), Mnt("abs-hard").c_str()), 0);
+  EXPECT_EQ(rename(Mnt("abs").c_str(), Mnt("abs2").c_str()), 0);
+  EXPECT_EQ(lsetxattr(Mnt("abs2").c_str(), "user.x", "1", 1, 0), -1);
+  EXPECT_EQ(errno, EPERM);  // user xattrs are refused on symlinks, not applied to targets
+  EXPECT_EQ(unlink(Mnt("abs2").c_str()), 0);
+  EXPECT_EQ(unlink(Mnt("abs-hard").c_str()), 0);
+  EXPECT_EQ(rmdir(Mnt("dirlink").c_str()), -1);
+  EXPECT_EQ(errno, ENOTDIR);
+  const struct stat after = Secret();
+  EXPECT_EQ(after.st_uid, before.st_uid);
+  EXPECT_EQ(after.st_nlink, before.st_nlink);
+  EXPECT_EQ(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
+  EXPECT_EQ(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+  EXPECT_EQ(ReadFile(outside_ + "/secret"), "host data");
+  EXPECT_EQ(ListDir(outside_), std::vector<std::string>{"secret"});
+}
+
+// Straight at the Filesystem interface, with requests a hostile or buggy
+// client could craft: dot names and symlinks used as parent directories.
+TEST_P(PassthroughConfinementTest, DaemonRefusesNamesOutsideTheSource) {
+  PassthroughFs& fs = mount_->fs();
+  RequestContext ctx;
+  for (const char* name : {"..", ".", "a/b"}) {
+    EXPECT_EQ(fs.Lookup(ctx, kRootNodeId, name).error(), EINVAL) << name;
+    EXPECT_EQ(fs.Mkdir(ctx, kRootNodeId, name, 0755).error(), EINVAL) << name;
+    EXPECT_EQ(fs.Unlink(ctx, kRootNodeId, name).error(), EINVAL) << name;
+  }
+  Result<Entry> link = fs.Lookup(ctx, kRootNodeId, "dirlink");
+  ASSERT_TRUE(link.ok());
+  ASSERT_NE(link->node, 0U);
+  EXPECT_TRUE(S_ISLNK(link->attr.st_mode));
+  EXPECT_EQ(fs.Mkdir(ctx, link->node, "x", 0755).error(), ENOTDIR);
+  EXPECT_EQ(fs.Lookup(ctx, link->node, "secret").error(), ENOTDIR);
+  EXPECT_EQ(fs.Create(ctx, link->node, "x", S_IFREG | 0644, OpenRequest{O_WRONLY}).error(),
+            ENOTDIR);
+  fs.Forget(link->node, 1);
+  EXPECT_EQ(ListDir(outside_), std::vector<std::string>{"secret"});
+}
+
+INSTANTIATE_TEST_SUITE_P(passthrough, PassthroughConfinementTest, LAMINA_PASSTHROUGH_PARAMS,
+                         ParamName);
+
+class PassthroughCredentialsTest : public PassthroughTest {};
+
+// A process of uid/gid 1000 creates files through a root daemon: they
+// must belong to it, and a directory it may not write stays closed.
+TEST_P(PassthroughCredentialsTest, CreatesAsTheCaller) {
+  ASSERT_EQ(geteuid(), 0U) << "needs root";
+  ASSERT_EQ(chmod(Src().c_str(), 0777), 0);
+  ASSERT_EQ(mkdir(Src("rootonly").c_str(), 0755), 0);
+  const std::string file = Mnt("user-file"), dir = Mnt("user-dir"), link = Mnt("user-link"),
+                    fifo = Mnt("user-fifo"), denied = Mnt("rootonly/nope"),
+                    tmpdir = Mnt("user-dir");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
+        setresuid(1000, 1000, 1000) != 0) {
+      _exit(100);
+    }
+    int code = 0;
+    int fd = open(file.c_str(), O_CREAT | O_WRONLY, 0644);
+    if (fd < 0) code |= 1;
+    close(fd);
+    if (mkdir(dir.c_str(), 0755) != 0) code |= 2;
+    if (symlink("target", link.c_str()) != 0) code |= 4;
+    if (mkfifo(fifo.c_str(), 0600) != 0) code |= 8;
+    if (open(denied.c_str(), O_CREAT | O_WRONLY, 0644) >= 0 || errno != EACCES) code |= 16;
+    int tmp = open(tmpdir.c_str(), O_TMPFILE | O_RDWR, 0600);
+    if (tmp < 0) code |= 32;
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (const char* name : {"user-file", "user-dir", "user-link", "user-fifo"}) {
+    struct stat st {};
+    ASSERT_EQ(lstat(Src(name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_uid, 1000U) << name;
+    EXPECT_EQ(st.st_gid, 1000U) << name;
+  }
+  // The daemon's own identity is back after each request.
+  WriteFile(Mnt("root-file"), "");
+  struct stat st {};
+  ASSERT_EQ(lstat(Src("root-file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0U);
+}
+
+// An unprivileged write drops set-user-ID, in both I/O modes (with kernel
+// passthrough the backing write runs with the daemon's CAP_FSETID, so such
+// opens must be served by the daemon).
+TEST_P(PassthroughCredentialsTest, UnprivilegedWriteClearsSetuid) {
+  WriteFile(Src("suid"), "x");
+  ASSERT_EQ(chmod(Src("suid").c_str(), 04777), 0);
+  const std::string path = Mnt("suid");
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
+        setresuid(1000, 1000, 1000) != 0) {
+      _exit(100);
+    }
+    int fd = open(path.c_str(), O_WRONLY | O_APPEND);
+    _exit(fd >= 0 && write(fd, "y", 1) == 1 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  struct stat st {};
+  ASSERT_EQ(stat(Src("suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0777U);
+  EXPECT_EQ(ReadFile(Src("suid")), "xy");
+}
+
+INSTANTIATE_TEST_SUITE_P(passthrough, PassthroughCredentialsTest, LAMINA_PASSTHROUGH_PARAMS,
+                         ParamName);
+
+}  // namespace
+}  // namespace lamina::testing

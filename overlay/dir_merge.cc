@@ -1,0 +1,106 @@
+#include "overlay/dir_merge.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "overlay/layer_object.h"
+
+namespace lamina::overlay {
+namespace {
+
+struct RawEntry {
+  std::string name;
+  uint32_t type;
+  ino_t ino;
+};
+
+// Every entry of one layer directory, "." and ".." excluded.
+std::vector<RawEntry> ReadLayerDir(int dir_fd) {
+  std::vector<RawEntry> entries;
+  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return entries;
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return entries;
+  }
+  while (struct dirent* e = readdir(dir)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    entries.push_back(RawEntry{std::string(name), e->d_type, e->d_ino});
+  }
+  closedir(dir);
+  return entries;
+}
+
+}  // namespace
+
+std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& dir) {
+  struct Source {
+    int layer;
+    int fd;
+    DirMarks marks;
+  };
+  std::vector<Source> sources;
+  if (dir.upper_fd >= 0) sources.push_back(Source{0, dir.upper_fd, dir.upper_marks});
+  bool upper_opaque = !sources.empty() && sources.front().marks.opaque;
+  if (!upper_opaque && dir.lowers != nullptr) {
+    for (const LowerRef& lower : *dir.lowers) {
+      sources.push_back(Source{lower.layer, lower.fd, lower.marks});
+    }
+  }
+
+  std::vector<DirItem> items = {{".", DT_DIR, dir.ino},
+                                {"..", DT_DIR, dir.parent_ino != 0 ? dir.parent_ino : dir.ino}};
+  absl::flat_hash_set<std::string> decided;             // shown or hidden already
+  absl::flat_hash_map<std::string, size_t> from_upper;  // name -> item, for inode fix-ups
+  for (const Source& source : sources) {
+    std::vector<RawEntry> entries = ReadLayerDir(source.fd);
+    std::vector<std::string> hidden_below;
+    for (RawEntry& e : entries) {
+      if (IsHiddenName(e.name)) {
+        if (e.name != kOciOpaqueMarker) {
+          hidden_below.push_back(e.name.substr(kOciWhiteoutPrefix.size()));
+        }
+        continue;
+      }
+      if (decided.contains(e.name)) {
+        // The same name lower down: a merged directory, or the origin of a
+        // copied-up file, lends the listing its stable inode number.
+        auto it = from_upper.find(e.name);
+        if (it != from_upper.end() && items[it->second].type == e.type) {
+          bool origin = e.type == DT_DIR;
+          if (!origin) {
+            Result<int> upper = OpenPathAt(sources.front().fd, e.name);
+            Result<int> lower = OpenPathAt(source.fd, e.name);
+            origin = upper.ok() && lower.ok() && HasOrigin(layers, *upper, *lower);
+            if (upper.ok()) close(*upper);
+            if (lower.ok()) close(*lower);
+          }
+          if (origin) items[it->second].ino = layers.MergedInode(source.layer, e.ino);
+          from_upper.erase(it);
+        }
+        continue;
+      }
+      decided.insert(e.name);
+      bool maybe_whiteout = e.type == DT_CHR || e.type == DT_UNKNOWN ||
+                            (e.type == DT_REG && source.marks.xattr_whiteouts);
+      if (maybe_whiteout) {
+        std::optional<struct stat> st = StatAt(source.fd, e.name);
+        if (!st || IsWhiteout(layers, source.fd, e.name, *st, source.marks)) continue;
+        if (e.type == DT_UNKNOWN) e.type = (st->st_mode & S_IFMT) >> 12;
+      }
+      if (source.layer == 0 && layers.has_upper()) from_upper[e.name] = items.size();
+      items.push_back(DirItem{e.name, e.type, layers.MergedInode(source.layer, e.ino)});
+    }
+    for (std::string& name : hidden_below) decided.insert(std::move(name));
+    if (source.marks.opaque) break;
+  }
+  return items;
+}
+
+}  // namespace lamina::overlay

@@ -1,0 +1,189 @@
+#include "overlay/layer_object.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace lamina::overlay {
+
+std::string FdPath(int fd) {
+  return absl::StrCat("/proc/self/fd/", fd);
+}
+
+std::optional<struct stat> StatAt(int dir_fd, std::string_view name) {
+  struct stat st;
+  if (fstatat(dir_fd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return std::nullopt;
+  }
+  return st;
+}
+
+Result<int> OpenPathAt(int dir_fd, std::string_view name) {
+  int fd = openat(dir_fd, std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  return fd;
+}
+
+namespace {
+
+// `path` is "/proc/self/fd/N" of a directory or regular file: the plain
+// (following) xattr calls reach the object itself through the magic link.
+bool XattrEquals(const std::string& path, const std::string& name, std::string_view want) {
+  char value[8];
+  ssize_t n = getxattr(path.c_str(), name.c_str(), value, sizeof(value));
+  return n >= 0 && std::string_view(value, static_cast<size_t>(n)) == want;
+}
+
+bool HasXattr(const std::string& path, const std::string& name) {
+  return lgetxattr(path.c_str(), name.c_str(), nullptr, 0) >= 0;
+}
+
+}  // namespace
+
+bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, const struct stat& st,
+                const DirMarks& marks) {
+  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
+  if (marks.xattr_whiteouts && S_ISREG(st.st_mode) && st.st_size == 0) {
+    std::string path = absl::StrCat(FdPath(dir_fd), "/", std::string(name));
+    return HasXattr(path, layers.PrivateXattr("whiteout")) ||
+           HasXattr(path, "trusted.overlay.whiteout") || HasXattr(path, "user.overlay.whiteout");
+  }
+  return false;
+}
+
+bool HasOciWhiteout(int dir_fd, std::string_view name) {
+  std::string wh = absl::StrCat(std::string(kOciWhiteoutPrefix), std::string(name));
+  struct stat st;
+  return fstatat(dir_fd, wh.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
+  DirMarks marks;
+  std::string path = FdPath(dir_fd);
+  char value[8];
+  for (const std::string& name :
+       {layers.PrivateXattr("opaque"), std::string("trusted.overlay.opaque"),
+        std::string("user.overlay.opaque")}) {
+    ssize_t n = getxattr(path.c_str(), name.c_str(), value, sizeof(value));
+    if (n == 1 && value[0] == 'y') marks.opaque = true;
+    if (n == 1 && value[0] == 'x') marks.xattr_whiteouts = true;
+  }
+  if (!marks.opaque) marks.opaque = XattrEquals(path, "user.fuseoverlayfs.opaque", "y");
+  if (!marks.opaque) {
+    struct stat st;
+    marks.opaque =
+        fstatat(dir_fd, std::string(kOciOpaqueMarker).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+  return marks;
+}
+
+Result<bool> CreateStagedWhiteout(const LayerStack& layers, const std::string& name) {
+  if (mknodat(layers.staging_fd(), name.c_str(), S_IFCHR | 0, makedev(0, 0)) == 0) {
+    return false;
+  }
+  if (errno != EPERM && errno != EOPNOTSUPP) return LastErrno();
+  // Unprivileged: an empty file marked as a whiteout (the kernel reads it
+  // in directories marked opaque "x").
+  int fd = openat(layers.staging_fd(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0) return LastErrno();
+  int rc = fsetxattr(fd, layers.PrivateXattr("whiteout").c_str(), "", 0, 0);
+  int error = errno;
+  close(fd);
+  if (rc != 0) return Errno{error};
+  return true;
+}
+
+namespace {
+
+// The lower object's file handle: type byte plus handle bytes.
+std::optional<std::pair<uint8_t, std::string>> HandleOf(int fd) {
+  struct {
+    struct file_handle header;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } handle{};
+  handle.header.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (name_to_handle_at(fd, "", &handle.header, &mount_id, AT_EMPTY_PATH) != 0) {
+    return std::nullopt;
+  }
+  return std::make_pair(static_cast<uint8_t>(handle.header.handle_type),
+                        std::string(reinterpret_cast<const char*>(handle.header.f_handle),
+                                    handle.header.handle_bytes));
+}
+
+constexpr size_t kOriginHeader = 21;  // version, magic, len, flags, type, uuid[16]
+
+}  // namespace
+
+std::string EncodeOrigin(const Layer& layer, int lower_fd) {
+  auto handle = HandleOf(lower_fd);
+  if (!handle || kOriginHeader + handle->second.size() > 255) return {};
+  std::string out;
+  out.push_back(0);                                                         // version
+  out.push_back(static_cast<char>(0xfb));                                   // magic
+  out.push_back(static_cast<char>(kOriginHeader + handle->second.size()));  // len
+  out.push_back(0);  // flags: little-endian fid, lower object
+  out.push_back(static_cast<char>(handle->first));
+  out.append(reinterpret_cast<const char*>(layer.uuid.data()), layer.uuid.size());
+  out.append(handle->second);
+  return out;
+}
+
+bool HasOrigin(const LayerStack& layers, int upper_fd, int lower_fd) {
+  // Never through a symlink's descriptor: the call would follow its target.
+  struct stat st;
+  if (fstat(upper_fd, &st) != 0 || S_ISLNK(st.st_mode)) return false;
+  char value[256];
+  ssize_t n = getxattr(FdPath(upper_fd).c_str(), layers.PrivateXattr("origin").c_str(), value,
+                       sizeof(value));
+  if (n < static_cast<ssize_t>(kOriginHeader) || static_cast<uint8_t>(value[1]) != 0xfb) {
+    return false;
+  }
+  auto handle = HandleOf(lower_fd);
+  return handle && static_cast<uint8_t>(value[4]) == handle->first &&
+         std::string_view(value + kOriginHeader, static_cast<size_t>(n) - kOriginHeader) ==
+             handle->second;
+}
+
+std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int upper_fd) {
+  struct stat st;
+  if (fstat(upper_fd, &st) != 0 || S_ISLNK(st.st_mode)) return std::nullopt;
+  unsigned char value[256];
+  ssize_t n = getxattr(FdPath(upper_fd).c_str(), layers.PrivateXattr("origin").c_str(), value,
+                       sizeof(value));
+  if (n <= static_cast<ssize_t>(kOriginHeader) || value[1] != 0xfb) return std::nullopt;
+  size_t bytes = static_cast<size_t>(n) - kOriginHeader;
+  struct {
+    struct file_handle header;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } handle{};
+  if (bytes > MAX_HANDLE_SZ) return std::nullopt;
+  handle.header.handle_bytes = static_cast<unsigned>(bytes);
+  handle.header.handle_type = value[4];
+  std::memcpy(handle.header.f_handle, value + kOriginHeader, bytes);
+  for (const Layer& layer : layers.layers()) {
+    if (layer.upper || std::memcmp(layer.uuid.data(), value + 5, 16) != 0) continue;
+    int fd = open_by_handle_at(layer.fd, &handle.header, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) return std::make_pair(fd, layer.index);
+  }
+  return std::nullopt;
+}
+
+Result<void> MarkOpaque(const LayerStack& layers, int dir_fd) {
+  return CheckSyscall(
+      setxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("opaque").c_str(), "y", 1, 0));
+}
+
+Result<void> MarkXattrWhiteouts(const LayerStack& layers, int dir_fd) {
+  if (ReadDirMarks(layers, dir_fd).opaque) return Ok();
+  return CheckSyscall(
+      setxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("opaque").c_str(), "x", 1, 0));
+}
+
+}  // namespace lamina::overlay

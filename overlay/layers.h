@@ -1,0 +1,95 @@
+// The layers of one overlay mount: read-only lowers (top first), at most one
+// writable upper, and the upper's work directory.
+//
+// Each layer is held by an O_PATH descriptor of its root; every access below
+// resolves one name at a time relative to a descriptor of the layer, never
+// following symlinks, so the overlay cannot reach outside its layers.
+
+#ifndef LAMINA_OVERLAY_LAYERS_H_
+#define LAMINA_OVERLAY_LAYERS_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace lamina::overlay {
+
+struct Layer {
+  int fd = -1;  // O_PATH descriptor of the layer root
+  std::string path;
+  int index = 0;  // 0 is the upper when there is one, then lowers top first
+  dev_t dev = 0;
+  bool upper = false;
+  // The layer filesystem's UUID (zeros when it has none), recorded in
+  // origin file handles the way the kernel does.
+  std::array<uint8_t, 16> uuid{};
+};
+
+struct LayerConfig {
+  std::vector<std::string> lowers;  // absolute paths, top first
+  std::string upper;                // empty: read-only overlay
+  std::string work;                 // required with upper
+  // Private xattrs in "user.overlay." instead of "trusted.overlay." (set
+  // automatically when the daemon is not root).
+  bool userxattr = false;
+  // volatile: leaves work/work/incompat/volatile behind, as the kernel does,
+  // so that a later mount knows the upper may be inconsistent after a crash.
+  bool volatile_mode = false;
+};
+
+class LayerStack {
+ public:
+  // Opens and checks the layers: each must be a directory; upper and work on
+  // one filesystem, neither inside the other. Prepares work/work, emptying
+  // what a crashed mount left there.
+  static absl::StatusOr<LayerStack> Open(const LayerConfig& config);
+
+  LayerStack(LayerStack&& other) noexcept;
+  LayerStack& operator=(LayerStack&&) = delete;
+  LayerStack(const LayerStack&) = delete;
+  ~LayerStack();
+
+  bool has_upper() const { return has_upper_; }
+  const Layer& upper() const { return layers_.front(); }
+  const std::vector<Layer>& layers() const { return layers_; }
+  const Layer& layer(int index) const { return layers_[static_cast<size_t>(index)]; }
+  // O_PATH descriptor of work/work, where copy-ups and whiteouts are staged.
+  int staging_fd() const { return staging_fd_; }
+  // True when all layers share one device, so real inode numbers are unique.
+  bool single_device() const { return single_device_; }
+  // The st_ino the merged view shows for inode `ino` of `layer`: the real
+  // number when all layers share a device, else the layer goes into the
+  // high bits so numbers from different filesystems cannot collide.
+  uint64_t MergedInode(int layer, ino_t ino) const {
+    if (single_device_) return ino;
+    return ino ^ (static_cast<uint64_t>(layer + 1) << 56);
+  }
+
+  // "trusted.overlay.<suffix>" or "user.overlay.<suffix>".
+  std::string PrivateXattr(std::string_view suffix) const { return prefix_ + std::string(suffix); }
+  const std::string& private_prefix() const { return prefix_; }
+  // A fresh name for a staged object in work/work.
+  std::string StagingName();
+
+ private:
+  LayerStack() = default;
+
+  std::vector<Layer> layers_;
+  bool has_upper_ = false;
+  bool single_device_ = true;
+  int work_fd_ = -1;
+  int staging_fd_ = -1;
+  std::string prefix_ = "trusted.overlay.";
+  std::atomic<uint64_t> staging_counter_{0};
+};
+
+}  // namespace lamina::overlay
+
+#endif  // LAMINA_OVERLAY_LAYERS_H_

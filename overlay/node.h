@@ -1,0 +1,91 @@
+// Node: one object of the merged view, and where it lives in the layers.
+
+#ifndef LAMINA_OVERLAY_NODE_H_
+#define LAMINA_OVERLAY_NODE_H_
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <mutex>
+#include <shared_mutex>
+#include "overlay/layer_object.h"
+
+namespace lamina::overlay {
+
+// The identity of a merged object: the layer object its st_ino comes from
+// (its topmost lower object, else its upper one), so it is stable across
+// copy-up and remount, and all names of one lower hard link meet in one node.
+struct NodeKey {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const NodeKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const NodeKey& key) {
+    return H::combine(std::move(h), key.dev, key.ino);
+  }
+};
+
+// An object in one lower layer, held by an O_PATH descriptor.
+struct LowerRef {
+  int layer = 0;
+  int fd = -1;
+  DirMarks marks;  // directories only
+};
+
+class Node {
+ public:
+  Node(mode_t type, uint64_t ino) : type(type & S_IFMT), ino(ino) {}
+  ~Node() {
+    if (upper_fd >= 0) close(upper_fd);
+    for (const LowerRef& lower : lowers) close(lower.fd);
+  }
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  bool is_dir() const { return S_ISDIR(type); }
+
+  const mode_t type;   // S_IFMT bits; never change for one node
+  const uint64_t ino;  // the st_ino the merged view reports
+
+  // Guards the fields below and serialises copy-up of this object.
+  mutable std::shared_mutex mu;
+  // O_PATH descriptor of the upper object, -1 while it lives only below.
+  // Set once (creation or copy-up) and kept for the node's life, so a
+  // descriptor read under `mu` stays valid while the node is referenced.
+  int upper_fd ABSL_GUARDED_BY(mu) = -1;
+  DirMarks upper_marks ABSL_GUARDED_BY(mu);
+  // Directories: every lower directory merged under this one, top first,
+  // stopping at an opaque one. Others: the topmost lower object, if any.
+  // Fixed at creation.
+  std::vector<LowerRef> lowers;
+  // Where the node was last seen (parent and name), for copying up its
+  // parents; updated by rename.
+  std::shared_ptr<Node> parent ABSL_GUARDED_BY(mu);
+  std::string name ABSL_GUARDED_BY(mu);
+  // Kernel passthrough: how many opens share the node's backing id, and
+  // whether that id is for the upper object.
+  int backing_refs ABSL_GUARDED_BY(mu) = 0;
+  bool backing_upper ABSL_GUARDED_BY(mu) = false;
+
+  int UpperFd() const {
+    std::shared_lock lock(mu);
+    return upper_fd;
+  }
+  // The descriptor that currently answers for the node: upper if copied up.
+  int TopFd() const {
+    std::shared_lock lock(mu);
+    return upper_fd >= 0 ? upper_fd : lowers.front().fd;
+  }
+  bool HasLower() const { return !lowers.empty(); }
+};
+
+using NodePtr = std::shared_ptr<Node>;
+
+}  // namespace lamina::overlay
+
+#endif  // LAMINA_OVERLAY_NODE_H_

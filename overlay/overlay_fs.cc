@@ -1,0 +1,296 @@
+// OverlayFs: setup, lookup and attributes.
+
+#include "overlay/overlay_fs.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/backing_registry.h"
+#include "core/connection.h"
+
+namespace lamina {
+
+using overlay::DirMarks;
+using overlay::LowerRef;
+using overlay::Node;
+using overlay::NodeKey;
+
+namespace {
+
+void RaiseDescriptorLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+void OverlayFs::Resolved::Release() {
+  if (upper_fd >= 0) close(upper_fd);
+  for (const LowerRef& lower : lowers) close(lower.fd);
+  upper_fd = -1;
+  lowers.clear();
+}
+
+absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions options) {
+  absl::StatusOr<overlay::LayerStack> layers = overlay::LayerStack::Open(options.layers);
+  if (!layers.ok()) return layers.status();
+  RaiseDescriptorLimit();
+  std::unique_ptr<OverlayFs> fs(new OverlayFs(std::move(options), std::move(*layers)));
+
+  // The root merges the roots of every layer (an opaque upper root hides
+  // nothing: the kernel ignores opaque on the root too).
+  const overlay::LayerStack& stack = fs->layers_;
+  Resolved root;
+  for (const overlay::Layer& layer : stack.layers()) {
+    int fd = fcntl(layer.fd, F_DUPFD_CLOEXEC, 0);
+    if (layer.upper) {
+      root.upper_fd = fd;
+    } else {
+      root.lowers.push_back(LowerRef{layer.index, fd, overlay::ReadDirMarks(stack, fd)});
+    }
+  }
+  int top = root.upper_fd >= 0 ? root.upper_fd : root.lowers.front().fd;
+  fstat(top, &root.top);
+  const struct stat& identity_stat = root.top;
+  auto node = std::make_shared<Node>(S_IFDIR, identity_stat.st_ino);
+  {
+    std::unique_lock lock(node->mu);
+    node->upper_fd = root.upper_fd;
+  }
+  node->lowers = std::move(root.lowers);
+  fs->table_.SetRoot(NodeKey{identity_stat.st_dev, identity_stat.st_ino}, node);
+  return fs;
+}
+
+OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers)
+    : options_(std::move(options)), layers_(std::move(layers)) {}
+
+void OverlayFs::Init(InitConfig& config) {
+  // Locks stay in the kernel (per mount), as with kernel overlayfs.
+  if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
+    config.want |= abi::kPassthrough;
+    config.max_stack_depth = 1;
+  }
+}
+
+void OverlayFs::Connected(Connection& connection) {
+  connection_ = &connection;
+  if (connection.Has(abi::kPassthrough) && connection.backing() != nullptr) {
+    backing_ = connection.backing();
+  }
+}
+
+Result<OverlayFs::NodePtr> OverlayFs::Dir(NodeId id) const {
+  NodePtr node = table_.Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (!node->is_dir()) return Errno{ENOTDIR};
+  return node;
+}
+
+Result<void> OverlayFs::RequireUpper() const {
+  if (!layers_.has_upper()) return Errno{EROFS};
+  return Ok();
+}
+
+Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name) const {
+  if (overlay::IsHiddenName(name)) return Errno{ENOENT};
+  Resolved r;
+  bool found = false;
+  int dir_upper;
+  DirMarks dir_upper_marks;
+  {
+    std::shared_lock lock(dir.mu);
+    dir_upper = dir.upper_fd;
+    dir_upper_marks = dir.upper_marks;
+  }
+  if (dir_upper >= 0) {
+    std::optional<struct stat> st = overlay::StatAt(dir_upper, name);
+    if (st) {
+      if (overlay::IsWhiteout(layers_, dir_upper, name, *st, dir_upper_marks)) {
+        return Errno{ENOENT};
+      }
+      Result<int> fd = overlay::OpenPathAt(dir_upper, name);
+      if (!fd.ok()) return Errno{fd.error()};
+      r.upper_fd = *fd;
+      r.type = st->st_mode & S_IFMT;
+      r.top = *st;
+      found = true;
+      if (S_ISDIR(r.type)) {
+        r.upper_marks = overlay::ReadDirMarks(layers_, r.upper_fd);
+        if (r.upper_marks.opaque) return r;
+      }
+    } else if (overlay::HasOciWhiteout(dir_upper, name)) {
+      return Errno{ENOENT};
+    }
+  }
+  for (const LowerRef& lower : dir.lowers) {
+    std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
+    if (!st) {
+      if (overlay::HasOciWhiteout(lower.fd, name)) break;
+      continue;
+    }
+    if (overlay::IsWhiteout(layers_, lower.fd, name, *st, lower.marks)) break;
+    mode_t type = st->st_mode & S_IFMT;
+    bool merge = !found || (S_ISDIR(r.type) && S_ISDIR(type));
+    bool origin = found && !S_ISDIR(r.type) && type == r.type;
+    if (!merge && !origin) break;
+    Result<int> fd = overlay::OpenPathAt(lower.fd, name);
+    if (!fd.ok()) {
+      r.Release();
+      return Errno{fd.error()};
+    }
+    if (origin) {
+      // An upper non-directory continues a lower one only if it was copied
+      // up from it; a file created over a whiteout is a new object.
+      if (overlay::HasOrigin(layers_, r.upper_fd, *fd)) {
+        r.lowers.push_back(LowerRef{lower.layer, *fd, {}});
+      } else {
+        close(*fd);
+      }
+      break;
+    }
+    LowerRef ref{lower.layer, *fd, {}};
+    if (S_ISDIR(type)) ref.marks = overlay::ReadDirMarks(layers_, *fd);
+    r.lowers.push_back(ref);
+    if (!found) {
+      r.type = type;
+      r.top = *st;
+      found = true;
+    }
+    if (!S_ISDIR(type) || ref.marks.opaque) break;
+  }
+  if (!found) return Errno{ENOENT};
+  if (r.upper_fd >= 0 && !S_ISDIR(r.type) && r.lowers.empty()) {
+    // Copied up under another name (a hard link) or before a rename: the
+    // origin record still leads to the object whose identity it keeps.
+    if (auto origin = overlay::DecodeOrigin(layers_, r.upper_fd)) {
+      r.lowers.push_back(LowerRef{origin->second, origin->first, {}});
+    }
+  }
+  return r;
+}
+
+Entry OverlayFs::MakeEntry(NodeId id, const Node& node, const struct stat& st) const {
+  Entry entry;
+  entry.node = id;
+  entry.attr = st;
+  entry.attr.st_ino = node.ino;
+  entry.entry_timeout = options_.entry_timeout;
+  entry.attr_timeout = options_.attr_timeout;
+  return entry;
+}
+
+Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Resolved r) {
+  // Identity: the topmost lower object if any, else the upper one.
+  bool from_lower = !r.lowers.empty();
+  int identity_fd = from_lower ? r.lowers.front().fd : r.upper_fd;
+  int identity_layer = from_lower ? r.lowers.front().layer : 0;
+  struct stat identity;
+  if (fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    r.Release();
+    return LastErrno();
+  }
+  NodeKey key{identity.st_dev, identity.st_ino};
+  bool adopted = false;
+  auto handle = table_.Acquire(key, [&] {
+    auto node =
+        std::make_shared<Node>(r.type, layers_.MergedInode(identity_layer, identity.st_ino));
+    {
+      std::unique_lock lock(node->mu);
+      node->upper_fd = r.upper_fd;
+      node->upper_marks = r.upper_marks;
+      node->parent = parent;
+      node->name = std::string(name);
+    }
+    node->lowers = std::move(r.lowers);
+    adopted = true;
+    return node;
+  });
+  if (!adopted) {
+    // A known object: keep its descriptors, but follow it to this name.
+    {
+      std::unique_lock lock(handle.node->mu);
+      if (handle.node->upper_fd < 0 && r.upper_fd >= 0) {
+        // Copied up by someone else (another name of a hard link).
+        handle.node->upper_fd = r.upper_fd;
+        r.upper_fd = -1;
+      }
+      handle.node->parent = parent;
+      handle.node->name = std::string(name);
+    }
+    r.Release();
+  }
+  return MakeEntry(handle.id, *handle.node, r.top);
+}
+
+Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name) {
+  Result<NodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  Result<Resolved> r = Resolve(**dir, name);
+  if (!r.ok()) {
+    if (r.error() == ENOENT && options_.negative_timeout > 0) {
+      Entry negative;
+      negative.entry_timeout = options_.negative_timeout;
+      return negative;
+    }
+    return Errno{r.error()};
+  }
+  return Adopt(*dir, name, std::move(*r));
+}
+
+void OverlayFs::Forget(NodeId node, uint64_t nlookup) {
+  table_.Forget(node, nlookup);
+}
+
+Result<Attributes> OverlayFs::AttributesOf(const Node& node) const {
+  struct stat st;
+  if (fstatat(node.TopFd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    return LastErrno();
+  }
+  st.st_ino = node.ino;
+  return Attributes{st, options_.attr_timeout};
+}
+
+Result<Attributes> OverlayFs::GetAttr(const Ctx&, NodeId id, std::optional<uint64_t>) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  return AttributesOf(*node);
+}
+
+Result<StatxAttributes> OverlayFs::Statx(const Ctx&, NodeId id, std::optional<uint64_t>,
+                                         uint32_t flags, uint32_t mask) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  StatxAttributes out;
+  int sync = static_cast<int>(flags & AT_STATX_SYNC_TYPE);
+  if (statx(node->TopFd(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | sync, mask, &out.attr) != 0) {
+    return LastErrno();
+  }
+  out.attr.stx_ino = node->ino;
+  out.timeout = options_.attr_timeout;
+  return out;
+}
+
+Result<std::string> OverlayFs::ReadLink(const Ctx&, NodeId id) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  char target[PATH_MAX];
+  ssize_t n = readlinkat(node->TopFd(), "", target, sizeof(target));
+  if (n < 0) return LastErrno();
+  return std::string(target, static_cast<size_t>(n));
+}
+
+Result<struct statvfs> OverlayFs::StatFs(const Ctx&, NodeId) {
+  // Like the kernel: the upper filesystem's numbers (or the top lower's).
+  struct statvfs st;
+  if (fstatvfs(layers_.layers().front().fd, &st) != 0) return LastErrno();
+  return st;
+}
+
+}  // namespace lamina

@@ -1,0 +1,180 @@
+// OverlayFs: kernel-overlayfs semantics over directory layers.
+//
+// Lookup walks the upper layer, then the lowers top first; a directory
+// merges every layer below it down to an opaque one, any other object comes
+// from the topmost layer that has it, and whiteouts hide names below them.
+// The first change to a lower object copies it (and any missing parents) up,
+// built in the work directory and renamed into place, so a crash leaves
+// either the old view or the complete copy. Deleting a lower object only
+// writes a whiteout.
+//
+// Concurrency: no global lock. Each node has its own mutex, which also
+// serialises its copy-up; the node table has its own. Namespace changes in
+// one directory rely on the kernel's per-directory locking plus the atomic
+// rename/mknod primitives of the upper filesystem.
+//
+// On disk, Lamina writes only what the kernel writes (0/0 whiteouts,
+// overlay.opaque), so an upper produced here mounts under kernel overlayfs.
+
+#ifndef LAMINA_OVERLAY_OVERLAY_FS_H_
+#define LAMINA_OVERLAY_OVERLAY_FS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "core/filesystem.h"
+#include "core/handle_table.h"
+#include "core/inode_table.h"
+#include "overlay/layers.h"
+#include "overlay/node.h"
+#include "passthrough/passthrough_fs.h"
+
+namespace lamina {
+
+class BackingRegistry;
+
+struct OverlayOptions {
+  overlay::LayerConfig layers;
+  // Kernel cache lifetimes; only this mount should change the layers.
+  double entry_timeout = 86400;
+  double attr_timeout = 86400;
+  double negative_timeout = 86400;
+  // volatile: never sync the upper (fsync is a no-op).
+  bool volatile_mode = false;
+  PassthroughMode passthrough = PassthroughMode::kAuto;
+};
+
+class OverlayFs : public Filesystem {
+ public:
+  static absl::StatusOr<std::unique_ptr<OverlayFs>> Create(OverlayOptions options);
+
+  void Init(InitConfig& config) override;
+  void Connected(Connection& connection) override;
+
+  // overlay_fs.cc: names and attributes
+  Result<Entry> Lookup(const Ctx&, NodeId parent, std::string_view name) override;
+  void Forget(NodeId node, uint64_t nlookup) override;
+  Result<Attributes> GetAttr(const Ctx&, NodeId node, std::optional<uint64_t> fh) override;
+  Result<StatxAttributes> Statx(const Ctx&, NodeId node, std::optional<uint64_t> fh, uint32_t flags,
+                                uint32_t mask) override;
+  Result<std::string> ReadLink(const Ctx&, NodeId node) override;
+  Result<struct statvfs> StatFs(const Ctx&, NodeId node) override;
+
+  // overlay_namespace.cc
+  Result<Entry> Mknod(const Ctx&, NodeId parent, std::string_view name, mode_t mode,
+                      dev_t rdev) override;
+  Result<Entry> Mkdir(const Ctx&, NodeId parent, std::string_view name, mode_t mode) override;
+  Result<Entry> Symlink(const Ctx&, NodeId parent, std::string_view name,
+                        std::string_view target) override;
+  Result<Entry> Link(const Ctx&, NodeId node, NodeId new_parent,
+                     std::string_view new_name) override;
+  Result<void> Unlink(const Ctx&, NodeId parent, std::string_view name) override;
+  Result<void> Rmdir(const Ctx&, NodeId parent, std::string_view name) override;
+  Result<void> Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
+                      std::string_view new_name, uint32_t flags) override;
+
+  // overlay_io.cc
+  Result<CreateReply> Create(const Ctx&, NodeId parent, std::string_view name, mode_t mode,
+                             const OpenRequest& req) override;
+  Result<CreateReply> Tmpfile(const Ctx&, NodeId parent, mode_t mode,
+                              const OpenRequest& req) override;
+  Result<OpenReply> Open(const Ctx&, NodeId node, const OpenRequest& req) override;
+  Result<size_t> Read(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                      std::span<std::byte> out) override;
+  Result<size_t> Write(const Ctx&, NodeId node, const WriteRequest& req) override;
+  Result<void> Flush(const Ctx&, NodeId, uint64_t, uint64_t) override { return Ok(); }
+  Result<void> Release(const Ctx&, NodeId node, uint64_t fh, int flags) override;
+  Result<void> Fsync(const Ctx&, NodeId node, uint64_t fh, bool datasync) override;
+  Result<void> Fallocate(const Ctx&, NodeId node, uint64_t fh, int mode, uint64_t offset,
+                         uint64_t length) override;
+  Result<uint64_t> Lseek(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                         int whence) override;
+  Result<Attributes> SetAttr(const Ctx&, NodeId node, const SetAttrRequest& req) override;
+
+  // overlay_dir.cc
+  Result<OpenReply> OpenDir(const Ctx&, NodeId node, int flags) override;
+  Result<void> ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                       DirentWriter& out) override;
+  Result<void> ReleaseDir(const Ctx&, NodeId node, uint64_t fh) override;
+  Result<void> FsyncDir(const Ctx&, NodeId node, uint64_t fh, bool datasync) override;
+
+  // overlay_xattr.cc
+  Result<void> SetXattr(const Ctx&, NodeId node, std::string_view name,
+                        std::span<const std::byte> value, int flags,
+                        uint32_t setxattr_flags) override;
+  Result<size_t> GetXattr(const Ctx&, NodeId node, std::string_view name,
+                          std::span<char> out) override;
+  Result<size_t> ListXattr(const Ctx&, NodeId node, std::span<char> out) override;
+  Result<void> RemoveXattr(const Ctx&, NodeId node, std::string_view name) override;
+
+  size_t node_count() const { return table_.size(); }
+  const overlay::LayerStack& layers() const { return layers_; }
+
+ private:
+  using NodePtr = overlay::NodePtr;
+  using Table = InodeTable<overlay::NodeKey, overlay::Node>;
+
+  // What a name resolves to in the layers below one merged directory.
+  struct Resolved {
+    int upper_fd = -1;  // owned until handed to a Node
+    overlay::DirMarks upper_marks;
+    std::vector<overlay::LowerRef> lowers;  // owned until handed to a Node
+    mode_t type = 0;
+    struct stat top {};  // stat of the topmost object
+    void Release();      // closes the descriptors (when no node took them)
+  };
+
+  OverlayFs(OverlayOptions options, overlay::LayerStack layers);
+
+  // overlay_fs.cc
+  NodePtr Get(NodeId id) const { return table_.Get(id); }
+  Result<NodePtr> Dir(NodeId id) const;
+  Result<Resolved> Resolve(const overlay::Node& dir, std::string_view name) const;
+  // Turns a resolution into a referenced node (reusing the node for the
+  // same identity) and its entry.
+  Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved);
+  Result<Attributes> AttributesOf(const overlay::Node& node) const;
+  Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
+  Result<void> RequireUpper() const;
+
+  // copy_up.cc: makes sure `node` (and its parents) exist in the upper
+  // layer. Safe to call concurrently; the copy happens once.
+  Result<void> CopyUp(const NodePtr& node);
+  Result<void> CopyUpLocked(overlay::Node& node, int parent_upper_fd, const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(node.mu);
+  Result<void> CopyData(int from_fd, int to_fd, off_t size);
+
+  // overlay_namespace.cc
+  // Whether any lower layer still shows `name` under `dir` (so removing it
+  // needs a whiteout).
+  bool NameExistsBelow(const overlay::Node& dir, std::string_view name) const;
+  // Atomically replaces `name` in the upper directory with a whiteout.
+  Result<void> WhiteoutName(int upper_dir_fd, std::string_view name, bool replace);
+  // Creates an object with `make(dir_fd, name)` in the upper directory of
+  // `parent` as the caller, replacing a whiteout if one is there.
+  using MakeFn = absl::FunctionRef<Result<void>(int dir_fd, const std::string& name)>;
+  Result<Entry> CreateObject(const Ctx& ctx, NodeId parent, std::string_view name, MakeFn make,
+                             bool new_inode = true);
+  Result<void> RemoveName(NodeId parent, std::string_view name, bool directory);
+  // Takes a temporary node for `name` (a lookup reference, dropped by the
+  // returned guard's owner through Forget).
+  Result<std::pair<NodeId, NodePtr>> Pin(const NodePtr& dir, std::string_view name);
+
+  // overlay_io.cc
+  Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags);
+
+  struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
+
+  OverlayOptions options_;
+  overlay::LayerStack layers_;
+  HandleTable<DirHandle> dirs_;
+  mutable Table table_;
+  const Connection* connection_ = nullptr;
+  BackingRegistry* backing_ = nullptr;
+};
+
+}  // namespace lamina
+
+#endif  // LAMINA_OVERLAY_OVERLAY_FS_H_

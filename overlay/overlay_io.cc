@@ -1,0 +1,250 @@
+// OverlayFs: opening files, data I/O and attribute changes.
+//
+// Opening for writing (or truncating) copies a lower file up first; reads
+// of lower files go straight to the lower file. With kernel passthrough,
+// the node's backing file is registered once and shared by all its opens;
+// if a node was copied up while lower-backed opens are still live, new
+// opens are served by the daemon with FOPEN_DIRECT_IO until those close,
+// because the kernel allows only one backing file per inode.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/backing_registry.h"
+#include "overlay/overlay_fs.h"
+
+namespace lamina {
+
+using overlay::FdPath;
+using overlay::Node;
+
+namespace {
+
+// A file handle is the open descriptor plus a bit saying the open holds a
+// reference on the node's backing id.
+constexpr uint64_t kBackedBit = 1ULL << 63;
+uint64_t MakeHandle(int fd, bool backed) {
+  return static_cast<uint64_t>(fd) | (backed ? kBackedBit : 0);
+}
+int HandleFd(uint64_t fh) {
+  return static_cast<int>(fh & 0xffffffffULL);
+}
+bool HandleBacked(uint64_t fh) {
+  return (fh & kBackedBit) != 0;
+}
+
+bool WantsWrite(int flags) {
+  return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
+}
+
+// HANDLE_KILLPRIV_V2: a write or truncate by the kernel's request drops
+// set-user-ID, and set-group-ID when group-executable.
+Result<void> KillSuidgid(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return LastErrno();
+  mode_t mode = st.st_mode & 07777;
+  mode_t cleared = mode & ~S_ISUID;
+  if ((mode & S_IXGRP) != 0) cleared &= ~S_ISGID;
+  if (cleared == mode) return Ok();
+  return CheckSyscall(fchmod(fd, cleared));
+}
+
+}  // namespace
+
+Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags) {
+  if (WantsWrite(flags)) {
+    Result<void> up = CopyUp(node);
+    if (!up.ok()) return Errno{up.error()};
+  }
+  const int top = node->TopFd();
+  const bool top_is_upper = node->UpperFd() >= 0;
+  int fd = open(FdPath(top).c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+
+  OpenReply reply;
+  bool backed = false;
+  if (backing_ != nullptr && S_ISREG(node->type)) {
+    std::unique_lock lock(node->mu);
+    if (node->backing_refs == 0 || node->backing_upper == top_is_upper) {
+      Result<int> backing_id = backing_->Acquire(id, fd);
+      if (backing_id.ok()) {
+        reply.backing_id = *backing_id;
+        ++node->backing_refs;
+        node->backing_upper = top_is_upper;
+        backed = true;
+      }
+    }
+  }
+  if (!backed) {
+    // Mixing page-cached and passthrough opens of one inode is refused by
+    // the kernel; direct I/O opens may coexist with passthrough ones.
+    if (backing_ != nullptr) {
+      reply.open_flags |= abi::kFopenDirectIo;
+    } else if (options_.attr_timeout > 0) {
+      reply.open_flags |= abi::kFopenKeepCache;
+    }
+  }
+  reply.fh = MakeHandle(fd, backed);
+  return reply;
+}
+
+Result<OpenReply> OverlayFs::Open(const Ctx&, NodeId id, const OpenRequest& req) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (WantsWrite(req.flags)) {
+    Result<void> writable = RequireUpper();
+    if (!writable.ok()) return Errno{writable.error()};
+  }
+  Result<OpenReply> reply = OpenNode(id, node, req.flags);
+  if (reply.ok() && req.kill_suidgid) {
+    Result<void> killed = KillSuidgid(HandleFd(reply->fh));
+    if (!killed.ok()) {
+      (void)Release(Ctx{}, id, reply->fh, 0);
+      return Errno{killed.error()};
+    }
+  }
+  return reply;
+}
+
+Result<CreateReply> OverlayFs::Create(const Ctx& ctx, NodeId parent, std::string_view name,
+                                      mode_t mode, const OpenRequest& req) {
+  Result<Entry> entry = CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+    int fd = openat(dir, n.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode & 07777);
+    if (fd < 0) return Result<void>(LastErrno());
+    close(fd);
+    return Ok();
+  });
+  if (!entry.ok()) return Errno{entry.error()};
+  NodePtr node = Get(entry->node);
+  Result<OpenReply> open = OpenNode(entry->node, node, req.flags & ~(O_TRUNC | O_EXCL));
+  if (!open.ok()) {
+    table_.Forget(entry->node, 1);
+    return Errno{open.error()};
+  }
+  return CreateReply{*entry, *open};
+}
+
+Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mode,
+                                       const OpenRequest& req) {
+  Result<void> ok = RequireUpper();
+  if (!ok.ok()) return Errno{ok.error()};
+  Result<NodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  ok = CopyUp(*dir);
+  if (!ok.ok()) return Errno{ok.error()};
+  int access = (req.flags & O_ACCMODE) == O_RDONLY ? O_RDWR : (req.flags & O_ACCMODE);
+  int fd = openat((*dir)->UpperFd(), ".", O_TMPFILE | access | O_CLOEXEC, mode & 07777);
+  if (fd < 0) return LastErrno();
+  struct stat st;
+  int path_fd = open(FdPath(fd).c_str(), O_PATH | O_CLOEXEC);
+  if (path_fd < 0 || fchown(fd, ctx.uid, ctx.gid) != 0 || fstat(fd, &st) != 0) {
+    Result<void> error = LastErrno();
+    if (path_fd >= 0) close(path_fd);
+    close(fd);
+    return Errno{error.error()};
+  }
+  // An unnamed upper file: its own identity, nothing to copy up, ever.
+  auto handle = table_.Acquire(overlay::NodeKey{st.st_dev, st.st_ino}, [&] {
+    auto node = std::make_shared<Node>(S_IFREG, layers_.MergedInode(0, st.st_ino));
+    std::unique_lock lock(node->mu);
+    node->upper_fd = path_fd;
+    node->parent = *dir;
+    return node;
+  });
+  CreateReply reply;
+  reply.entry = MakeEntry(handle.id, *handle.node, st);
+  reply.open.fh = MakeHandle(fd, /*backed=*/false);
+  if (backing_ != nullptr) reply.open.open_flags |= abi::kFopenDirectIo;
+  return reply;
+}
+
+Result<size_t> OverlayFs::Read(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+                               std::span<std::byte> out) {
+  ssize_t n = pread(HandleFd(fh), out.data(), out.size(), static_cast<off_t>(offset));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> OverlayFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
+  int fd = HandleFd(req.fh);
+  if (req.kill_suidgid) {
+    Result<void> killed = KillSuidgid(fd);
+    if (!killed.ok()) return Errno{killed.error()};
+  }
+  ssize_t n = pwrite(fd, req.data.data(), req.data.size(), static_cast<off_t>(req.offset));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
+  close(HandleFd(fh));
+  if (HandleBacked(fh) && backing_ != nullptr) {
+    NodePtr node = Get(id);
+    if (node != nullptr) {
+      std::unique_lock lock(node->mu);
+      --node->backing_refs;
+    }
+    backing_->Release(id);
+  }
+  return Ok();
+}
+
+Result<void> OverlayFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync) {
+  if (options_.volatile_mode) return Ok();
+  int fd = HandleFd(fh);
+  return CheckSyscall(datasync ? fdatasync(fd) : fsync(fd));
+}
+
+Result<void> OverlayFs::Fallocate(const Ctx&, NodeId, uint64_t fh, int mode, uint64_t offset,
+                                  uint64_t length) {
+  return CheckSyscall(
+      fallocate(HandleFd(fh), mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
+}
+
+Result<uint64_t> OverlayFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset, int whence) {
+  off_t result = lseek(HandleFd(fh), static_cast<off_t>(offset), whence);
+  if (result < 0) return LastErrno();
+  return static_cast<uint64_t>(result);
+}
+
+Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrRequest& req) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  Result<void> ok = CopyUp(node);
+  if (!ok.ok()) return Errno{ok.error()};
+  const int upper = node->UpperFd();
+  const std::string path = FdPath(upper);
+  // Symlinks cannot be reached through their descriptor without following
+  // them; only owner changes apply to them (via AT_EMPTY_PATH).
+  const bool symlink = S_ISLNK(node->type);
+  if (req.Has(abi::kFattrUid) || req.Has(abi::kFattrGid)) {
+    uid_t uid = req.Has(abi::kFattrUid) ? req.uid : static_cast<uid_t>(-1);
+    gid_t gid = req.Has(abi::kFattrGid) ? req.gid : static_cast<gid_t>(-1);
+    ok = CheckSyscall(fchownat(upper, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+  }
+  if (ok.ok() && req.Has(abi::kFattrMode) && !symlink) {
+    ok = CheckSyscall(chmod(path.c_str(), req.mode & 07777));
+  }
+  if (ok.ok() && req.Has(abi::kFattrSize)) {
+    ok = req.fh ? CheckSyscall(ftruncate(HandleFd(*req.fh), static_cast<off_t>(req.size)))
+                : CheckSyscall(truncate(path.c_str(), static_cast<off_t>(req.size)));
+  }
+  if (ok.ok() && req.Has(abi::kFattrKillSuidgid) && !symlink) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ok = KillSuidgid(fd);
+      close(fd);
+    }
+  }
+  if (ok.ok() && (req.Has(abi::kFattrAtime) || req.Has(abi::kFattrMtime)) && !symlink) {
+    struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (req.Has(abi::kFattrAtime)) times[0] = req.atime;
+    if (req.Has(abi::kFattrMtime)) times[1] = req.mtime;
+    ok = CheckSyscall(utimensat(AT_FDCWD, path.c_str(), times, 0));
+  }
+  if (!ok.ok()) return Errno{ok.error()};
+  return AttributesOf(*node);
+}
+
+}  // namespace lamina

@@ -1,0 +1,361 @@
+// OverlayFs: creating, linking, removing and renaming names.
+//
+// Every change lands in the upper layer after the parent directory is
+// copied up. Whiteouts are staged in work/work and moved into place with
+// one rename (RENAME_EXCHANGE when they replace an object), so a name is
+// never briefly exposed from a lower layer. New objects are created by the
+// daemon and then given the caller's owner (setgid directories honoured),
+// which is what kernel overlayfs does with its mounter credentials.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "overlay/dir_merge.h"
+#include "overlay/overlay_fs.h"
+#include "passthrough/credentials.h"
+
+namespace lamina {
+
+using overlay::FdPath;
+using overlay::Node;
+
+namespace {
+
+Result<void> CheckNewName(std::string_view name) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    return Errno{EINVAL};
+  }
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  // The merged view never shows OCI whiteout names, so it cannot make them.
+  if (overlay::IsHiddenName(name)) return Errno{EINVAL};
+  return Ok();
+}
+
+bool IsEmptyListing(const std::vector<overlay::DirItem>& items) {
+  return items.size() <= 2;
+}
+
+// Removes what is left in an upper directory whose merged view is empty:
+// whiteouts and OCI markers only.
+Result<void> ClearWhiteouts(int upper_dir_fd) {
+  int fd = openat(upper_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return LastErrno();
+  }
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(dir)) {
+    std::string_view name = e->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  closedir(dir);
+  for (const std::string& name : names) {
+    if (unlinkat(upper_dir_fd, name.c_str(), 0) != 0) return LastErrno();
+  }
+  return Ok();
+}
+
+}  // namespace
+
+bool OverlayFs::NameExistsBelow(const Node& dir, std::string_view name) const {
+  for (const overlay::LowerRef& lower : dir.lowers) {
+    std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
+    if (!st) {
+      if (overlay::HasOciWhiteout(lower.fd, name)) return false;
+      continue;
+    }
+    return !overlay::IsWhiteout(layers_, lower.fd, name, *st, lower.marks);
+  }
+  return false;
+}
+
+Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bool replace) {
+  const int staging = layers_.staging_fd();
+  const std::string staged = layers_.StagingName();
+  Result<bool> xattr_form = overlay::CreateStagedWhiteout(layers_, staged);
+  if (!xattr_form.ok()) return Errno{xattr_form.error()};
+  if (*xattr_form) {
+    Result<void> marked = overlay::MarkXattrWhiteouts(layers_, upper_dir_fd);
+    if (!marked.ok()) {
+      unlinkat(staging, staged.c_str(), 0);
+      return marked;
+    }
+  }
+  std::string target(name);
+  if (!replace) {
+    Result<void> moved = CheckSyscall(
+        renameat2(staging, staged.c_str(), upper_dir_fd, target.c_str(), RENAME_NOREPLACE));
+    if (!moved.ok()) unlinkat(staging, staged.c_str(), 0);
+    return moved;
+  }
+  // Swap the whiteout in; the replaced object lands in the staging area.
+  Result<void> swapped = CheckSyscall(
+      renameat2(staging, staged.c_str(), upper_dir_fd, target.c_str(), RENAME_EXCHANGE));
+  if (!swapped.ok()) {
+    unlinkat(staging, staged.c_str(), 0);
+    return swapped;
+  }
+  struct stat st;
+  bool dir = fstatat(staging, staged.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  return CheckSyscall(unlinkat(staging, staged.c_str(), dir ? AT_REMOVEDIR : 0));
+}
+
+Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
+                                                             std::string_view name) {
+  Result<Resolved> resolved = Resolve(*dir, name);
+  if (!resolved.ok()) return Errno{resolved.error()};
+  Result<Entry> entry = Adopt(dir, name, std::move(*resolved));
+  if (!entry.ok()) return Errno{entry.error()};
+  return std::make_pair(entry->node, table_.Get(entry->node));
+}
+
+Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string_view name,
+                                      MakeFn make, bool new_inode) {
+  Result<void> ok = RequireUpper();
+  if (ok.ok()) ok = CheckNewName(name);
+  if (!ok.ok()) return Errno{ok.error()};
+  Result<NodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  Result<Resolved> existing = Resolve(**dir, name);
+  if (existing.ok()) {
+    existing->Release();
+    return Errno{EEXIST};
+  }
+  if (existing.error() != ENOENT) return Errno{existing.error()};
+  ok = CopyUp(*dir);
+  if (!ok.ok()) return Errno{ok.error()};
+  const int upper_dir = (*dir)->UpperFd();
+  std::string target(name);
+  struct stat dir_st;
+  if (fstat(upper_dir, &dir_st) != 0) return LastErrno();
+  passthrough::UseZeroUmaskOnThisThread();  // the kernel already applied the caller's
+
+  // Over a whiteout, build the object aside and swap it in atomically.
+  bool over_whiteout = overlay::StatAt(upper_dir, name).has_value();
+  const int staging = layers_.staging_fd();
+  const std::string staged = layers_.StagingName();
+  int where = over_whiteout ? staging : upper_dir;
+  const std::string& what = over_whiteout ? staged : target;
+  ok = make(where, what);
+  if (!ok.ok()) return Errno{ok.error()};
+
+  // The caller owns it; a setgid directory passes on its group. (A new
+  // hard link is an existing inode and keeps its owner.)
+  struct stat st;
+  fstatat(where, what.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ctx.gid;
+  if (new_inode) {
+    ok = CheckSyscall(fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
+  }
+  if (ok.ok() && new_inode && S_ISDIR(st.st_mode) && (dir_st.st_mode & S_ISGID)) {
+    ok = CheckSyscall(fchmodat(where, what.c_str(), (st.st_mode & 07777) | S_ISGID, 0));
+  }
+  if (ok.ok() && over_whiteout) {
+    if (S_ISDIR(st.st_mode)) {
+      // The name was deleted below: the new directory must not show it.
+      Result<int> fd = overlay::OpenPathAt(staging, staged);
+      ok = fd.ok() ? overlay::MarkOpaque(layers_, *fd) : Result<void>(Errno{fd.error()});
+      if (fd.ok()) close(*fd);
+    }
+    if (ok.ok()) {
+      ok = CheckSyscall(
+          renameat2(staging, staged.c_str(), upper_dir, target.c_str(), RENAME_EXCHANGE));
+    }
+    if (ok.ok()) ok = CheckSyscall(unlinkat(staging, staged.c_str(), 0));  // the old whiteout
+    if (!ok.ok()) {
+      unlinkat(staging, staged.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+      return Errno{ok.error()};
+    }
+  }
+  if (!ok.ok()) {
+    unlinkat(where, what.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+    return Errno{ok.error()};
+  }
+  Result<Resolved> created = Resolve(**dir, name);
+  if (!created.ok()) return Errno{created.error()};
+  return Adopt(*dir, name, std::move(*created));
+}
+
+Result<Entry> OverlayFs::Mknod(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode,
+                               dev_t rdev) {
+  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+    return CheckSyscall(mknodat(dir, n.c_str(), mode, rdev));
+  });
+}
+
+Result<Entry> OverlayFs::Mkdir(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode) {
+  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+    return CheckSyscall(mkdirat(dir, n.c_str(), mode & 07777));
+  });
+}
+
+Result<Entry> OverlayFs::Symlink(const Ctx& ctx, NodeId parent, std::string_view name,
+                                 std::string_view target) {
+  std::string link(target);
+  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+    return CheckSyscall(symlinkat(link.c_str(), dir, n.c_str()));
+  });
+}
+
+Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
+                              std::string_view new_name) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (node->is_dir()) return Errno{EPERM};
+  Result<void> up = CopyUp(node);
+  if (!up.ok()) return Errno{up.error()};
+  std::string source = FdPath(node->UpperFd());
+  Result<Entry> entry = CreateObject(
+      ctx, new_parent, new_name,
+      [&](int dir, const std::string& n) {
+        return CheckSyscall(linkat(AT_FDCWD, source.c_str(), dir, n.c_str(), AT_SYMLINK_FOLLOW));
+      },
+      /*new_inode=*/false);
+  if (!entry.ok()) return entry;
+  // The new name is the same object: hand out the existing node (the
+  // lookup reference CreateObject took for the name's own node goes back).
+  if (entry->node != id) {
+    table_.Forget(entry->node, 1);
+    if (!table_.AddRef(id)) return Errno{ENOENT};
+  }
+  Result<Attributes> attributes = AttributesOf(*node);
+  if (!attributes.ok()) return Errno{attributes.error()};
+  return MakeEntry(id, *node, attributes->attr);
+}
+
+Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool directory) {
+  Result<void> ok = RequireUpper();
+  if (!ok.ok()) return ok;
+  Result<NodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  Result<Resolved> victim = Resolve(**dir, name);
+  if (!victim.ok()) return Errno{victim.error()};
+  bool is_dir = S_ISDIR(victim->type);
+  bool in_upper = victim->upper_fd >= 0;
+  if (directory && !is_dir) ok = Errno{ENOTDIR};
+  if (!directory && is_dir) ok = Errno{EISDIR};
+  if (ok.ok() && is_dir) {
+    overlay::DirSources sources{victim->upper_fd, victim->upper_marks, &victim->lowers, 0};
+    if (!IsEmptyListing(overlay::MergeListing(layers_, sources))) ok = Errno{ENOTEMPTY};
+    if (ok.ok() && in_upper) ok = ClearWhiteouts(victim->upper_fd);
+  }
+  victim->Release();
+  if (!ok.ok()) return ok;
+  ok = CopyUp(*dir);
+  if (!ok.ok()) return ok;
+  const int upper_dir = (*dir)->UpperFd();
+  // A deleted lower object leaves a whiteout; nothing is ever copied up.
+  if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, in_upper);
+  return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), is_dir ? AT_REMOVEDIR : 0));
+}
+
+Result<void> OverlayFs::Unlink(const Ctx&, NodeId parent, std::string_view name) {
+  return RemoveName(parent, name, /*directory=*/false);
+}
+
+Result<void> OverlayFs::Rmdir(const Ctx&, NodeId parent, std::string_view name) {
+  return RemoveName(parent, name, /*directory=*/true);
+}
+
+Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
+                               std::string_view new_name, uint32_t flags) {
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0) return Errno{EINVAL};
+  Result<void> ok = RequireUpper();
+  if (ok.ok()) ok = CheckNewName(new_name);
+  if (!ok.ok()) return ok;
+  Result<NodePtr> from_dir = Dir(parent);
+  Result<NodePtr> to_dir = Dir(new_parent);
+  if (!from_dir.ok()) return Errno{from_dir.error()};
+  if (!to_dir.ok()) return Errno{to_dir.error()};
+  const bool exchange = (flags & RENAME_EXCHANGE) != 0;
+
+  // Pin both ends as nodes for the duration (dropped at the end).
+  Result<std::pair<NodeId, NodePtr>> source = Pin(*from_dir, name);
+  if (!source.ok()) return Errno{source.error()};
+  std::vector<NodeId> pinned = {source->first};
+  Result<std::pair<NodeId, NodePtr>> target = Pin(*to_dir, new_name);
+  if (target.ok()) pinned.push_back(target->first);
+  auto finish = [&](Result<void> result) {
+    for (NodeId id : pinned) table_.Forget(id, 1);
+    return result;
+  };
+  if (!target.ok() && target.error() != ENOENT) return finish(Errno{target.error()});
+  if (exchange && !target.ok()) return finish(Errno{ENOENT});
+  if (target.ok() && (flags & RENAME_NOREPLACE) != 0) return finish(Errno{EEXIST});
+  const NodePtr& moving = source->second;
+  if (target.ok() && target->second == moving) return finish(Ok());  // same object
+
+  // Directories that still merge lower content would need a redirect
+  // record to keep their contents after a move; until Lamina writes them,
+  // such a rename is refused with EXDEV and callers fall back to copying.
+  auto merged_dir = [](const NodePtr& n) { return n->is_dir() && n->HasLower(); };
+  if (merged_dir(moving) || (exchange && merged_dir(target->second))) {
+    return finish(Errno{EXDEV});
+  }
+  if (target.ok() && !exchange) {
+    const NodePtr& victim = target->second;
+    if (moving->is_dir() != victim->is_dir()) {
+      return finish(Errno{moving->is_dir() ? ENOTDIR : EISDIR});
+    }
+    if (victim->is_dir()) {
+      overlay::DirSources sources{victim->UpperFd(), {}, &victim->lowers, 0};
+      {
+        std::shared_lock lock(victim->mu);
+        sources.upper_marks = victim->upper_marks;
+      }
+      if (!IsEmptyListing(overlay::MergeListing(layers_, sources))) {
+        return finish(Errno{ENOTEMPTY});
+      }
+      if (sources.upper_fd >= 0) ok = ClearWhiteouts(sources.upper_fd);
+    }
+  }
+  if (ok.ok()) ok = CopyUp(moving);
+  if (ok.ok() && exchange) ok = CopyUp(target->second);
+  if (ok.ok()) ok = CopyUp(*to_dir);
+  if (!ok.ok()) return finish(ok);
+
+  const int from_upper = (*from_dir)->UpperFd();
+  const int to_upper = (*to_dir)->UpperFd();
+  std::string from_name(name);
+  std::string to_name(new_name);
+  if (exchange) {
+    ok = CheckSyscall(
+        renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_EXCHANGE));
+  } else {
+    bool source_below = NameExistsBelow(**from_dir, name);
+    bool target_below = NameExistsBelow(**to_dir, new_name);
+    // A directory moved over a name that exists below must hide it.
+    if (moving->is_dir() && target_below) ok = overlay::MarkOpaque(layers_, moving->UpperFd());
+    bool target_whiteout = !target.ok() && overlay::StatAt(to_upper, new_name).has_value();
+    if (ok.ok() && target_whiteout) {
+      // Swap with the whiteout: it lands on the old name, which needs one
+      // exactly when the old name exists below.
+      ok = CheckSyscall(
+          renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_EXCHANGE));
+      if (ok.ok() && !source_below) ok = CheckSyscall(unlinkat(from_upper, from_name.c_str(), 0));
+    } else if (ok.ok()) {
+      ok = CheckSyscall(renameat(from_upper, from_name.c_str(), to_upper, to_name.c_str()));
+      if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
+    }
+  }
+  if (ok.ok()) {
+    {
+      std::unique_lock lock(moving->mu);
+      moving->parent = *to_dir;
+      moving->name = to_name;
+    }
+    if (exchange) {
+      std::unique_lock lock(target->second->mu);
+      target->second->parent = *from_dir;
+      target->second->name = from_name;
+    }
+  }
+  return finish(ok);
+}
+
+}  // namespace lamina

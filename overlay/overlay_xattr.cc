@@ -1,0 +1,93 @@
+// OverlayFs: extended attributes.
+//
+// Everything passes through to the object that answers for the node, except
+// overlayfs' private namespace ("trusted.overlay." as root, "user.overlay."
+// with userxattr): its entries are hidden, and a caller's own attribute in
+// that namespace is stored escaped as "<prefix>overlay.<rest>", as the
+// kernel does, so overlays can be nested. Setting or removing copies up.
+
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <cstring>
+#include <vector>
+
+#include "overlay/overlay_fs.h"
+
+namespace lamina {
+
+using overlay::FdPath;
+
+namespace {
+
+// The name stored in the layer for the caller's `name`.
+std::string StoredName(const overlay::LayerStack& layers, std::string_view name) {
+  const std::string& prefix = layers.private_prefix();
+  if (name.substr(0, prefix.size()) != prefix) return std::string(name);
+  return prefix + "overlay." + std::string(name.substr(prefix.size()));
+}
+
+}  // namespace
+
+Result<void> OverlayFs::SetXattr(const Ctx&, NodeId id, std::string_view name,
+                                 std::span<const std::byte> value, int flags, uint32_t) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (S_ISLNK(node->type)) return Errno{EPERM};  // user xattrs are not allowed on symlinks
+  Result<void> up = CopyUp(node);
+  if (!up.ok()) return up;
+  std::string stored = StoredName(layers_, name);
+  return CheckSyscall(
+      setxattr(FdPath(node->UpperFd()).c_str(), stored.c_str(), value.data(), value.size(), flags));
+}
+
+Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,
+                                   std::span<char> out) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (S_ISLNK(node->type)) return Errno{ENODATA};
+  std::string stored = StoredName(layers_, name);
+  ssize_t n = getxattr(FdPath(node->TopFd()).c_str(), stored.c_str(), out.data(), out.size());
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (S_ISLNK(node->type)) return size_t{0};
+  std::string path = FdPath(node->TopFd());
+  ssize_t size = listxattr(path.c_str(), nullptr, 0);
+  if (size < 0) return LastErrno();
+  std::vector<char> names(static_cast<size_t>(size));
+  size = listxattr(path.c_str(), names.data(), names.size());
+  if (size < 0) return LastErrno();
+  // Keep the caller's names, unescaping ours; drop overlayfs' own.
+  const std::string& prefix = layers_.private_prefix();
+  const std::string escaped = prefix + "overlay.";
+  std::string visible;
+  for (const char* n = names.data(); n < names.data() + size; n += strlen(n) + 1) {
+    std::string_view name(n);
+    if (name.substr(0, escaped.size()) == escaped) {
+      visible.append(prefix).append(name.substr(escaped.size())).push_back('\0');
+    } else if (name.substr(0, prefix.size()) != prefix) {
+      visible.append(name).push_back('\0');
+    }
+  }
+  if (out.empty()) return visible.size();
+  if (visible.size() > out.size()) return Errno{ERANGE};
+  std::memcpy(out.data(), visible.data(), visible.size());
+  return visible.size();
+}
+
+Result<void> OverlayFs::RemoveXattr(const Ctx&, NodeId id, std::string_view name) {
+  NodePtr node = Get(id);
+  if (node == nullptr) return Errno{ENOENT};
+  if (S_ISLNK(node->type)) return Errno{ENODATA};
+  Result<void> up = CopyUp(node);
+  if (!up.ok()) return up;
+  std::string stored = StoredName(layers_, name);
+  return CheckSyscall(removexattr(FdPath(node->UpperFd()).c_str(), stored.c_str()));
+}
+
+}  // namespace lamina

@@ -1,0 +1,110 @@
+// PassthroughFs: directory listing with getdents64.
+//
+// The kernel's READDIR offset is the backing filesystem's d_off of the last
+// entry it consumed, so a seekdir/telldir through the mount maps straight
+// onto lseek of the backing directory.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <mutex>
+
+#include "passthrough/passthrough_fs.h"
+
+namespace lamina {
+
+namespace {
+
+// linux_dirent64 as getdents64 returns it.
+struct LinuxDirent64 {
+  ino64_t d_ino;
+  off64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+}  // namespace
+
+struct PassthroughFs::DirHandle {
+  explicit DirHandle(int dir_fd) : fd(dir_fd) {}
+  ~DirHandle() { close(fd); }
+
+  std::mutex mu;  // one READDIR at a time per handle (the buffer is shared)
+  int fd;
+  uint64_t offset = 0;  // offset of the next entry in `buffer`
+  size_t pos = 0;       // next unread byte of `buffer`
+  size_t len = 0;
+  alignas(LinuxDirent64) std::array<char, 32 * 1024> buffer;
+};
+
+Result<OpenReply> PassthroughFs::OpenDir(const Ctx&, NodeId node, int flags) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  // "." relative to the O_PATH descriptor is the directory itself.
+  int fd = openat(inode->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (flags & O_NOATIME));
+  if (fd < 0) return LastErrno();
+  OpenReply reply;
+  reply.fh = dirs_.Add(std::make_unique<DirHandle>(fd));
+  if (options_.entry_timeout > 0) reply.open_flags |= abi::kFopenCacheDir | abi::kFopenKeepCache;
+  return reply;
+}
+
+Result<void> PassthroughFs::ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
+                                    DirentWriter& out) {
+  InodePtr dir = Node(node);
+  if (dir == nullptr) return Errno{ESTALE};
+  DirHandle* handle = dirs_.Get(fh);
+  if (handle == nullptr) return Errno{EBADF};
+  std::lock_guard<std::mutex> lock(handle->mu);
+  if (offset != handle->offset) {
+    if (lseek(handle->fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrno();
+    handle->offset = offset;
+    handle->pos = handle->len = 0;
+  }
+  while (true) {
+    if (handle->pos >= handle->len) {
+      long n = syscall(SYS_getdents64, handle->fd, handle->buffer.data(), handle->buffer.size());
+      if (n < 0) return out.empty() ? Result<void>(LastErrno()) : Ok();
+      if (n == 0) return Ok();
+      handle->pos = 0;
+      handle->len = static_cast<size_t>(n);
+    }
+    auto* d = reinterpret_cast<LinuxDirent64*>(handle->buffer.data() + handle->pos);
+    std::string_view name(d->d_name);
+    const uint64_t next = static_cast<uint64_t>(d->d_off);
+    bool added;
+    if (!out.plus() || name == "." || name == "..") {
+      added = out.Add(name, d->d_ino, d->d_type, next);
+    } else if (!out.Fits(name)) {
+      added = false;  // checked before LookupChild takes a reference
+    } else {
+      Result<Entry> entry = LookupChild(*dir, name);
+      // A name that vanished since getdents goes out without attributes.
+      added =
+          entry.ok() ? out.AddPlus(name, *entry, next) : out.Add(name, d->d_ino, d->d_type, next);
+      if (!added && entry.ok()) Forget(entry->node, 1);
+    }
+    if (!added) return Ok();
+    handle->pos += d->d_reclen;
+    handle->offset = next;
+  }
+}
+
+Result<void> PassthroughFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {
+  dirs_.Remove(fh);
+  return Ok();
+}
+
+Result<void> PassthroughFs::FsyncDir(const Ctx&, NodeId, uint64_t fh, bool datasync) {
+  DirHandle* handle = dirs_.Get(fh);
+  if (handle == nullptr) return Errno{EBADF};
+  int fd = handle->fd;
+  return CheckSyscall(datasync ? fdatasync(fd) : fsync(fd));
+}
+
+}  // namespace lamina

@@ -1,0 +1,256 @@
+// PassthroughFs: construction, negotiation, names and attributes.
+
+#include "passthrough/passthrough_fs.h"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "core/backing_registry.h"
+#include "core/connection.h"
+#include "passthrough/credentials.h"
+#include "passthrough/handles.h"
+#include "spdlog/spdlog.h"
+
+namespace lamina {
+
+using passthrough::CheckName;
+using passthrough::Inode;
+using passthrough::InodeKey;
+
+namespace {
+
+void RaiseFileLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot raise RLIMIT_NOFILE to {} (errno {})", limit.rlim_max, errno);
+  }
+}
+
+Result<struct stat> StatPath(int fd) {
+  struct stat st;
+  if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
+  return st;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Create(PassthroughOptions options) {
+  RaiseFileLimit();
+  int fd = open(options.source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, "opening source " + options.source);
+  struct stat st;
+  struct statfs sfs;
+  if (fstat(fd, &st) != 0 || fstatfs(fd, &sfs) != 0) {
+    int error = errno;
+    close(fd);
+    return ErrnoToStatus(error, "examining source " + options.source);
+  }
+  bool on_overlay = static_cast<unsigned long>(sfs.f_type) == OVERLAYFS_SUPER_MAGIC;
+  return std::unique_ptr<PassthroughFs>(new PassthroughFs(std::move(options), fd, st, on_overlay));
+}
+
+PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const struct stat& root,
+                             bool source_on_overlay)
+    : options_(std::move(options)), source_on_overlay_(source_on_overlay) {
+  table_.SetRoot(InodeKey::Of(root), std::make_shared<Inode>(root_fd, root.st_mode));
+}
+
+void PassthroughFs::Init(InitConfig& config) {
+  config.want |= abi::kFlockLocks;
+  // POSIX record locks stay in the kernel: forwarding them to one open file
+  // per FUSE open would make two descriptors of one process conflict.
+  config.want &= ~abi::kPosixLocks;
+  if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
+    config.want |= abi::kPassthrough;
+    // Writeback caching and passthrough exclude each other (the kernel
+    // silently drops passthrough when both are asked for).
+    config.want &= ~abi::kWritebackCache;
+    config.max_stack_depth = source_on_overlay_ ? 2 : 1;
+  } else if (options_.passthrough == PassthroughMode::kOn) {
+    spdlog::warn("the kernel does not offer FUSE passthrough; serving file I/O in the daemon");
+  }
+}
+
+void PassthroughFs::Connected(Connection& connection) {
+  connection_ = &connection;
+  if (connection.Has(abi::kPassthrough)) backing_ = connection.backing();
+}
+
+bool PassthroughFs::passthrough_active() const {
+  return backing_ != nullptr && backing_->available();
+}
+
+Result<PassthroughFs::InodePtr> PassthroughFs::Dir(NodeId id) const {
+  InodePtr inode = Node(id);
+  if (inode == nullptr) return Errno{ESTALE};
+  if (!inode->is_dir()) return Errno{ENOTDIR};
+  return inode;
+}
+
+Result<Attributes> PassthroughFs::AttributesOf(const Inode& inode) const {
+  Result<struct stat> st = StatPath(inode.fd());
+  if (!st.ok()) return Errno{st.error()};
+  return Attributes{*st, options_.attr_timeout};
+}
+
+Result<Entry> PassthroughFs::MakeEntry(int fd) {
+  Result<struct stat> st = StatPath(fd);
+  if (!st.ok()) {
+    close(fd);
+    return Errno{st.error()};
+  }
+  bool used = false;
+  Table::Handle handle = table_.Acquire(InodeKey::Of(*st), [&] {
+    used = true;
+    return std::make_shared<Inode>(fd, st->st_mode);
+  });
+  if (!used) close(fd);  // the node already had a descriptor
+  Entry entry;
+  entry.node = handle.id;
+  entry.attr = *st;
+  entry.entry_timeout = options_.entry_timeout;
+  entry.attr_timeout = options_.attr_timeout;
+  return entry;
+}
+
+Result<Entry> PassthroughFs::LookupChild(const Inode& parent, std::string_view name) {
+  int fd = openat(parent.fd(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  return MakeEntry(fd);
+}
+
+Result<Entry> PassthroughFs::Lookup(const Ctx&, NodeId parent, std::string_view name) {
+  // The kernel never looks up "." or ".." (no NFS export support); refusing
+  // them keeps ".." of the root from leaving the source.
+  if (!CheckName(name).ok()) return Errno{EINVAL};
+  Result<InodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  Result<Entry> entry = LookupChild(**dir, name);
+  if (entry.error() == ENOENT && options_.negative_timeout > 0) {
+    Entry negative;
+    negative.entry_timeout = options_.negative_timeout;
+    return negative;
+  }
+  return entry;
+}
+
+void PassthroughFs::Forget(NodeId node, uint64_t nlookup) {
+  // The returned node (if removed) closes its descriptor here, outside
+  // the table's lock.
+  table_.Forget(node, nlookup);
+}
+
+Result<Attributes> PassthroughFs::GetAttr(const Ctx&, NodeId node, std::optional<uint64_t>) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  return AttributesOf(*inode);
+}
+
+Result<StatxAttributes> PassthroughFs::Statx(const Ctx&, NodeId node, std::optional<uint64_t>,
+                                             uint32_t flags, uint32_t mask) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  StatxAttributes out;
+  int sync = static_cast<int>(flags) & AT_STATX_SYNC_TYPE;
+  if (statx(inode->fd(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | sync, mask | STATX_BTIME,
+            &out.attr) != 0) {
+    return LastErrno();
+  }
+  out.timeout = options_.attr_timeout;
+  return out;
+}
+
+Result<Attributes> PassthroughFs::SetAttr(const Ctx& ctx, NodeId node, const SetAttrRequest& req) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  const std::string proc = inode->ProcPath();
+  const int fh_fd = req.fh ? passthrough::HandleFd(*req.fh) : -1;
+  if (req.Has(abi::kFattrMode)) {
+    if (S_ISLNK(inode->type())) return Errno{EOPNOTSUPP};
+    int rc = fh_fd >= 0 ? fchmod(fh_fd, req.mode & 07777) : chmod(proc.c_str(), req.mode & 07777);
+    if (rc != 0) return LastErrno();
+  }
+  if (req.Has(abi::kFattrUid) || req.Has(abi::kFattrGid)) {
+    uid_t uid = req.Has(abi::kFattrUid) ? req.uid : static_cast<uid_t>(-1);
+    gid_t gid = req.Has(abi::kFattrGid) ? req.gid : static_cast<gid_t>(-1);
+    if (fchownat(inode->fd(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      return LastErrno();
+    }
+  }
+  if (req.Has(abi::kFattrSize)) {
+    int rc = fh_fd >= 0 ? ftruncate(fh_fd, static_cast<off_t>(req.size))
+                        : truncate(proc.c_str(), static_cast<off_t>(req.size));
+    if (rc != 0) return LastErrno();
+  }
+  if (req.Has(abi::kFattrAtime) || req.Has(abi::kFattrMtime)) {
+    struct timespec times[2];
+    times[0] = req.Has(abi::kFattrAtime) ? req.atime : timespec{0, UTIME_OMIT};
+    times[1] = req.Has(abi::kFattrMtime) ? req.mtime : timespec{0, UTIME_OMIT};
+    int rc = fh_fd >= 0 ? futimens(fh_fd, times) : utimensat(AT_FDCWD, proc.c_str(), times, 0);
+    if (rc != 0) return LastErrno();
+  }
+  // HANDLE_KILLPRIV_V2: a size or owner change by a non-root caller drops
+  // set-user-ID (and set-group-ID when group-executable). The root daemon
+  // has CAP_FSETID, so the backing filesystem would not do it for us.
+  if (req.Has(abi::kFattrKillSuidgid) && ctx.uid != 0 && !req.Has(abi::kFattrMode)) {
+    Result<struct stat> st = StatPath(inode->fd());
+    if (!st.ok()) return Errno{st.error()};
+    mode_t kill = S_ISUID | ((st->st_mode & S_IXGRP) ? S_ISGID : 0);
+    if ((st->st_mode & kill) != 0 && chmod(proc.c_str(), st->st_mode & 07777 & ~kill) != 0) {
+      return LastErrno();
+    }
+  }
+  return AttributesOf(*inode);
+}
+
+Result<std::string> PassthroughFs::ReadLink(const Ctx&, NodeId node) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  std::string target(PATH_MAX, '\0');
+  ssize_t n = readlinkat(inode->fd(), "", target.data(), target.size());
+  if (n < 0) return LastErrno();
+  target.resize(static_cast<size_t>(n));
+  return target;
+}
+
+Result<void> PassthroughFs::Access(const Ctx& ctx, NodeId node, int mask) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  Result<struct stat> st = StatPath(inode->fd());
+  if (!st.ok()) return Errno{st.error()};
+  if (mask == F_OK) return Ok();
+  mode_t mode = st->st_mode;
+  if (ctx.uid == 0) {
+    // Root may do anything but execute a file no one may execute.
+    bool exec_ok = S_ISDIR(mode) || (mode & (S_IXUSR | S_IXGRP | S_IXOTH)) != 0;
+    return (mask & X_OK) == 0 || exec_ok ? Ok() : Result<void>(Errno{EACCES});
+  }
+  int shift = 0;  // "other" bits
+  if (st->st_uid == ctx.uid) {
+    shift = 6;
+  } else {
+    bool member = st->st_gid == ctx.gid;
+    for (gid_t g : member ? std::vector<gid_t>{} : ctx.SupplementaryGroups()) {
+      member = member || g == st->st_gid;
+    }
+    if (member) shift = 3;
+  }
+  int allowed = static_cast<int>((mode >> shift) & 7);
+  return (mask & ~allowed) == 0 ? Ok() : Result<void>(Errno{EACCES});
+}
+
+Result<struct statvfs> PassthroughFs::StatFs(const Ctx&, NodeId node) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  struct statvfs st;
+  if (fstatvfs(inode->fd(), &st) != 0) return LastErrno();
+  return st;
+}
+
+}  // namespace lamina

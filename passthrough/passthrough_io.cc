@@ -1,0 +1,218 @@
+// PassthroughFs: opening files and moving their data.
+//
+// Every open reopens the node's O_PATH descriptor through /proc/self/fd
+// with the caller's flags; that descriptor is the file handle. With kernel
+// passthrough, the first open of an inode also registers a backing id that
+// all its opens share (the kernel refuses mixed backings per inode) and
+// the kernel then serves read, write and mmap itself.
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/backing_registry.h"
+#include "passthrough/credentials.h"
+#include "passthrough/handles.h"
+#include "passthrough/passthrough_fs.h"
+
+namespace lamina {
+
+using passthrough::CheckName;
+using passthrough::HandleBacked;
+using passthrough::HandleFd;
+using passthrough::Inode;
+
+namespace {
+
+// Flags that only make sense to the open(2) that reached the kernel, or that
+// would break reopening through the /proc magic link.
+constexpr int kStrippedOpenFlags = O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW;
+
+// Reopens an opened descriptor as O_PATH, to become a node's anchor.
+int PathDescriptorOf(int fd) {
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  return open(proc.c_str(), O_PATH | O_CLOEXEC);
+}
+
+// Write by an unprivileged caller: clear set-user-ID (and set-group-ID when
+// group-executable) as the backing kernel would have, had it seen the caller.
+Result<void> KillSuidgid(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return LastErrno();
+  mode_t kill = S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0);
+  if ((st.st_mode & kill) == 0) return Ok();
+  return CheckSyscall(fchmod(fd, st.st_mode & 07777 & ~kill));
+}
+
+// Writes through kernel passthrough reach the backing file with the
+// daemon's credentials, so the backing filesystem never drops set-user-ID
+// or set-group-ID for an unprivileged writer. Writable opens of such files
+// are therefore served by the daemon, whose Write clears the bits.
+bool NeedsDaemonWrites(int fd, int flags) {
+  if ((flags & O_ACCMODE) == O_RDONLY) return false;
+  struct stat st;
+  return fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0;
+}
+
+}  // namespace
+
+Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int fd, int flags) {
+  OpenReply reply;
+  if (S_ISREG(inode.type()) && passthrough_active() && NeedsDaemonWrites(fd, flags)) {
+    reply.open_flags |= abi::kFopenDirectIo;  // may coexist with passthrough opens
+  } else if (S_ISREG(inode.type()) && passthrough_active()) {
+    Result<int> id = backing_->Acquire(node, fd);
+    if (id.ok()) {
+      reply.fh = passthrough::FileHandle(fd, /*backed=*/true);
+      reply.backing_id = *id;
+      return reply;
+    }
+    // Other opens of this inode may already pass through; only uncached
+    // I/O may coexist with them.
+    if (backing_->available()) reply.open_flags |= abi::kFopenDirectIo;
+  }
+  if (options_.attr_timeout > 0 && (reply.open_flags & abi::kFopenDirectIo) == 0) {
+    reply.open_flags |= abi::kFopenKeepCache;
+  }
+  reply.fh = passthrough::FileHandle(fd, /*backed=*/false);
+  return reply;
+}
+
+Result<OpenReply> PassthroughFs::Open(const Ctx&, NodeId node, const OpenRequest& req) {
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  int fd = open(inode->ProcPath().c_str(), (req.flags & ~kStrippedOpenFlags) | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  if (req.kill_suidgid && (req.flags & O_TRUNC) != 0) {
+    if (Result<void> killed = KillSuidgid(fd); !killed.ok()) {
+      close(fd);
+      return Errno{killed.error()};
+    }
+  }
+  Result<OpenReply> reply = FinishOpen(node, *inode, fd, req.flags);
+  if (!reply.ok()) close(fd);
+  return reply;
+}
+
+Result<CreateReply> PassthroughFs::Create(const Ctx& ctx, NodeId parent, std::string_view name,
+                                          mode_t mode, const OpenRequest& req) {
+  if (Result<void> valid = CheckName(name); !valid.ok()) return Errno{valid.error()};
+  Result<InodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  int flags = (req.flags & ~(O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  int fd;
+  {
+    passthrough::UseZeroUmaskOnThisThread();
+    passthrough::ScopedCredentials as_caller(ctx.uid, ctx.gid, ctx.kernel_groups);
+    if (Result<void> s = as_caller.status(); !s.ok()) return Errno{s.error()};
+    fd = openat((*dir)->fd(), std::string(name).c_str(), flags, CreateMode(ctx, mode) & 07777);
+    if (fd < 0) return LastErrno();
+  }
+  return FinishCreate(fd, req.flags);
+}
+
+Result<CreateReply> PassthroughFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mode,
+                                           const OpenRequest& req) {
+  Result<InodePtr> dir = Dir(parent);
+  if (!dir.ok()) return Errno{dir.error()};
+  int flags = (req.flags & ~kStrippedOpenFlags) | O_TMPFILE | O_CLOEXEC;
+  int fd;
+  {
+    passthrough::UseZeroUmaskOnThisThread();
+    passthrough::ScopedCredentials as_caller(ctx.uid, ctx.gid, ctx.kernel_groups);
+    if (Result<void> s = as_caller.status(); !s.ok()) return Errno{s.error()};
+    fd = openat((*dir)->fd(), ".", flags, CreateMode(ctx, mode) & 07777);
+    if (fd < 0) return LastErrno();
+  }
+  return FinishCreate(fd, req.flags);
+}
+
+Result<CreateReply> PassthroughFs::FinishCreate(int fd, int flags) {
+  int path_fd = PathDescriptorOf(fd);
+  if (path_fd < 0) {
+    Errno error = LastErrno();
+    close(fd);
+    return error;
+  }
+  Result<Entry> entry = MakeEntry(path_fd);
+  if (!entry.ok()) {
+    close(fd);
+    return Errno{entry.error()};
+  }
+  InodePtr inode = Node(entry->node);
+  Result<OpenReply> open = inode ? FinishOpen(entry->node, *inode, fd, flags) : Errno{ESTALE};
+  if (!open.ok()) {
+    close(fd);
+    table_.Forget(entry->node, 1);
+    return Errno{open.error()};
+  }
+  return CreateReply{*entry, *open};
+}
+
+Result<size_t> PassthroughFs::Read(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+                                   std::span<std::byte> out) {
+  struct iovec iov = {out.data(), out.size()};
+  ssize_t n = preadv(HandleFd(fh), &iov, 1, static_cast<off_t>(offset));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> PassthroughFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
+  int fd = HandleFd(req.fh);
+  if (req.kill_suidgid) {
+    if (Result<void> killed = KillSuidgid(fd); !killed.ok()) return Errno{killed.error()};
+  }
+  struct iovec iov = {const_cast<std::byte*>(req.data.data()), req.data.size()};
+  ssize_t n = pwritev(fd, &iov, 1, static_cast<off_t>(req.offset));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<void> PassthroughFs::Release(const Ctx&, NodeId node, uint64_t fh, int) {
+  close(HandleFd(fh));
+  if (HandleBacked(fh) && backing_ != nullptr) backing_->Release(node);
+  return Ok();
+}
+
+Result<void> PassthroughFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync) {
+  return CheckSyscall(datasync ? fdatasync(HandleFd(fh)) : fsync(HandleFd(fh)));
+}
+
+Result<void> PassthroughFs::Fallocate(const Ctx&, NodeId, uint64_t fh, int mode, uint64_t offset,
+                                      uint64_t length) {
+  return CheckSyscall(
+      fallocate(HandleFd(fh), mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
+}
+
+Result<uint64_t> PassthroughFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+                                      int whence) {
+  off_t pos = lseek(HandleFd(fh), static_cast<off_t>(offset), whence);
+  if (pos < 0) return LastErrno();
+  return static_cast<uint64_t>(pos);
+}
+
+Result<size_t> PassthroughFs::CopyFileRange(const Ctx&, const CopyRangeRequest& req) {
+  loff_t off_in = static_cast<loff_t>(req.off_in);
+  loff_t off_out = static_cast<loff_t>(req.off_out);
+  ssize_t n = copy_file_range(HandleFd(req.fh_in), &off_in, HandleFd(req.fh_out), &off_out, req.len,
+                              static_cast<unsigned int>(req.flags));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<void> PassthroughFs::SetLock(const Ctx&, NodeId, const LockRequest& req, bool wait) {
+  // Only flock(2) locks are negotiated (see Init). Each FUSE open is one
+  // open file here, which is exactly flock's unit of ownership.
+  if (!req.is_flock) return Errno{ENOSYS};
+  int op = req.lock.l_type == F_UNLCK ? LOCK_UN : req.lock.l_type == F_RDLCK ? LOCK_SH : LOCK_EX;
+  if (!wait) op |= LOCK_NB;
+  return CheckSyscall(flock(HandleFd(req.fh), op));
+}
+
+}  // namespace lamina
