@@ -19,7 +19,7 @@ void Usage() {
                "  -f   stay in the foreground, logging to stderr\n"
                "  -d   trace every request (debug logging)\n"
                "  -o   overlay: lowerdir=, upperdir=, workdir=, volatile, userxattr, fsync=,\n"
-               "       redirect_dir=off, index=off, metacopy=off, xino=\n"
+               "       redirect_dir=on|off, index=off, metacopy=off, xino=\n"
                "  -o   allow_other, allow_root, default_permissions, ro, [no]suid, [no]dev,\n"
                "       [no]exec, [no]atime, passthrough=on|off|auto, timeout=SECONDS,\n"
                "       threads=N, log=FILE\n");

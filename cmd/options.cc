@@ -36,7 +36,7 @@ absl::Status CheckOverlayFeature(const std::string& key, const std::string& valu
     std::vector<std::string> accepted;
   };
   static const Feature kFeatures[] = {
-      {"redirect_dir", {"off", "nofollow", "follow"}},
+      {"redirect_dir", {"on", "follow", "off", "nofollow"}},
       {"index", {"off"}},
       {"metacopy", {"off"}},
       {"nfs_export", {"off"}},
@@ -82,6 +82,9 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
   }
   absl::Status feature = CheckOverlayFeature(key, value);
   if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
+  // Renames of merged directories are recorded only with redirect_dir=on
+  // (or follow); redirects already on disk are always followed.
+  if (feature.ok() && key == "redirect_dir") out.redirect_dir = value == "on" || value == "follow";
   return feature;
 }
 

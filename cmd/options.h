@@ -38,6 +38,7 @@ struct MountCommand {
   std::string upperdir;
   std::string workdir;
   bool volatile_mode = false;  // volatile, fsync=volatile
+  bool redirect_dir = true;    // redirect_dir=on|follow (default) or off|nofollow
   bool userxattr = false;
 };
 

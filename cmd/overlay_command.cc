@@ -46,6 +46,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.layers.userxattr = command->userxattr;
   fs_options.layers.volatile_mode = command->volatile_mode;
   fs_options.volatile_mode = command->volatile_mode;
+  fs_options.redirect_dir = command->redirect_dir;
   fs_options.passthrough = command->passthrough;
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =

@@ -1,6 +1,7 @@
 #include "overlay/layer_object.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -81,6 +82,40 @@ DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
         fstatat(dir_fd, std::string(kOciOpaqueMarker).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   }
   return marks;
+}
+
+std::string ReadRedirect(const LayerStack& layers, int dir_fd) {
+  char value[PATH_MAX];
+  ssize_t n = getxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("redirect").c_str(), value,
+                       sizeof(value));
+  if (n <= 0) return {};
+  return std::string(value, static_cast<size_t>(n));
+}
+
+Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect) {
+  return CheckSyscall(setxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("redirect").c_str(),
+                               redirect.data(), redirect.size(), 0));
+}
+
+std::optional<int> OpenLayerPath(int root_fd, const std::string& path) {
+  int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+  size_t start = 0;
+  while (fd >= 0 && start < path.size()) {
+    size_t slash = path.find('/', start);
+    std::string component = path.substr(start, slash == std::string::npos ? slash : slash - start);
+    start = slash == std::string::npos ? path.size() : slash + 1;
+    if (component.empty() || component == ".") continue;
+    int next = -1;
+    struct stat st;
+    // Never "..": a redirect must not climb out of the layer.
+    if (component != ".." && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+      next = openat(fd, component.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    }
+    close(fd);
+    fd = next;
+  }
+  if (fd < 0) return std::nullopt;
+  return fd;
 }
 
 Result<bool> CreateStagedWhiteout(const LayerStack& layers, const std::string& name) {

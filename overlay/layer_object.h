@@ -49,6 +49,16 @@ bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, con
 bool HasOciWhiteout(int dir_fd, std::string_view name);
 // Reads a layer directory's opaque markers (xattrs and the OCI marker).
 DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd);
+
+// A renamed directory's overlay.redirect: where its lower directories are.
+// An absolute value ("/a/b") is a path from the layer roots; a relative one
+// is a name in the same parent. Empty when there is none.
+std::string ReadRedirect(const LayerStack& layers, int dir_fd);
+Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect);
+// Opens `path` (absolute, from the root of the layer `root_fd`) one
+// component at a time without following symlinks; nullopt if any component
+// is missing or not a directory (except the last, which is returned as is).
+std::optional<int> OpenLayerPath(int root_fd, const std::string& path);
 // Names the merged view never shows: OCI whiteouts and markers.
 inline bool IsHiddenName(std::string_view name) {
   return name.substr(0, kOciWhiteoutPrefix.size()) == kOciWhiteoutPrefix;

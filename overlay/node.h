@@ -67,6 +67,10 @@ class Node {
   // parents; updated by rename.
   std::shared_ptr<Node> parent ABSL_GUARDED_BY(mu);
   std::string name ABSL_GUARDED_BY(mu);
+  // Directories: where this directory's lower directories sit, as a path
+  // from the layer roots ("" for the root). It differs from the merged path
+  // after a rename (overlay.redirect), and is what a later rename records.
+  std::string lower_path ABSL_GUARDED_BY(mu);
   // Kernel passthrough: how many opens share the node's backing id, and
   // whether that id is for the upper object.
   int backing_refs ABSL_GUARDED_BY(mu) = 0;

@@ -8,6 +8,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "core/backing_registry.h"
 #include "core/connection.h"
 
@@ -98,6 +100,20 @@ Result<void> OverlayFs::RequireUpper() const {
   return Ok();
 }
 
+namespace {
+
+// Where a name may exist in one lower layer: a directory of that layer and
+// the name in it.
+struct Candidate {
+  int layer;
+  int dir_fd;
+  std::string name;
+  DirMarks marks;  // of dir_fd
+  bool owned;      // dir_fd was opened for this candidate
+};
+
+}  // namespace
+
 Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name) const {
   if (overlay::IsHiddenName(name)) return Errno{ENOENT};
   Resolved r;
@@ -108,7 +124,9 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     std::shared_lock lock(dir.mu);
     dir_upper = dir.upper_fd;
     dir_upper_marks = dir.upper_marks;
+    r.lower_path = dir.lower_path + "/" + std::string(name);
   }
+  std::string redirect;
   if (dir_upper >= 0) {
     std::optional<struct stat> st = overlay::StatAt(dir_upper, name);
     if (st) {
@@ -124,46 +142,94 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
       if (S_ISDIR(r.type)) {
         r.upper_marks = overlay::ReadDirMarks(layers_, r.upper_fd);
         if (r.upper_marks.opaque) return r;
+        redirect = overlay::ReadRedirect(layers_, r.upper_fd);
       }
     } else if (overlay::HasOciWhiteout(dir_upper, name)) {
       return Errno{ENOENT};
     }
   }
-  for (const LowerRef& lower : dir.lowers) {
-    std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
+
+  // Where to look below: the same name in each merged lower directory or,
+  // once a directory on the way says it was renamed (overlay.redirect), the
+  // path it came from: a name in the same parent, or a path from the roots.
+  auto follow = [&](const std::string& to) {
+    if (to.empty()) return;
+    if (to[0] == '/') {
+      r.lower_path = to;
+    } else {
+      std::shared_lock lock(dir.mu);
+      r.lower_path = dir.lower_path + "/" + to;
+    }
+    redirect = to;
+  };
+  follow(redirect);
+  Result<void> status = Ok();
+  int last_layer = found ? 0 : -1;
+  for (const overlay::Layer& layer : layers_.layers()) {
+    if (layer.upper || layer.index <= last_layer) continue;
+    Candidate c{layer.index, -1, redirect.empty() ? std::string(name) : redirect, {}, false};
+    if (redirect.empty() || redirect[0] != '/') {
+      auto merged = std::find_if(dir.lowers.begin(), dir.lowers.end(),
+                                 [&](const LowerRef& l) { return l.layer == layer.index; });
+      if (merged == dir.lowers.end()) continue;
+      c.dir_fd = merged->fd;
+      c.marks = merged->marks;
+    } else {
+      size_t slash = redirect.rfind('/');
+      std::optional<int> fd = overlay::OpenLayerPath(layer.fd, redirect.substr(0, slash));
+      if (!fd) continue;
+      c = Candidate{layer.index, *fd, redirect.substr(slash + 1),
+                    overlay::ReadDirMarks(layers_, *fd), true};
+    }
+    // Closes a descriptor opened just for this candidate.
+    auto done = [&c] {
+      if (c.owned) close(c.dir_fd);
+    };
+    std::optional<struct stat> st = overlay::StatAt(c.dir_fd, c.name);
     if (!st) {
-      if (overlay::HasOciWhiteout(lower.fd, name)) break;
+      bool hidden = overlay::HasOciWhiteout(c.dir_fd, c.name);
+      done();
+      if (hidden) break;
       continue;
     }
-    if (overlay::IsWhiteout(layers_, lower.fd, name, *st, lower.marks)) break;
+    bool whiteout = overlay::IsWhiteout(layers_, c.dir_fd, c.name, *st, c.marks);
     mode_t type = st->st_mode & S_IFMT;
     bool merge = !found || (S_ISDIR(r.type) && S_ISDIR(type));
     bool origin = found && !S_ISDIR(r.type) && type == r.type;
-    if (!merge && !origin) break;
-    Result<int> fd = overlay::OpenPathAt(lower.fd, name);
+    Result<int> fd = (whiteout || (!merge && !origin)) ? Result<int>(Errno{ENOENT})
+                                                       : overlay::OpenPathAt(c.dir_fd, c.name);
+    done();
+    if (whiteout || (!merge && !origin)) break;
     if (!fd.ok()) {
-      r.Release();
-      return Errno{fd.error()};
+      status = Errno{fd.error()};
+      break;
     }
     if (origin) {
       // An upper non-directory continues a lower one only if it was copied
       // up from it; a file created over a whiteout is a new object.
       if (overlay::HasOrigin(layers_, r.upper_fd, *fd)) {
-        r.lowers.push_back(LowerRef{lower.layer, *fd, {}});
+        r.lowers.push_back(LowerRef{c.layer, *fd, {}});
       } else {
         close(*fd);
       }
       break;
     }
-    LowerRef ref{lower.layer, *fd, {}};
+    LowerRef ref{c.layer, *fd, {}};
     if (S_ISDIR(type)) ref.marks = overlay::ReadDirMarks(layers_, *fd);
     r.lowers.push_back(ref);
+    last_layer = c.layer;
     if (!found) {
       r.type = type;
       r.top = *st;
       found = true;
     }
     if (!S_ISDIR(type) || ref.marks.opaque) break;
+    // A lower layer's own rename record redirects the layers beneath it.
+    follow(overlay::ReadRedirect(layers_, *fd));
+  }
+  if (!status.ok()) {
+    r.Release();
+    return Errno{status.error()};
   }
   if (!found) return Errno{ENOENT};
   if (r.upper_fd >= 0 && !S_ISDIR(r.type) && r.lowers.empty()) {
@@ -207,6 +273,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       node->upper_marks = r.upper_marks;
       node->parent = parent;
       node->name = std::string(name);
+      node->lower_path = r.lower_path;
     }
     node->lowers = std::move(r.lowers);
     adopted = true;

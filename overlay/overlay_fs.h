@@ -43,6 +43,10 @@ struct OverlayOptions {
   double negative_timeout = 86400;
   // volatile: never sync the upper (fsync is a no-op).
   bool volatile_mode = false;
+  // Renaming a directory that merges lower content records the move in
+  // overlay.redirect, as the kernel's redirect_dir=on does; off answers
+  // EXDEV (callers then copy). Redirects are always followed when read.
+  bool redirect_dir = true;
   PassthroughMode passthrough = PassthroughMode::kAuto;
 };
 
@@ -122,8 +126,9 @@ class OverlayFs : public Filesystem {
     overlay::DirMarks upper_marks;
     std::vector<overlay::LowerRef> lowers;  // owned until handed to a Node
     mode_t type = 0;
-    struct stat top {};  // stat of the topmost object
-    void Release();      // closes the descriptors (when no node took them)
+    std::string lower_path;  // directories: see Node::lower_path
+    struct stat top {};      // stat of the topmost object
+    void Release();          // closes the descriptors (when no node took them)
   };
 
   OverlayFs(OverlayOptions options, overlay::LayerStack layers);

@@ -290,11 +290,14 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   const NodePtr& moving = source->second;
   if (target.ok() && target->second == moving) return finish(Ok());  // same object
 
-  // Directories that still merge lower content would need a redirect
-  // record to keep their contents after a move; until Lamina writes them,
-  // such a rename is refused with EXDEV and callers fall back to copying.
+  // A directory that merges lower content keeps it after a move through an
+  // overlay.redirect record (the kernel's redirect_dir=on); with redirects
+  // off, or for exchanges of such directories, the answer is EXDEV and
+  // callers fall back to copying.
   auto merged_dir = [](const NodePtr& n) { return n->is_dir() && n->HasLower(); };
-  if (merged_dir(moving) || (exchange && merged_dir(target->second))) {
+  const bool redirect = merged_dir(moving);
+  if ((redirect && (!options_.redirect_dir || exchange)) ||
+      (exchange && merged_dir(target->second))) {
     return finish(Errno{EXDEV});
   }
   if (target.ok() && !exchange) {
@@ -329,8 +332,19 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   } else {
     bool source_below = NameExistsBelow(**from_dir, name);
     bool target_below = NameExistsBelow(**to_dir, new_name);
-    // A directory moved over a name that exists below must hide it.
-    if (moving->is_dir() && target_below) ok = overlay::MarkOpaque(layers_, moving->UpperFd());
+    if (redirect) {
+      // Record where the lower directories are, as a path from the layer
+      // roots; lookups at the new name follow it instead of the name.
+      std::string lower_path;
+      {
+        std::shared_lock lock(moving->mu);
+        lower_path = moving->lower_path;
+      }
+      ok = overlay::WriteRedirect(layers_, moving->UpperFd(), lower_path);
+    } else if (moving->is_dir() && target_below) {
+      // A directory moved over a name that exists below must hide it.
+      ok = overlay::MarkOpaque(layers_, moving->UpperFd());
+    }
     bool target_whiteout = !target.ok() && overlay::StatAt(to_upper, new_name).has_value();
     if (ok.ok() && target_whiteout) {
       // Swap with the whiteout: it lands on the old name, which needs one

@@ -88,7 +88,8 @@ void OverlayPair::Mount(const std::vector<std::vector<std::string>>& lowers,
 }
 
 void OverlayPair::MountLamina() {
-  OverlayOptions options;
+  OverlayOptions options = lamina_options_;
+  options.layers.lowers.clear();
   for (int i = 0; i < lower_count_; ++i) options.layers.lowers.push_back(lamina_lower(i));
   if (with_upper_) {
     options.layers.upper = set_[0] + "/upper";
@@ -118,6 +119,7 @@ void OverlayPair::MountKernel() {
   }
   std::string data = "lowerdir=" + lowerdir;
   if (with_upper_) data += ",upperdir=" + set_[1] + "/upper,workdir=" + set_[1] + "/work";
+  if (!kernel_options_.empty()) data += "," + kernel_options_;
   ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
       << strerror(errno) << " mounting kernel overlay " << data;
   kernel_mounted_ = true;

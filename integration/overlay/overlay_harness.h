@@ -56,6 +56,10 @@ class OverlayPair : public ::testing::Test {
   std::string kernel_upper() const { return set_[1] + "/upper"; }
   std::string lamina_lower(int i) const { return set_[0] + "/lower" + std::to_string(i); }
 
+  // Set before Mount() to change either side's options.
+  OverlayOptions lamina_options_;
+  std::string kernel_options_;  // extra kernel mount options, e.g. "redirect_dir=on"
+
   TempDir dir_;
   std::string set_[2];
   int lower_count_ = 0;

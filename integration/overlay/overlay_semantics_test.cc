@@ -8,7 +8,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
+#include <thread>
 
 #include "integration/overlay/overlay_harness.h"
 
@@ -168,8 +170,62 @@ TEST_F(OverlaySemanticsTest, RenameFilesAndUpperDirectories) {
   ExpectSame(Tree, "tree after renames");
 }
 
-TEST_F(OverlaySemanticsTest, RenameOfLowerDirectoryIsExdev) {
-  // Kernel default (redirect_dir=off): EXDEV, so mv falls back to copying.
+// Lamina renames directories with lower content by default (the kernel's
+// redirect_dir=on); compare with a kernel mounted that way.
+class OverlayRedirectTest : public OverlayPair {
+ protected:
+  void SetUp() override {
+    kernel_options_ = "redirect_dir=on";
+    Mount({kLower}, kUpper);
+  }
+};
+
+TEST_F(OverlayRedirectTest, RenamedMergedDirectoriesKeepTheirContents) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out = Outcome(rename((r + "/deep").c_str(), (r + "/deeper").c_str()));
+        out += Outcome(
+            rename((r + "/a").c_str(), (r + "/deeper/er/a2").c_str()));  // merged, moved down
+        out += Outcome(rename((r + "/deeper/er/est").c_str(), (r + "/est").c_str()));
+        WriteFile(r + "/deeper/er/a2/added", "added");
+        out += Outcome(mkdir((r + "/deep").c_str(), 0755));  // the old name again, empty
+        return out;
+      },
+      "directory renames");
+  ExpectSame(Tree, "tree after directory renames");
+}
+
+TEST_F(OverlayRedirectTest, RenamedDirectoriesSurviveRemountAndKernelMount) {
+  std::string r = lamina_root();
+  ASSERT_EQ(rename((r + "/deep").c_str(), (r + "/deeper").c_str()), 0);
+  ASSERT_EQ(rename((r + "/a").c_str(), (r + "/deeper/a2").c_str()), 0);
+  std::string view = DescribeTree(r);
+  EXPECT_NE(view.find("/deeper/er/est/file"), std::string::npos) << view;
+  EXPECT_NE(view.find("/deeper/a2/x"), std::string::npos) << view;
+  UnmountLamina();
+  MountLamina();
+  EXPECT_EQ(DescribeTree(r), view) << "after remount";
+  // The kernel follows the redirects Lamina wrote (its default).
+  UnmountLamina();
+  UnmountKernel();
+  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
+                     ",workdir=" + set_[0] + "/work";
+  ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
+      << strerror(errno);
+  kernel_mounted_ = true;
+  EXPECT_EQ(DescribeTree(kernel_mnt_), view) << "under kernel overlayfs";
+}
+
+class OverlayNoRedirectTest : public OverlayPair {
+ protected:
+  void SetUp() override {
+    lamina_options_.redirect_dir = false;
+    Mount({kLower}, kUpper);
+  }
+};
+
+TEST_F(OverlayNoRedirectTest, RenameOfLowerDirectoryIsExdev) {
+  // redirect_dir=off, the kernel's default: EXDEV, and mv falls back to copying.
   ExpectSame(
       [](const std::string& r) {
         return Outcome(rename((r + "/deep").c_str(), (r + "/deeper").c_str()));
@@ -348,6 +404,59 @@ TEST_F(OverlaySemanticsTest, VolatileMountLeavesTheKernelsMarker) {
   auto refused = OverlayFs::Create(options);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().ToString().find("volatile"), std::string::npos);
+}
+
+TEST_F(OverlaySemanticsTest, ConcurrentCopyUpsOfOneFileHappenOnce) {
+  // Eight threads race to append to the same lower file: one copy-up, and
+  // every append lands exactly once.
+  for (const std::string& root : {lamina_root(), kernel_root()}) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&root, t] {
+        int fd = open((root + "/b").c_str(), O_WRONLY | O_APPEND);
+        ASSERT_GE(fd, 0);
+        std::string line = "line" + std::to_string(t) + "\n";
+        ASSERT_EQ(write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+        close(fd);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  ExpectSame(
+      [](const std::string& r) {
+        std::string data = ReadFile(r + "/b");
+        std::vector<std::string> lines;
+        size_t start = std::string("lower-b").size();
+        for (size_t end; (end = data.find('\n', start)) != std::string::npos; start = end + 1) {
+          lines.push_back(data.substr(start, end - start));
+        }
+        std::sort(lines.begin(), lines.end());
+        std::string out = data.substr(0, 7);
+        for (const std::string& l : lines) out += " " + l;
+        return out;
+      },
+      "concurrent appends through copy-up");
+  // No half-built copy was left in the staging area.
+  EXPECT_TRUE(ListDir(set_[0] + "/work/work").empty());
+}
+
+TEST_F(OverlaySemanticsTest, ParallelCreatesAndDeletesInOneDirectory) {
+  auto churn = [](const std::string& root) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&root, t] {
+        for (int i = 0; i < 200; ++i) {
+          std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+          WriteFile(root + "/a/" + name, name);
+          if (i % 2 == 0) unlink((root + "/a/" + name).c_str());
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    return DescribeTree(root + "/a");
+  };
+  EXPECT_EQ(churn(lamina_root()).size(), churn(kernel_root()).size());
+  ExpectSame(Tree, "tree after parallel churn");
 }
 
 class ReadOnlyOverlayTest : public OverlayPair {
