@@ -7,36 +7,63 @@
 
 #include "cmd/overlay_command.h"
 #include "cmd/passthrough_command.h"
+#include "core/fuse_abi.h"
+#include "core/fuse_mount.h"
 
 namespace {
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: laminafs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR]"
-               "[,OPT...] MOUNTPOINT\n"
-               "       laminafs passthrough [-f] [-d] [-o OPT,...] SOURCE MOUNTPOINT\n"
-               "\n"
-               "  -f   stay in the foreground, logging to stderr\n"
-               "  -d   trace every request (debug logging)\n"
-               "  -o   overlay: lowerdir=, upperdir=, workdir=, volatile, userxattr, fsync=,\n"
-               "       redirect_dir=on|off, index=off, metacopy=off, xino=\n"
-               "  -o   allow_other, allow_root, default_permissions, ro, [no]suid, [no]dev,\n"
-               "       [no]exec, [no]atime, passthrough=on|off|auto, timeout=SECONDS,\n"
-               "       threads=N, log=FILE\n");
+void Usage(FILE* out) {
+  std::fputs(
+      "usage: laminafs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPT...]"
+      " MOUNTPOINT\n"
+      "       laminafs passthrough [-f] [-d] [-o OPT,...] SOURCE MOUNTPOINT\n"
+      "       laminafs --help | --version\n"
+      "\n"
+      "  -f                    stay in the foreground, logging to stderr\n"
+      "  -d                    trace every request (implies debug logging)\n"
+      "overlay options:\n"
+      "  lowerdir=A:B:...      read-only layers, top first (\\: for a colon in a name)\n"
+      "  upperdir=DIR          writable layer (without it the overlay is read-only)\n"
+      "  workdir=DIR           scratch directory on the upper's filesystem\n"
+      "  volatile              never sync the upper; leaves work/work/incompat/volatile\n"
+      "  fsync=auto|strict|volatile  when to sync the upper (volatile = volatile)\n"
+      "  userxattr             keep overlay metadata in user.overlay.* xattrs\n"
+      "  redirect_dir=on|off   record directory renames (on) or answer EXDEV (off)\n"
+      "  index=off, metacopy=off, nfs_export=off, xino=off|auto|on, uuid=...\n"
+      "                        accepted kernel options (other values are refused)\n"
+      "mount options:\n"
+      "  allow_other, allow_root, default_permissions, ro, rw, [no]suid, [no]dev,\n"
+      "  [no]exec, [no]atime, relatime\n"
+      "                        passed to the mount (as root the overlay adds allow_other,\n"
+      "                        default_permissions, suid and dev unless told otherwise)\n"
+      "lamina options:\n"
+      "  passthrough=on|off|auto   kernel FUSE passthrough for file data (default auto)\n"
+      "  timeout=SECONDS       how long the kernel caches names and attributes\n"
+      "  threads=N             worker threads (default: cores, at most 8)\n"
+      "  log=FILE              daemon log (default: syslog)\n",
+      out);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    Usage();
+    Usage(stderr);
     return 2;
   }
   std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "passthrough") return lamina::cmd::RunPassthrough(args);
   if (command == "-h" || command == "--help") {
-    Usage();
+    Usage(stdout);
+    return 0;
+  }
+  if (command == "-V" || command == "--version") {
+    std::printf(
+        "laminafs %s\nFUSE protocol 7.%u (kernels from 7.%u are served)\nlibfuse %s (mounting "
+        "only)\n",
+        LAMINA_VERSION, lamina::abi::kKernelMinorVersion, lamina::abi::kOldestMinorVersion,
+        lamina::FuseMount::LibfuseVersion().c_str());
     return 0;
   }
   // Everything else is the overlay, in the syntax of fuse-overlayfs.
