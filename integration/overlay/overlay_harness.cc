@@ -130,6 +130,16 @@ void OverlayPair::UnmountKernel() {
   kernel_mounted_ = false;
 }
 
+void OverlayPair::MountKernelOnLaminaLayers() {
+  UnmountLamina();
+  UnmountKernel();
+  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
+                     ",workdir=" + set_[0] + "/work";
+  ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
+      << strerror(errno) << " mounting kernel overlay on Lamina's layers";
+  kernel_mounted_ = true;
+}
+
 void OverlayPair::TearDown() {
   UnmountLamina();
   UnmountKernel();

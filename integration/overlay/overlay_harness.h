@@ -44,6 +44,9 @@ class OverlayPair : public ::testing::Test {
   void UnmountLamina();
   void MountKernel();
   void UnmountKernel();
+  // Unmounts both, then mounts kernel overlayfs (default options) on the
+  // layers Lamina wrote, at kernel_root().
+  void MountKernelOnLaminaLayers();
   void TearDown() override;
 
   // Runs `op(root)` on both mounts and expects equal results.

@@ -206,13 +206,7 @@ TEST_F(OverlayRedirectTest, RenamedDirectoriesSurviveRemountAndKernelMount) {
   MountLamina();
   EXPECT_EQ(DescribeTree(r), view) << "after remount";
   // The kernel follows the redirects Lamina wrote (its default).
-  UnmountLamina();
-  UnmountKernel();
-  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
-                     ",workdir=" + set_[0] + "/work";
-  ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
-      << strerror(errno);
-  kernel_mounted_ = true;
+  ASSERT_NO_FATAL_FAILURE(MountKernelOnLaminaLayers());
   EXPECT_EQ(DescribeTree(kernel_mnt_), view) << "under kernel overlayfs";
 }
 
@@ -333,13 +327,7 @@ TEST_F(OverlaySemanticsTest, UpperMountsUnderKernelWithTheSameView) {
   ASSERT_EQ(rename((r + "/deep/er/est/file").c_str(), (r + "/file").c_str()), 0);
   ASSERT_EQ(symlink("file", (r + "/deep/ln").c_str()), 0);
   std::string lamina_view = DescribeTree(r);
-  UnmountLamina();
-  UnmountKernel();
-  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
-                     ",workdir=" + set_[0] + "/work";
-  ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
-      << strerror(errno);
-  kernel_mounted_ = true;
+  ASSERT_NO_FATAL_FAILURE(MountKernelOnLaminaLayers());
   EXPECT_EQ(DescribeTree(kernel_mnt_), lamina_view);
 }
 
