@@ -12,6 +12,7 @@
 
 #include "core/backing_registry.h"
 #include "core/connection.h"
+#include "core/resource_limits.h"
 
 namespace lamina {
 
@@ -19,18 +20,6 @@ using overlay::DirMarks;
 using overlay::LowerRef;
 using overlay::Node;
 using overlay::NodeKey;
-
-namespace {
-
-void RaiseDescriptorLimit() {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
-}  // namespace
 
 void OverlayFs::Resolved::Release() {
   if (upper_fd >= 0) close(upper_fd);
