@@ -40,6 +40,8 @@ void Usage(FILE* out) {
       "  passthrough=on|off|auto   kernel FUSE passthrough for file data (default auto)\n"
       "  timeout=SECONDS       how long the kernel caches names and attributes\n"
       "  threads=N             worker threads (default: cores, at most 8)\n"
+      "  max_nodes=N           passthrough: inodes to keep before asking the kernel to\n"
+      "                        forget unused ones (bounds open descriptors; 0 = no limit)\n"
       "  log=FILE              daemon log (default: syslog)\n",
       out);
 }

@@ -123,6 +123,12 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(absl::StrCat("bad threads '", value, "'"));
     }
     out.threads = threads;
+  } else if (eq != std::string::npos && key == "max_nodes" && kind == MountKind::kPassthrough) {
+    uint64_t max_nodes;
+    if (!absl::SimpleAtoi(value, &max_nodes)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad max_nodes '", value, "'"));
+    }
+    out.max_nodes = max_nodes;
   } else if (eq != std::string::npos && key == "log" && !value.empty()) {
     out.log_file = value;
   } else {

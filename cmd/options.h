@@ -32,6 +32,9 @@ struct MountCommand {
   std::string log_file;           // daemon log; syslog when empty
   std::string source;             // absolute (passthrough)
   std::string mountpoint;         // absolute
+  // -o max_nodes=N (passthrough): nodes kept before the kernel is asked to
+  // forget some; 0 means no limit, unset the filesystem's default.
+  std::optional<size_t> max_nodes;
 
   // Overlay layers (absolute), lowers top first; upper and work optional.
   std::vector<std::string> lowerdirs;

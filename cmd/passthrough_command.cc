@@ -31,6 +31,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
   PassthroughOptions fs_options;
   fs_options.source = command->source;
   fs_options.passthrough = command->passthrough;
+  fs_options.max_nodes = command->max_nodes;
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;

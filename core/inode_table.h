@@ -6,15 +6,31 @@
 // moment an Entry is produced, Forget() drops them and removes the node at
 // zero. Node ids come from a counter and are never reused, so a node id plus
 // generation 0 never aliases an older object. The root (id 1) is pinned.
+//
+// Recency: every Acquire/AddRef/Get stamps the node with a logical clock
+// that advances once per node created (and per LeastRecentlyUsed() call),
+// so LeastRecentlyUsed() can name the nodes a filesystem short of resources
+// should ask the kernel to forget. Uses between two ticks tie (the older id
+// counts as less recent): recency is measured in table growth, which is
+// what matters for shedding, and a per-use tick would put one more
+// contended write on every request.
+// The stamp is a relaxed atomic written under the shared lock (and only
+// when it changes), so touching costs readers no extra lock; the ordering
+// work happens in LeastRecentlyUsed(), which scans the table and is meant
+// to be called once per batch of new nodes, not per request.
 
 #ifndef LAMINA_CORE_INODE_TABLE_H_
 #define LAMINA_CORE_INODE_TABLE_H_
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
-
 #include <mutex>
 #include <shared_mutex>
+#include <utility>
+#include <vector>
+
 #include "absl/container/flat_hash_map.h"
 #include "core/fs_types.h"
 
@@ -35,7 +51,7 @@ class InodeTable {
   // Installs the root as id 1 (pinned: never removed by Forget).
   void SetRoot(const Key& key, std::shared_ptr<Node> node) {
     std::unique_lock lock(mu_);
-    nodes_[kRootNodeId] = Slot{key, std::move(node), 1};
+    nodes_[kRootNodeId] = Slot{key, std::move(node), 1, {}};
     ids_[key] = kRootNodeId;
   }
 
@@ -48,12 +64,15 @@ class InodeTable {
     if (id_it != ids_.end()) {
       Slot& slot = nodes_[id_it->second];
       ++slot.lookups;
+      Touch(slot);
       return Handle{id_it->second, slot.node};
     }
     std::shared_ptr<Node> node = make();
     if (node == nullptr) return Handle{};
     NodeId id = next_id_++;
-    nodes_.emplace(id, Slot{key, node, 1});
+    // Created at the current tick; uses from now on come after it.
+    const uint64_t now = clock_.fetch_add(1, std::memory_order_relaxed);
+    nodes_.emplace(id, Slot{key, node, 1, Stamp(now)});
     ids_.emplace(key, id);
     return Handle{id, std::move(node)};
   }
@@ -64,13 +83,41 @@ class InodeTable {
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return false;
     ++it->second.lookups;
+    Touch(it->second);
     return true;
   }
 
+  // The node behind `id` (null if unknown); counts as a use of it.
   std::shared_ptr<Node> Get(NodeId id) const {
     std::shared_lock lock(mu_);
     auto it = nodes_.find(id);
-    return it == nodes_.end() ? nullptr : it->second.node;
+    if (it == nodes_.end()) return nullptr;
+    Touch(it->second);
+    return it->second.node;
+  }
+
+  // Up to `count` node ids (never the root), least recently used first.
+  // Each returned node counts as used from now on: a caller that asks the
+  // kernel to forget them and is refused for some (they are in use) gets
+  // other nodes from the next call instead of the same ones forever.
+  std::vector<NodeId> LeastRecentlyUsed(size_t count) {
+    std::shared_lock lock(mu_);
+    std::vector<std::pair<uint64_t, NodeId>> order;
+    order.reserve(nodes_.size());
+    for (const auto& [id, slot] : nodes_) {
+      if (id != kRootNodeId) order.emplace_back(slot.used.Load(), id);
+    }
+    count = std::min(count, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(count), order.end());
+    std::vector<NodeId> ids;
+    ids.reserve(count);
+    // A tick of their own puts the returned nodes after every other.
+    const uint64_t now = clock_.fetch_add(1, std::memory_order_relaxed) + 1;
+    for (size_t i = 0; i < count; ++i) {
+      ids.push_back(order[i].second);
+      nodes_.find(order[i].second)->second.used.Store(now);
+    }
+    return ids;
   }
 
   // Drops `count` references. Returns the node when this removed it, so the
@@ -113,16 +160,46 @@ class InodeTable {
   }
 
  private:
+  // A clock reading that readers may update under the shared lock. Copies
+  // (only made under the exclusive lock, when the map rehashes) need no
+  // ordering.
+  class Stamp {
+   public:
+    Stamp() = default;
+    explicit Stamp(uint64_t value) : value_(value) {}
+    Stamp(const Stamp& other) : value_(other.Load()) {}
+    Stamp& operator=(const Stamp& other) {
+      Store(other.Load());
+      return *this;
+    }
+    uint64_t Load() const { return value_.load(std::memory_order_relaxed); }
+    void Store(uint64_t value) const { value_.store(value, std::memory_order_relaxed); }
+
+   private:
+    mutable std::atomic<uint64_t> value_{0};
+  };
+
   struct Slot {
     Key key;
     std::shared_ptr<Node> node;
     uint64_t lookups = 0;
+    Stamp used;  // clock_ when last used
   };
+
+  void Touch(const Slot& slot) const {
+    // Skipping the store when nothing changed keeps a hot node's cache line
+    // shared between the threads reading it.
+    const uint64_t now = clock_.load(std::memory_order_relaxed);
+    if (slot.used.Load() != now) slot.used.Store(now);
+  }
 
   mutable std::shared_mutex mu_;
   absl::flat_hash_map<NodeId, Slot> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, NodeId> ids_ ABSL_GUARDED_BY(mu_);
   NodeId next_id_ ABSL_GUARDED_BY(mu_) = kRootNodeId + 1;
+  // Advances once per node created (under the exclusive lock) and per
+  // LeastRecentlyUsed() call; Touch() reads it.
+  std::atomic<uint64_t> clock_{0};
 };
 
 }  // namespace lamina

@@ -20,7 +20,9 @@
 #define LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,6 +30,7 @@
 #include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "passthrough/inode.h"
+#include "passthrough/node_limit.h"
 
 namespace lamina {
 
@@ -46,12 +49,22 @@ struct PassthroughOptions {
   double negative_timeout = 86400;
   // Kernel passthrough of file data: kAuto uses it when possible, kOff never.
   PassthroughMode passthrough = PassthroughMode::kAuto;
+  // Nodes (one descriptor each) to keep before asking the kernel to forget
+  // the least recently used (node_limit.h; needs FUSE protocol 7.45, Linux
+  // 6.18). Unset: half the descriptor limit, at most kMaxNodesCap. 0: no
+  // limit.
+  std::optional<size_t> max_nodes;
 };
+
+// Ceiling of the default max_nodes: a larger kernel cache than this rarely
+// pays for the descriptors and daemon memory it pins.
+inline constexpr size_t kMaxNodesCap = size_t{1} << 18;
 
 class PassthroughFs : public Filesystem {
  public:
   // Opens the source and raises RLIMIT_NOFILE to its hard limit (every
-  // node the kernel knows pins one descriptor).
+  // node the kernel knows pins one descriptor); the default max_nodes is
+  // derived from the raised limit.
   static absl::StatusOr<std::unique_ptr<PassthroughFs>> Create(PassthroughOptions options);
 
   void Init(InitConfig& config) override;
@@ -118,6 +131,12 @@ class PassthroughFs : public Filesystem {
 
   // Nodes the kernel holds references on, root included (for tests).
   size_t node_count() const { return table_.size(); }
+  // The node limit in force (0: none), and how many nodes have been offered
+  // to the kernel to forget so far.
+  size_t max_nodes() const { return limit_.max_nodes(); }
+  uint64_t nodes_offered() const { return offered_.load(std::memory_order_relaxed); }
+  // Lookups that waited at the limit for FORGETs (node_limit.h).
+  uint64_t limit_waits() const { return waits_.load(std::memory_order_relaxed); }
   // Whether file data currently bypasses the daemon.
   bool passthrough_active() const;
 
@@ -135,6 +154,10 @@ class PassthroughFs : public Filesystem {
   // Registers the O_PATH descriptor `fd` (owned on entry) as a node.
   Result<Entry> MakeEntry(int fd);
   Result<Attributes> AttributesOf(const passthrough::Inode& inode) const;
+  // Offers the `count` least recently used nodes to the kernel to forget.
+  void ShedNodes(size_t count);
+  // At the node limit: gives pending FORGETs a moment (node_limit.h).
+  void WaitForRoom();
   // Shared tail of Mknod/Mkdir/Symlink/Link: checks the name, creates as
   // the caller (with `groups` as supplementary groups) with
   // `make(parent_fd, name)`, then looks the new name up.
@@ -156,6 +179,9 @@ class PassthroughFs : public Filesystem {
   bool source_on_overlay_;
   HandleTable<DirHandle> dirs_;
   Table table_;
+  passthrough::NodeLimit limit_;
+  std::atomic<uint64_t> offered_{0};
+  std::atomic<uint64_t> waits_{0};
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;  // set when kernel passthrough is negotiated
 };

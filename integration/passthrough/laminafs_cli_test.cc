@@ -51,6 +51,37 @@ TEST(passthrough_cli, UnknownOptionIsAUsageError) {
   EXPECT_NE(output.find("unknown option 'frobnicate'"), std::string::npos) << output;
 }
 
+TEST(passthrough_cli, MaxNodesMustBeANumber) {
+  TempDir dir("lamina-cli");
+  std::string output;
+  EXPECT_EQ(RunToEnd({Laminafs(), "passthrough", "-o", "max_nodes=many", dir.Subdir("s"),
+                      dir.Subdir("m")},
+                     &output),
+            2);
+  EXPECT_NE(output.find("bad max_nodes 'many'"), std::string::npos) << output;
+}
+
+TEST(passthrough_cli, MaxNodesBoundsTheDaemonsDescriptors) {
+  TempDir dir("lamina-cli");
+  const std::string source = dir.Subdir("src"), mnt = dir.Subdir("mnt");
+  constexpr int kFiles = 3000;
+  for (int i = 0; i < kFiles; ++i) WriteFile(source + "/f" + std::to_string(i), "");
+  UnmountGuard guard{mnt};
+  ChildProcess daemon({Laminafs(), "passthrough", "-f", "-o", "max_nodes=300", source, mnt});
+  ASSERT_TRUE(WaitUntil([&] { return IsFuseMounted(mnt); }, std::chrono::seconds(10)))
+      << daemon.output();
+  const int baseline = CountFds(daemon.pid());
+  int peak = baseline;
+  for (int i = 0; i < kFiles; ++i) {
+    struct stat st;
+    ASSERT_EQ(lstat((mnt + "/f" + std::to_string(i)).c_str(), &st), 0) << i;
+    if (i % 100 == 0) peak = std::max(peak, CountFds(daemon.pid()));
+  }
+  EXPECT_LT(peak - baseline, 300 + 300 / 8) << "from " << baseline;
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(std::chrono::seconds(10)), 0);
+}
+
 TEST(passthrough_cli, SourceMustBeADirectory) {
   TempDir dir("lamina-cli");
   WriteFile(dir.path() + "/file", "");

@@ -10,12 +10,15 @@
 #define LAMINA_INTEGRATION_PASSTHROUGH_PASSTHROUGH_FIXTURE_H_
 
 #include <dirent.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/fuse_server.h"
 #include "gtest/gtest.h"
@@ -50,24 +53,40 @@ inline Outcome Call(long rc) {
   return Outcome{rc < 0 ? -1 : rc, rc < 0 ? errno : 0};
 }
 
+// How to mount, beyond the passthrough mode.
+struct MountSetup {
+  double timeout = 0;  // entry, attribute and negative timeouts
+  std::optional<size_t> max_nodes;
+  // A tmpfs at the source: large trees are then made and removed without
+  // disk I/O, which other jobs on the machine can slow down a hundredfold.
+  bool tmpfs_source = false;
+  std::vector<std::string> mount_options = {"default_permissions", "allow_other"};
+};
+
 class MountedPassthrough {
  public:
-  explicit MountedPassthrough(PassthroughMode mode, double timeout = 0,
-                              std::vector<std::string> mount_options = {"default_permissions",
-                                                                        "allow_other"}) {
+  explicit MountedPassthrough(PassthroughMode mode, double timeout = 0)
+      : MountedPassthrough(mode, WithTimeout(timeout)) {}
+  MountedPassthrough(PassthroughMode mode, MountSetup setup) {
     chmod(dir_.path().c_str(), 0755);  // other users reach the mount too
     source_ = dir_.Subdir("source");
     twin_ = dir_.Subdir("twin");
     mountpoint_ = dir_.Subdir("mnt");
+    // TempDir detaches it again.
+    if (setup.tmpfs_source &&
+        mount("lamina-test-tmpfs", source_.c_str(), "tmpfs", 0, "mode=0755") != 0) {
+      throw std::runtime_error("mounting a tmpfs at the source failed");
+    }
     PassthroughOptions options;
     options.source = source_;
     options.passthrough = mode;
-    options.entry_timeout = options.attr_timeout = options.negative_timeout = timeout;
+    options.entry_timeout = options.attr_timeout = options.negative_timeout = setup.timeout;
+    options.max_nodes = setup.max_nodes;
     auto fs = PassthroughFs::Create(options);
     if (!fs.ok()) throw std::runtime_error(fs.status().ToString());
     fs_ = std::move(*fs);
     ServerOptions server_options;
-    server_options.mount_options = std::move(mount_options);
+    server_options.mount_options = std::move(setup.mount_options);
     server_options.mount_options.push_back("fsname=lamina-passthrough-test");
     auto server = FuseServer::Start(*fs_, mountpoint_, server_options);
     if (!server.ok()) throw std::runtime_error(server.status().ToString());
@@ -82,6 +101,12 @@ class MountedPassthrough {
   PassthroughFs& fs() { return *fs_; }
 
  private:
+  static MountSetup WithTimeout(double timeout) {
+    MountSetup setup;
+    setup.timeout = timeout;
+    return setup;
+  }
+
   TempDir dir_{"lamina-pt"};
   std::string source_, twin_, mountpoint_;
   std::unique_ptr<PassthroughFs> fs_;

@@ -1,0 +1,256 @@
+// Bounded descriptors: walking a tree much larger than max_nodes through
+// the mount keeps the daemon's descriptors near max_nodes (the kernel is
+// asked to forget least recently used nodes), and every file stays
+// reachable and correct while nodes come and go.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "integration/passthrough/passthrough_fixture.h"
+#include "passthrough/node_limit.h"
+
+namespace lamina::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The tree: kTop directories of kSub directories of `files_per_dir` files.
+constexpr int kTop = 10;
+constexpr int kSub = 10;
+
+std::string FileName(int i) {
+  return "file" + std::to_string(i);
+}
+
+void MakeTree(const std::string& root, int files_per_dir) {
+  for (int t = 0; t < kTop; ++t) {
+    std::string top = root + "/d" + std::to_string(t);
+    ASSERT_EQ(mkdir(top.c_str(), 0755), 0);
+    for (int s = 0; s < kSub; ++s) {
+      std::string sub = top + "/s" + std::to_string(s);
+      ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+      for (int f = 0; f < files_per_dir; ++f) {
+        std::string path = sub + "/" + FileName(f);
+        int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0) << path;
+        // Contents name the file, so a node mixed up with another shows.
+        ASSERT_EQ(write(fd, path.data(), path.size()), static_cast<ssize_t>(path.size()));
+        close(fd);
+      }
+    }
+  }
+}
+
+struct WalkResult {
+  int checked = 0;     // entries whose attributes matched the source's
+  int mismatched = 0;  // failed lstat, or attributes or contents differing
+  int peak_fds = 0;    // most descriptors this process had open meanwhile
+  size_t peak_nodes = 0;
+  double seconds = 0;
+};
+
+// Like `find -exec stat`: lists every directory under `mnt` and lstats
+// every entry, comparing inode number, size and type with the same path
+// under `source`, and reads one file in 50. Two threads share the top
+// directories, so lookups, prunes and forgets run concurrently.
+class Walker {
+ public:
+  Walker(std::string mnt, std::string source, const PassthroughFs& fs)
+      : mnt_(std::move(mnt)), source_(std::move(source)), fs_(fs) {}
+
+  WalkResult Run() {
+    WalkResult result;
+    std::atomic<bool> done{false};
+    std::thread sampler([&] {
+      while (!done.load()) {
+        result.peak_fds = std::max(result.peak_fds, CountFds(getpid()));
+        result.peak_nodes = std::max(result.peak_nodes, fs_.node_count());
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    const Clock::time_point start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int w = 0; w < 2; ++w) {
+      threads.emplace_back([this, w] {
+        for (int t = w; t < kTop; t += 2) Visit("d" + std::to_string(t));
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    done = true;
+    sampler.join();
+    result.checked = checked_.load();
+    result.mismatched = mismatched_.load();
+    return result;
+  }
+
+ private:
+  void Visit(const std::string& rel) {
+    Check(rel);
+    const std::string dir_path = mnt_ + "/" + rel;
+    DIR* dir = opendir(dir_path.c_str());
+    if (dir == nullptr) {
+      ++mismatched_;
+      return;
+    }
+    std::vector<std::string> subdirs;
+    while (struct dirent* d = readdir(dir)) {
+      std::string name = d->d_name;
+      if (name == "." || name == "..") continue;
+      if (d->d_type == DT_DIR) {
+        subdirs.push_back(rel + "/" + name);
+      } else {
+        Check(rel + "/" + name);
+      }
+    }
+    closedir(dir);
+    for (const std::string& sub : subdirs) Visit(sub);
+  }
+
+  void Check(const std::string& rel) {
+    struct stat mounted, plain;
+    if (lstat((mnt_ + "/" + rel).c_str(), &mounted) != 0 ||
+        lstat((source_ + "/" + rel).c_str(), &plain) != 0 || mounted.st_ino != plain.st_ino ||
+        mounted.st_size != plain.st_size || mounted.st_mode != plain.st_mode) {
+      ++mismatched_;
+      return;
+    }
+    if (S_ISREG(mounted.st_mode) && mounted.st_ino % 50 == 0 &&
+        ReadFile(mnt_ + "/" + rel) != source_ + "/" + rel) {
+      ++mismatched_;
+      return;
+    }
+    ++checked_;
+  }
+
+  const std::string mnt_, source_;
+  const PassthroughFs& fs_;
+  std::atomic<int> checked_{0}, mismatched_{0};
+};
+
+class PassthroughPruneTest : public ::testing::Test {
+ protected:
+  // Mounts a fresh tree of `files_per_dir` * 100 files.
+  void Mount(int files_per_dir, size_t max_nodes) {
+    MountSetup setup;
+    setup.timeout = 86400;
+    setup.max_nodes = max_nodes;
+    setup.tmpfs_source = true;
+    mount_ = std::make_unique<MountedPassthrough>(PassthroughMode::kAuto, std::move(setup));
+    const Clock::time_point start = Clock::now();
+    MakeTree(mount_->source(), files_per_dir);
+    std::printf("tree made in %.2f s\n",
+                std::chrono::duration<double>(Clock::now() - start).count());
+    expected_ = kTop + kTop * kSub + kTop * kSub * files_per_dir;
+    baseline_fds_ = CountFds(getpid());
+  }
+
+  WalkResult Walk(const char* what) {
+    WalkResult result = Walker(mount_->mnt(), mount_->source(), mount_->fs()).Run();
+    std::printf(
+        "%s: max_nodes=%zu, %d entries in %.2f s, peak %d descriptors above the %d before, "
+        "peak %zu nodes, %zu nodes now, %llu offered to the kernel, %llu lookups waited\n",
+        what, mount_->fs().max_nodes(), result.checked, result.seconds,
+        result.peak_fds - baseline_fds_, baseline_fds_, result.peak_nodes,
+        mount_->fs().node_count(), static_cast<unsigned long long>(mount_->fs().nodes_offered()),
+        static_cast<unsigned long long>(mount_->fs().limit_waits()));
+    return result;
+  }
+
+  std::unique_ptr<MountedPassthrough> mount_;
+  int expected_ = 0;
+  int baseline_fds_ = 0;
+};
+
+TEST_F(PassthroughPruneTest, WalkOfManyFilesStaysNearMaxNodes) {
+  constexpr size_t kMaxNodes = 2000;
+  ASSERT_NO_FATAL_FAILURE(Mount(500, kMaxNodes));  // 50,000 files
+  for (const char* pass : {"first walk", "second walk"}) {
+    WalkResult walk = Walk(pass);
+    EXPECT_EQ(walk.mismatched, 0) << pass;
+    EXPECT_EQ(walk.checked, expected_) << pass;
+    // Slack: FORGETs trail the prune offers by a few requests, and the
+    // walkers hold a directory or two open.
+    EXPECT_LT(walk.peak_fds - baseline_fds_, static_cast<int>(kMaxNodes + kMaxNodes / 8)) << pass;
+  }
+  EXPECT_GT(mount_->fs().nodes_offered(), 0U);
+  EXPECT_LE(mount_->fs().node_count(), kMaxNodes);
+}
+
+TEST_F(PassthroughPruneTest, WithoutALimitNothingIsOffered) {
+  // Left alone, the kernel forgets inodes only under memory pressure (or
+  // drop_caches, which benchmarks on the same machine may run), so this
+  // walk usually ends with one node and one descriptor per file. Only the
+  // absence of offers is certain; the printed peak is for comparison.
+  ASSERT_NO_FATAL_FAILURE(Mount(100, 0));  // 10,000 files
+  WalkResult walk = Walk("unlimited");
+  EXPECT_EQ(walk.mismatched, 0);
+  EXPECT_EQ(walk.checked, expected_);
+  EXPECT_EQ(mount_->fs().nodes_offered(), 0U);
+}
+
+TEST_F(PassthroughPruneTest, SameTreeWithALimit) {
+  // The test above with a limit, for the cost of pruning.
+  ASSERT_NO_FATAL_FAILURE(Mount(100, 2000));
+  WalkResult walk = Walk("limited");
+  EXPECT_EQ(walk.mismatched, 0);
+  EXPECT_EQ(walk.checked, expected_);
+  EXPECT_LT(walk.peak_fds - baseline_fds_, 2000 + 2000 / 8);
+}
+
+TEST_F(PassthroughPruneTest, FilesInUseSurviveOffers) {
+  // Open files cannot be forgotten by the kernel; their nodes must keep
+  // working however often they are offered.
+  ASSERT_NO_FATAL_FAILURE(Mount(100, 200));
+  std::vector<int> open_files;
+  for (int s = 0; s < kSub; ++s) {
+    std::string path = mount_->mnt() + "/d0/s" + std::to_string(s) + "/" + FileName(0);
+    open_files.push_back(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_GE(open_files.back(), 0) << path;
+  }
+  WalkResult walk = Walk("with open files");
+  EXPECT_EQ(walk.mismatched, 0);
+  EXPECT_EQ(walk.checked, expected_);
+  for (int s = 0; s < kSub; ++s) {
+    std::string rel = "/d0/s" + std::to_string(s) + "/" + FileName(0);
+    char buf[256];
+    ssize_t n = pread(open_files[static_cast<size_t>(s)], buf, sizeof(buf), 0);
+    EXPECT_EQ(std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0))),
+              mount_->source() + rel);
+    struct stat st;
+    EXPECT_EQ(fstat(open_files[static_cast<size_t>(s)], &st), 0);
+    close(open_files[static_cast<size_t>(s)]);
+  }
+}
+
+TEST(NodeLimitTest, OffersPastTheHighMarkDownToTheLowMark) {
+  passthrough::NodeLimit limit(1600);  // marks at 1400 and 1200, step 100
+  EXPECT_EQ(limit.Due(1400), 0U);
+  EXPECT_EQ(limit.Due(1401), 201U);
+  // The kernel has not forgotten yet: no new offer until one step later.
+  EXPECT_EQ(limit.Due(1450), 0U);
+  EXPECT_EQ(limit.Due(1501), 0U);
+  EXPECT_EQ(limit.Due(1502), 302U);
+  // Back under the mark, the next crossing offers at once.
+  EXPECT_EQ(limit.Due(1300), 0U);
+  EXPECT_EQ(limit.Due(1401), 201U);
+  EXPECT_EQ(limit.Urgent(10), 100U);
+  EXPECT_EQ(limit.Urgent(1700), 500U);
+}
+
+TEST(NodeLimitTest, ZeroMeansNoLimit) {
+  passthrough::NodeLimit limit(0);
+  EXPECT_EQ(limit.Due(1000000), 0U);
+  EXPECT_EQ(limit.Urgent(400), 100U);
+}
+
+}  // namespace
+}  // namespace lamina::testing
