@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "cmd/options.h"
+#include "core/logging_filesystem.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/sinks/syslog_sink.h"
@@ -111,6 +113,24 @@ int RunMounted(const DaemonOptions& options, const StartFn& start) {
   if (message.empty()) message = "the daemon exited before mounting";
   std::fprintf(stderr, "%s: %s\n", options.name.c_str(), message.c_str());
   return 1;
+}
+
+int ServeCommand(const MountCommand& command, Filesystem& fs,
+                 std::vector<std::string> mount_options) {
+  LoggingFilesystem traced(fs);
+  Filesystem& served = command.debug ? static_cast<Filesystem&>(traced) : fs;
+  ServerOptions server_options;
+  server_options.mount_options = std::move(mount_options);
+  server_options.mount_options.push_back("subtype=laminafs");
+  server_options.session.threads = command.threads;
+
+  DaemonOptions daemon;
+  daemon.foreground = command.foreground;
+  daemon.debug = command.debug;
+  daemon.log_file = command.log_file;
+  daemon.name = "laminafs";
+  const std::string mountpoint = command.mountpoint;
+  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
 }
 
 }  // namespace lamina::cmd

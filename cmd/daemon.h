@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/fuse_server.h"
@@ -30,6 +31,14 @@ using StartFn = std::function<absl::StatusOr<std::unique_ptr<FuseServer>>()>;
 // Starts the server with `start` (foreground or in a daemon child) and
 // serves until unmounted or signalled. Returns the process exit code.
 int RunMounted(const DaemonOptions& options, const StartFn& start);
+
+struct MountCommand;
+
+// Mounts `fs` at the command's mountpoint with `mount_options` (plus
+// subtype=laminafs) and serves it as the command says: -f, -d (tracing every
+// request), log=, threads=. Returns the process exit code.
+int ServeCommand(const MountCommand& command, Filesystem& fs,
+                 std::vector<std::string> mount_options);
 
 }  // namespace lamina::cmd
 

@@ -7,7 +7,6 @@
 
 #include "cmd/daemon.h"
 #include "cmd/options.h"
-#include "core/logging_filesystem.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina::cmd {
@@ -57,26 +56,11 @@ int RunOverlay(const std::vector<std::string>& args) {
     std::fprintf(stderr, "laminafs: %s\n", std::string(fs.status().message()).c_str());
     return 1;
   }
-  LoggingFilesystem traced(**fs);
-  Filesystem& served = command->debug ? static_cast<Filesystem&>(traced) : **fs;
-
-  ServerOptions server_options;
-  server_options.mount_options = command->mount_options;
-  if (command->upperdir.empty() && !Has(server_options.mount_options, "ro")) {
-    server_options.mount_options.push_back("ro");
-  }
-  AddContainerDefaults(server_options.mount_options);
-  server_options.mount_options.push_back("fsname=laminafs");
-  server_options.mount_options.push_back("subtype=laminafs");
-  server_options.session.threads = command->threads;
-
-  DaemonOptions daemon;
-  daemon.foreground = command->foreground;
-  daemon.debug = command->debug;
-  daemon.log_file = command->log_file;
-  daemon.name = "laminafs";
-  const std::string mountpoint = command->mountpoint;
-  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
+  std::vector<std::string> mount_options = command->mount_options;
+  if (command->upperdir.empty() && !Has(mount_options, "ro")) mount_options.push_back("ro");
+  AddContainerDefaults(mount_options);
+  mount_options.push_back("fsname=laminafs");
+  return ServeCommand(*command, **fs, std::move(mount_options));
 }
 
 }  // namespace lamina::cmd

@@ -8,7 +8,6 @@
 
 #include "cmd/daemon.h"
 #include "cmd/options.h"
-#include "core/logging_filesystem.h"
 #include "passthrough/passthrough_fs.h"
 
 namespace lamina::cmd {
@@ -41,22 +40,9 @@ int RunPassthrough(const std::vector<std::string>& args) {
     std::fprintf(stderr, "laminafs passthrough: %s\n", fs.status().ToString().c_str());
     return 1;
   }
-  LoggingFilesystem traced(**fs);
-  Filesystem& served = command->debug ? static_cast<Filesystem&>(traced) : **fs;
-
-  ServerOptions server_options;
-  server_options.mount_options = command->mount_options;
-  server_options.mount_options.push_back("fsname=" + command->source);
-  server_options.mount_options.push_back("subtype=laminafs");
-  server_options.session.threads = command->threads;
-
-  DaemonOptions daemon;
-  daemon.foreground = command->foreground;
-  daemon.debug = command->debug;
-  daemon.log_file = command->log_file;
-  daemon.name = "laminafs";
-  const std::string mountpoint = command->mountpoint;
-  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
+  std::vector<std::string> mount_options = command->mount_options;
+  mount_options.push_back("fsname=" + command->source);
+  return ServeCommand(*command, **fs, std::move(mount_options));
 }
 
 }  // namespace lamina::cmd
