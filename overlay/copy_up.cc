@@ -203,7 +203,7 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   }
   Result<int> upper = overlay::OpenPathAt(parent_upper_fd, name);
   if (!upper.ok()) return Errno{upper.error()};
-  node.upper_fd = *upper;
+  node.SetUpperFd(*upper);
   node.upper_marks = {};
   return Ok();
 }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,6 +14,7 @@
 
 #include <mutex>
 #include <shared_mutex>
+
 #include "overlay/layer_object.h"
 
 namespace lamina::overlay {
@@ -41,6 +43,7 @@ class Node {
  public:
   Node(mode_t type, uint64_t ino) : type(type & S_IFMT), ino(ino) {}
   ~Node() {
+    if (held_ != nullptr) held_->fetch_sub(Descriptors(), std::memory_order_relaxed);
     if (upper_fd >= 0) close(upper_fd);
     for (const LowerRef& lower : lowers) close(lower.fd);
   }
@@ -86,6 +89,28 @@ class Node {
     return upper_fd >= 0 ? upper_fd : lowers.front().fd;
   }
   bool HasLower() const { return !lowers.empty(); }
+
+  // Adds the node's descriptors to `*held` now and as the upper one comes
+  // (SetUpperFd), and takes them off when the node dies: the total OverlayFs
+  // bounds by asking the kernel to forget nodes. Called once, after
+  // construction.
+  void CountDescriptorsIn(std::atomic<size_t>* held) {
+    held_ = held;
+    held_->fetch_add(Descriptors(), std::memory_order_relaxed);
+  }
+  // Gives the node its upper object (created, copied up, or found under
+  // another name); the node owns `fd` from now on.
+  void SetUpperFd(int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    upper_fd = fd;
+    if (held_ != nullptr) held_->fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  size_t Descriptors() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return (upper_fd >= 0 ? 1 : 0) + lowers.size();
+  }
+
+  std::atomic<size_t>* held_ = nullptr;
 };
 
 using NodePtr = std::shared_ptr<Node>;

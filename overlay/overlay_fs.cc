@@ -12,6 +12,7 @@
 
 #include "core/backing_registry.h"
 #include "core/connection.h"
+#include "core/node_shedder.h"
 #include "core/resource_limits.h"
 
 namespace lamina {
@@ -31,8 +32,11 @@ void OverlayFs::Resolved::Release() {
 absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions options) {
   absl::StatusOr<overlay::LayerStack> layers = overlay::LayerStack::Open(options.layers);
   if (!layers.ok()) return layers.status();
-  RaiseDescriptorLimit();
-  std::unique_ptr<OverlayFs> fs(new OverlayFs(std::move(options), std::move(*layers)));
+  const rlim_t file_limit = RaiseDescriptorLimit();
+  const size_t descriptor_limit = options.max_descriptors.value_or(
+      DefaultNodeDescriptorLimit(file_limit, kMaxNodeDescriptorsCap));
+  std::unique_ptr<OverlayFs> fs(
+      new OverlayFs(std::move(options), std::move(*layers), descriptor_limit));
 
   // The root merges the roots of every layer (an opaque upper root hides
   // nothing: the kernel ignores opaque on the root too).
@@ -55,12 +59,24 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
     node->upper_fd = root.upper_fd;
   }
   node->lowers = std::move(root.lowers);
+  node->CountDescriptorsIn(&fs->held_descriptors_);
   fs->table_.SetRoot(NodeKey{identity_stat.st_dev, identity_stat.st_ino}, node);
   return fs;
 }
 
-OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers)
-    : options_(std::move(options)), layers_(std::move(layers)) {}
+OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit)
+    : options_(std::move(options)),
+      layers_(std::move(layers)),
+      shedder_(descriptor_limit,
+               [this](size_t descriptors) { return PickNodesToShed(descriptors); }) {}
+
+std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
+  // Nodes hold one descriptor (a lower file), two (a copied-up file) or
+  // several (a merged directory): ask for the average's worth.
+  const size_t nodes = std::max<size_t>(table_.size(), 1);
+  const size_t held = std::max<size_t>(held_descriptors_.load(std::memory_order_relaxed), nodes);
+  return table_.LeastRecentlyUsed(std::max<size_t>(descriptors * nodes / held, 1));
+}
 
 void OverlayFs::Init(InitConfig& config) {
   // Locks stay in the kernel (per mount), as with kernel overlayfs.
@@ -75,6 +91,7 @@ void OverlayFs::Connected(Connection& connection) {
   if (connection.Has(abi::kPassthrough) && connection.backing() != nullptr) {
     backing_ = connection.backing();
   }
+  shedder_.Connected(connection);
 }
 
 Result<OverlayFs::NodePtr> OverlayFs::Dir(NodeId id) const {
@@ -252,6 +269,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     return LastErrno();
   }
   NodeKey key{identity.st_dev, identity.st_ino};
+  shedder_.MakeRoom([this] { return held_descriptors(); });
   bool adopted = false;
   auto handle = table_.Acquire(key, [&] {
     auto node =
@@ -265,16 +283,19 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       node->lower_path = r.lower_path;
     }
     node->lowers = std::move(r.lowers);
+    node->CountDescriptorsIn(&held_descriptors_);
     adopted = true;
     return node;
   });
-  if (!adopted) {
+  if (adopted) {
+    shedder_.Added(held_descriptors());
+  } else {
     // A known object: keep its descriptors, but follow it to this name.
     {
       std::unique_lock lock(handle.node->mu);
       if (handle.node->upper_fd < 0 && r.upper_fd >= 0) {
         // Copied up by someone else (another name of a hard link).
-        handle.node->upper_fd = r.upper_fd;
+        handle.node->SetUpperFd(r.upper_fd);
         r.upper_fd = -1;
       }
       handle.node->parent = parent;
@@ -290,6 +311,9 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
   if (!dir.ok()) return Errno{dir.error()};
   Result<Resolved> r = Resolve(**dir, name);
   if (!r.ok()) {
+    // Out of descriptors: have the kernel forget nodes so that later
+    // lookups succeed again.
+    if (r.error() == EMFILE || r.error() == ENFILE) shedder_.OutOfDescriptors(held_descriptors());
     if (r.error() == ENOENT && options_.negative_timeout > 0) {
       Entry negative;
       negative.entry_timeout = options_.negative_timeout;

@@ -19,14 +19,18 @@
 #ifndef LAMINA_OVERLAY_OVERLAY_FS_H_
 #define LAMINA_OVERLAY_OVERLAY_FS_H_
 
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
+#include "core/node_shedder.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "passthrough/passthrough_fs.h"
@@ -48,7 +52,16 @@ struct OverlayOptions {
   // EXDEV (callers then copy). Redirects are always followed when read.
   bool redirect_dir = true;
   PassthroughMode passthrough = PassthroughMode::kAuto;
+  // Descriptors the nodes the kernel knows may hold before the least
+  // recently used are offered to the kernel to forget (core/node_limit.h;
+  // needs FUSE 7.45). Unset: half the descriptor limit, at most
+  // kMaxNodeDescriptorsCap. 0: no limit.
+  std::optional<size_t> max_descriptors;
 };
+
+// Ceiling of the default descriptor limit: a larger kernel cache than this
+// rarely pays for the descriptors and daemon memory it pins.
+inline constexpr size_t kMaxNodeDescriptorsCap = size_t{1} << 18;
 
 class OverlayFs : public Filesystem {
  public:
@@ -114,6 +127,10 @@ class OverlayFs : public Filesystem {
   Result<void> RemoveXattr(const Ctx&, NodeId node, std::string_view name) override;
 
   size_t node_count() const { return table_.size(); }
+  // Descriptors held by nodes, and the shedding they caused (for tests).
+  size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
+  size_t max_descriptors() const { return shedder_.limit(); }
+  uint64_t nodes_offered() const { return shedder_.offered(); }
   const overlay::LayerStack& layers() const { return layers_; }
 
  private:
@@ -131,7 +148,11 @@ class OverlayFs : public Filesystem {
     void Release();          // closes the descriptors (when no node took them)
   };
 
-  OverlayFs(OverlayOptions options, overlay::LayerStack layers);
+  OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
+
+  // Node ids holding about `descriptors` descriptors, least recently used
+  // first: what the shedder offers the kernel to forget.
+  std::vector<NodeId> PickNodesToShed(size_t descriptors);
 
   // overlay_fs.cc
   NodePtr Get(NodeId id) const { return table_.Get(id); }
@@ -174,8 +195,11 @@ class OverlayFs : public Filesystem {
 
   OverlayOptions options_;
   overlay::LayerStack layers_;
+  // Before the nodes that count into it (members die in reverse order).
+  std::atomic<size_t> held_descriptors_{0};
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
+  NodeShedder shedder_;
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
 };

@@ -150,6 +150,7 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
     std::unique_lock lock(node->mu);
     node->upper_fd = path_fd;
     node->parent = *dir;
+    node->CountDescriptorsIn(&held_descriptors_);
     return node;
   });
   CreateReply reply;

@@ -18,6 +18,7 @@
 #include "core/backing_registry.h"
 #include "core/connection.h"
 #include "core/notifier.h"
+#include "core/resource_limits.h"
 #include "passthrough/credentials.h"
 #include "passthrough/handles.h"
 #include "spdlog/spdlog.h"
@@ -30,36 +31,6 @@ using passthrough::InodeKey;
 
 namespace {
 
-// Raises the soft descriptor limit to the hard one; returns the soft limit.
-rlim_t RaiseFileLimit() {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
-  if (limit.rlim_cur >= limit.rlim_max) return limit.rlim_cur;
-  const rlim_t old = limit.rlim_cur;
-  limit.rlim_cur = limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    spdlog::warn("cannot raise RLIMIT_NOFILE to {} (errno {})", limit.rlim_max, errno);
-    return old;
-  }
-  return limit.rlim_cur;
-}
-
-// Half the descriptors for nodes leaves the rest for open files (each FUSE
-// open holds one) and everything else the process does.
-size_t DefaultMaxNodes(rlim_t file_limit) {
-  if (file_limit == RLIM_INFINITY) return kMaxNodesCap;
-  return std::clamp<size_t>(static_cast<size_t>(file_limit / 2), 1, kMaxNodesCap);
-}
-
-// Ids per prune notification: the kernel takes any count, but bounded
-// messages keep one huge offer from holding its locks for long.
-constexpr size_t kPruneChunk = 4096;
-
-// How long a lookup at the node limit waits for FORGETs: long enough for
-// the usual lag (a few milliseconds), short enough not to matter when it
-// turns out futile.
-constexpr int kLimitWaitMs = 20;
-
 Result<struct stat> StatPath(int fd) {
   struct stat st;
   if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
@@ -69,8 +40,8 @@ Result<struct stat> StatPath(int fd) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Create(PassthroughOptions options) {
-  const rlim_t file_limit = RaiseFileLimit();
-  if (!options.max_nodes) options.max_nodes = DefaultMaxNodes(file_limit);
+  const rlim_t file_limit = RaiseDescriptorLimit();
+  if (!options.max_nodes) options.max_nodes = DefaultNodeDescriptorLimit(file_limit, kMaxNodesCap);
   int fd = open(options.source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoToStatus(errno, "opening source " + options.source);
   struct stat st;
@@ -88,7 +59,8 @@ PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const stru
                              bool source_on_overlay)
     : options_(std::move(options)),
       source_on_overlay_(source_on_overlay),
-      limit_(options_.max_nodes.value_or(0)) {
+      shedder_(options_.max_nodes.value_or(0),
+               [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {
   table_.SetRoot(InodeKey::Of(root), std::make_shared<Inode>(root_fd, root.st_mode));
 }
 
@@ -111,29 +83,7 @@ void PassthroughFs::Init(InitConfig& config) {
 void PassthroughFs::Connected(Connection& connection) {
   connection_ = &connection;
   if (connection.Has(abi::kPassthrough)) backing_ = connection.backing();
-  if (limit_.max_nodes() > 0 && connection.minor() < 45) {
-    // Without FUSE_NOTIFY_PRUNE the fallback would be invalidating each
-    // node's dentries, which needs parent and name (not tracked here).
-    spdlog::warn(
-        "the kernel speaks FUSE 7.{} (prune needs 7.45): max_nodes={} cannot be enforced, "
-        "descriptors are released only when the kernel forgets inodes by itself",
-        connection.minor(), limit_.max_nodes());
-  }
-}
-
-void PassthroughFs::ShedNodes(size_t count) {
-  Notifier* notifier = connection_ != nullptr ? connection_->notifier() : nullptr;
-  if (count == 0 || notifier == nullptr || connection_->minor() < 45) return;
-  std::vector<NodeId> ids = table_.LeastRecentlyUsed(count);
-  spdlog::debug("{} nodes (max_nodes {}): asking the kernel to forget {}", table_.size(),
-                limit_.max_nodes(), ids.size());
-  std::span<const NodeId> rest(ids);
-  while (!rest.empty()) {
-    const size_t n = std::min(rest.size(), kPruneChunk);
-    notifier->Prune(rest.first(n));
-    rest = rest.subspan(n);
-  }
-  offered_.fetch_add(ids.size(), std::memory_order_relaxed);
+  shedder_.Connected(connection);
 }
 
 bool PassthroughFs::passthrough_active() const {
@@ -167,7 +117,7 @@ Result<Entry> PassthroughFs::MakeEntry(int fd) {
   if (!used) close(fd);  // the node already had a descriptor
   // Only a new node can push the table over the limit. The offer is sent
   // by the notifier's thread: the kernel may need locks this request holds.
-  if (used) ShedNodes(limit_.Due(table_.size()));
+  if (used) shedder_.Added(table_.size());
   Entry entry;
   entry.node = handle.id;
   entry.attr = *st;
@@ -176,29 +126,17 @@ Result<Entry> PassthroughFs::MakeEntry(int fd) {
   return entry;
 }
 
-void PassthroughFs::WaitForRoom() {
-  waits_.fetch_add(1, std::memory_order_relaxed);
-  const size_t start = table_.size();
-  for (int i = 0; i < kLimitWaitMs; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (table_.size() < limit_.max_nodes()) return;
-  }
-  limit_.WaitTimedOut(table_.size() < start);
-  spdlog::debug("{} nodes (max_nodes {}): FORGETs are late, going over the limit", table_.size(),
-                limit_.max_nodes());
-}
-
 Result<Entry> PassthroughFs::LookupChild(const Inode& parent, std::string_view name) {
   int fd = openat(parent.fd(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
     // Out of descriptors (the limit is above what is left, or open files
     // took the rest): shed nodes now so that later lookups succeed again.
-    if (error == EMFILE || error == ENFILE) ShedNodes(limit_.Urgent(table_.size()));
+    if (error == EMFILE || error == ENFILE) shedder_.OutOfDescriptors(table_.size());
     return Errno{error};
   }
   // Only a name that exists may add a node, so negative lookups never wait.
-  if (limit_.ShouldWait(table_.size())) WaitForRoom();
+  shedder_.MakeRoom([this] { return table_.size(); });
   return MakeEntry(fd);
 }
 

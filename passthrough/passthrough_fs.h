@@ -29,8 +29,8 @@
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
+#include "core/node_shedder.h"
 #include "passthrough/inode.h"
-#include "passthrough/node_limit.h"
 
 namespace lamina {
 
@@ -50,7 +50,7 @@ struct PassthroughOptions {
   // Kernel passthrough of file data: kAuto uses it when possible, kOff never.
   PassthroughMode passthrough = PassthroughMode::kAuto;
   // Nodes (one descriptor each) to keep before asking the kernel to forget
-  // the least recently used (node_limit.h; needs FUSE protocol 7.45, Linux
+  // the least recently used (core/node_limit.h; needs FUSE protocol 7.45, Linux
   // 6.18). Unset: half the descriptor limit, at most kMaxNodesCap. 0: no
   // limit.
   std::optional<size_t> max_nodes;
@@ -133,10 +133,10 @@ class PassthroughFs : public Filesystem {
   size_t node_count() const { return table_.size(); }
   // The node limit in force (0: none), and how many nodes have been offered
   // to the kernel to forget so far.
-  size_t max_nodes() const { return limit_.max_nodes(); }
-  uint64_t nodes_offered() const { return offered_.load(std::memory_order_relaxed); }
-  // Lookups that waited at the limit for FORGETs (node_limit.h).
-  uint64_t limit_waits() const { return waits_.load(std::memory_order_relaxed); }
+  size_t max_nodes() const { return shedder_.limit(); }
+  uint64_t nodes_offered() const { return shedder_.offered(); }
+  // Lookups that waited at the limit for FORGETs (core/node_limit.h).
+  uint64_t limit_waits() const { return shedder_.waits(); }
   // Whether file data currently bypasses the daemon.
   bool passthrough_active() const;
 
@@ -154,10 +154,6 @@ class PassthroughFs : public Filesystem {
   // Registers the O_PATH descriptor `fd` (owned on entry) as a node.
   Result<Entry> MakeEntry(int fd);
   Result<Attributes> AttributesOf(const passthrough::Inode& inode) const;
-  // Offers the `count` least recently used nodes to the kernel to forget.
-  void ShedNodes(size_t count);
-  // At the node limit: gives pending FORGETs a moment (node_limit.h).
-  void WaitForRoom();
   // Shared tail of Mknod/Mkdir/Symlink/Link: checks the name, creates as
   // the caller (with `groups` as supplementary groups) with
   // `make(parent_fd, name)`, then looks the new name up.
@@ -179,9 +175,7 @@ class PassthroughFs : public Filesystem {
   bool source_on_overlay_;
   HandleTable<DirHandle> dirs_;
   Table table_;
-  passthrough::NodeLimit limit_;
-  std::atomic<uint64_t> offered_{0};
-  std::atomic<uint64_t> waits_{0};
+  NodeShedder shedder_;  // bounds table_ (one descriptor per node)
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;  // set when kernel passthrough is negotiated
 };

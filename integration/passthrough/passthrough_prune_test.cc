@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "integration/passthrough/passthrough_fixture.h"
-#include "passthrough/node_limit.h"
 
 namespace lamina::testing {
 namespace {
@@ -229,27 +228,6 @@ TEST_F(PassthroughPruneTest, FilesInUseSurviveOffers) {
     EXPECT_EQ(fstat(open_files[static_cast<size_t>(s)], &st), 0);
     close(open_files[static_cast<size_t>(s)]);
   }
-}
-
-TEST(NodeLimitTest, OffersPastTheHighMarkDownToTheLowMark) {
-  passthrough::NodeLimit limit(1600);  // marks at 1400 and 1200, step 100
-  EXPECT_EQ(limit.Due(1400), 0U);
-  EXPECT_EQ(limit.Due(1401), 201U);
-  // The kernel has not forgotten yet: no new offer until one step later.
-  EXPECT_EQ(limit.Due(1450), 0U);
-  EXPECT_EQ(limit.Due(1501), 0U);
-  EXPECT_EQ(limit.Due(1502), 302U);
-  // Back under the mark, the next crossing offers at once.
-  EXPECT_EQ(limit.Due(1300), 0U);
-  EXPECT_EQ(limit.Due(1401), 201U);
-  EXPECT_EQ(limit.Urgent(10), 100U);
-  EXPECT_EQ(limit.Urgent(1700), 500U);
-}
-
-TEST(NodeLimitTest, ZeroMeansNoLimit) {
-  passthrough::NodeLimit limit(0);
-  EXPECT_EQ(limit.Due(1000000), 0U);
-  EXPECT_EQ(limit.Urgent(400), 100U);
 }
 
 }  // namespace
