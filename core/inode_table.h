@@ -148,6 +148,12 @@ class InodeTable {
     ids_[key] = id;
   }
 
+  // Whether a node for `key` exists (not counted as a use).
+  bool Contains(const Key& key) const {
+    std::shared_lock lock(mu_);
+    return ids_.contains(key);
+  }
+
   uint64_t lookups(NodeId id) const {
     std::shared_lock lock(mu_);
     auto it = nodes_.find(id);

@@ -54,8 +54,9 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
     }
   }
 
-  std::vector<DirItem> items = {{".", DT_DIR, dir.ino},
-                                {"..", DT_DIR, dir.parent_ino != 0 ? dir.parent_ino : dir.ino}};
+  std::vector<DirItem> items = {
+      {".", DT_DIR, dir.ino, std::nullopt},
+      {"..", DT_DIR, dir.parent_ino != 0 ? dir.parent_ino : dir.ino, std::nullopt}};
   absl::flat_hash_set<std::string> decided;             // shown or hidden already
   absl::flat_hash_map<std::string, size_t> from_upper;  // name -> item, for inode fix-ups
   for (const Source& source : sources) {
@@ -81,7 +82,10 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
             if (upper.ok()) close(*upper);
             if (lower.ok()) close(*lower);
           }
-          if (origin) items[it->second].ino = layers.MergedInode(source.layer, e.ino);
+          if (origin) {
+            items[it->second].ino = layers.MergedInode(source.layer, e.ino);
+            items[it->second].identity = NodeKey{layers.layer(source.layer).dev, e.ino};
+          }
           from_upper.erase(it);
         }
         continue;
@@ -95,7 +99,8 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
         if (e.type == DT_UNKNOWN) e.type = (st->st_mode & S_IFMT) >> 12;
       }
       if (source.layer == 0 && layers.has_upper()) from_upper[e.name] = items.size();
-      items.push_back(DirItem{e.name, e.type, layers.MergedInode(source.layer, e.ino)});
+      items.push_back(DirItem{e.name, e.type, layers.MergedInode(source.layer, e.ino),
+                              NodeKey{layers.layer(source.layer).dev, e.ino}});
     }
     for (std::string& name : hidden_below) decided.insert(std::move(name));
     if (source.marks.opaque) break;

@@ -4,6 +4,7 @@
 #define LAMINA_OVERLAY_DIR_MERGE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct DirItem {
   std::string name;
   uint32_t type = 0;  // DT_*
   uint64_t ino = 0;   // as st_ino of the merged object would report it
+  // The layer object the merged object takes its identity from, as far as
+  // the listing can tell (a node's key, see node.h); none for "." and "..".
+  std::optional<NodeKey> identity;
 };
 
 // Where a merged directory's entries come from.

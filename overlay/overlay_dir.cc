@@ -79,6 +79,13 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
       continue;
     }
     if (!out.Fits(item.name)) break;
+    if (item.identity && table_.Contains(*item.identity)) {
+      // The kernel holds this object already (its attributes are cached
+      // for as long as it is not told otherwise): an entry without a node
+      // id spares it a resolve here and itself a redundant update.
+      out.Add(item.name, item.ino, item.type, next);
+      continue;
+    }
     // The entry carries attributes: resolve it as a lookup would, which
     // also takes the lookup reference the kernel will hold.
     Result<Resolved> resolved = Resolve(**dir, item.name);

@@ -263,8 +263,10 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   bool from_lower = !r.lowers.empty();
   int identity_fd = from_lower ? r.lowers.front().fd : r.upper_fd;
   int identity_layer = from_lower ? r.lowers.front().layer : 0;
-  struct stat identity;
-  if (fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  // Without a lower object the identity is the upper one, whose stat the
+  // resolution already holds.
+  struct stat identity = r.top;
+  if (from_lower && fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     r.Release();
     return LastErrno();
   }

@@ -52,15 +52,16 @@ Result<void> KillSuidgid(int fd) {
 
 }  // namespace
 
-Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags) {
-  if (WantsWrite(flags)) {
-    Result<void> up = CopyUp(node);
-    if (!up.ok()) return Errno{up.error()};
+Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags, int fd) {
+  if (fd < 0) {
+    if (WantsWrite(flags)) {
+      Result<void> up = CopyUp(node);
+      if (!up.ok()) return Errno{up.error()};
+    }
+    fd = open(FdPath(node->TopFd()).c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+    if (fd < 0) return LastErrno();
   }
-  const int top = node->TopFd();
   const bool top_is_upper = node->UpperFd() >= 0;
-  int fd = open(FdPath(top).c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
-  if (fd < 0) return LastErrno();
 
   OpenReply reply;
   bool backed = false;
@@ -109,15 +110,21 @@ Result<OpenReply> OverlayFs::Open(const Ctx&, NodeId id, const OpenRequest& req)
 
 Result<CreateReply> OverlayFs::Create(const Ctx& ctx, NodeId parent, std::string_view name,
                                       mode_t mode, const OpenRequest& req) {
-  Result<Entry> entry = CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
-    int fd = openat(dir, n.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode & 07777);
-    if (fd < 0) return Result<void>(LastErrno());
-    close(fd);
-    return Ok();
-  });
+  // The descriptor that creates the file is the one the open uses.
+  const int flags =
+      (req.flags & ~(O_TRUNC | O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = -1;
+  Result<Entry> entry = CreateObject(
+      ctx, parent, name,
+      [&](int dir, const std::string& n) -> Result<int> {
+        int made = openat(dir, n.c_str(), flags, mode & 07777);
+        if (made < 0) return LastErrno();
+        return made;
+      },
+      /*new_inode=*/true, &fd);
   if (!entry.ok()) return Errno{entry.error()};
   NodePtr node = Get(entry->node);
-  Result<OpenReply> open = OpenNode(entry->node, node, req.flags & ~(O_TRUNC | O_EXCL));
+  Result<OpenReply> open = OpenNode(entry->node, node, req.flags, fd);
   if (!open.ok()) {
     table_.Forget(entry->node, 1);
     return Errno{open.error()};

@@ -34,6 +34,12 @@ Result<void> CheckNewName(std::string_view name) {
   return Ok();
 }
 
+// A maker's result for syscalls that leave no descriptor open.
+Result<int> NoDescriptor(int rc) {
+  if (rc != 0) return LastErrno();
+  return -1;
+}
+
 bool IsEmptyListing(const std::vector<overlay::DirItem>& items) {
   return items.size() <= 2;
 }
@@ -115,7 +121,7 @@ Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
 }
 
 Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string_view name,
-                                      MakeFn make, bool new_inode) {
+                                      MakeFn make, bool new_inode, int* opened) {
   Result<void> ok = RequireUpper();
   if (ok.ok()) ok = CheckNewName(name);
   if (!ok.ok()) return Errno{ok.error()};
@@ -141,31 +147,43 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   const std::string staged = layers_.StagingName();
   int where = over_whiteout ? staging : upper_dir;
   const std::string& what = over_whiteout ? staged : target;
-  ok = make(where, what);
-  if (!ok.ok()) return Errno{ok.error()};
+  Result<int> made = make(where, what);
+  if (!made.ok()) return Errno{made.error()};
+  // Closes the maker's descriptor unless it goes to the caller.
+  struct MadeFd {
+    int fd;
+    ~MadeFd() {
+      if (fd >= 0) close(fd);
+    }
+  } made_fd{*made};
 
   // The caller owns it; a setgid directory passes on its group. (A new
   // hard link is an existing inode and keeps its owner.)
+  auto stat_made = [&](struct stat* st) {
+    return made_fd.fd >= 0 ? fstat(made_fd.fd, st)
+                           : fstatat(where, what.c_str(), st, AT_SYMLINK_NOFOLLOW);
+  };
   struct stat st;
-  fstatat(where, what.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+  if (stat_made(&st) != 0) ok = LastErrno();
   gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ctx.gid;
-  if (new_inode) {
-    ok = CheckSyscall(fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
+  if (ok.ok() && new_inode) {
+    ok = CheckSyscall(made_fd.fd >= 0
+                          ? fchown(made_fd.fd, ctx.uid, gid)
+                          : fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
   }
   if (ok.ok() && new_inode && S_ISDIR(st.st_mode) && (dir_st.st_mode & S_ISGID)) {
     ok = CheckSyscall(fchmodat(where, what.c_str(), (st.st_mode & 07777) | S_ISGID, 0));
   }
+  const bool opaque = ok.ok() && over_whiteout && S_ISDIR(st.st_mode);
+  if (opaque) {
+    // The name was deleted below: the new directory must not show it.
+    Result<int> fd = overlay::OpenPathAt(staging, staged);
+    ok = fd.ok() ? overlay::MarkOpaque(layers_, *fd) : Result<void>(Errno{fd.error()});
+    if (fd.ok()) close(*fd);
+  }
   if (ok.ok() && over_whiteout) {
-    if (S_ISDIR(st.st_mode)) {
-      // The name was deleted below: the new directory must not show it.
-      Result<int> fd = overlay::OpenPathAt(staging, staged);
-      ok = fd.ok() ? overlay::MarkOpaque(layers_, *fd) : Result<void>(Errno{fd.error()});
-      if (fd.ok()) close(*fd);
-    }
-    if (ok.ok()) {
-      ok = CheckSyscall(
-          renameat2(staging, staged.c_str(), upper_dir, target.c_str(), RENAME_EXCHANGE));
-    }
+    ok = CheckSyscall(
+        renameat2(staging, staged.c_str(), upper_dir, target.c_str(), RENAME_EXCHANGE));
     if (ok.ok()) ok = CheckSyscall(unlinkat(staging, staged.c_str(), 0));  // the old whiteout
     if (!ok.ok()) {
       unlinkat(staging, staged.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
@@ -176,21 +194,44 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
     unlinkat(where, what.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
     return Errno{ok.error()};
   }
-  Result<Resolved> created = Resolve(**dir, name);
-  if (!created.ok()) return Errno{created.error()};
-  return Adopt(*dir, name, std::move(*created));
+  if (!new_inode) {
+    // A new name of an existing object: its identity may lie below.
+    Result<Resolved> linked = Resolve(**dir, name);
+    if (!linked.ok()) return Errno{linked.error()};
+    return Adopt(*dir, name, std::move(*linked));
+  }
+  // A new object has nothing below it (the name resolved to nothing, and a
+  // directory made over a whiteout is opaque): what a lookup would find is
+  // known without one.
+  Resolved created;
+  Result<int> path_fd = overlay::OpenPathAt(upper_dir, name);
+  if (!path_fd.ok()) return Errno{path_fd.error()};
+  created.upper_fd = *path_fd;
+  if (fstat(made_fd.fd >= 0 ? made_fd.fd : created.upper_fd, &created.top) != 0) {
+    created.Release();
+    return LastErrno();
+  }
+  created.type = created.top.st_mode & S_IFMT;
+  created.upper_marks.opaque = opaque;
+  {
+    std::shared_lock lock((*dir)->mu);
+    created.lower_path = (*dir)->lower_path + "/" + target;
+  }
+  Result<Entry> entry = Adopt(*dir, name, std::move(created));
+  if (entry.ok() && opened != nullptr) std::swap(*opened, made_fd.fd);
+  return entry;
 }
 
 Result<Entry> OverlayFs::Mknod(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode,
                                dev_t rdev) {
   return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
-    return CheckSyscall(mknodat(dir, n.c_str(), mode, rdev));
+    return NoDescriptor(mknodat(dir, n.c_str(), mode, rdev));
   });
 }
 
 Result<Entry> OverlayFs::Mkdir(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode) {
   return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
-    return CheckSyscall(mkdirat(dir, n.c_str(), mode & 07777));
+    return NoDescriptor(mkdirat(dir, n.c_str(), mode & 07777));
   });
 }
 
@@ -198,7 +239,7 @@ Result<Entry> OverlayFs::Symlink(const Ctx& ctx, NodeId parent, std::string_view
                                  std::string_view target) {
   std::string link(target);
   return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
-    return CheckSyscall(symlinkat(link.c_str(), dir, n.c_str()));
+    return NoDescriptor(symlinkat(link.c_str(), dir, n.c_str()));
   });
 }
 
@@ -213,7 +254,7 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
   Result<Entry> entry = CreateObject(
       ctx, new_parent, new_name,
       [&](int dir, const std::string& n) {
-        return CheckSyscall(linkat(AT_FDCWD, source.c_str(), dir, n.c_str(), AT_SYMLINK_FOLLOW));
+        return NoDescriptor(linkat(AT_FDCWD, source.c_str(), dir, n.c_str(), AT_SYMLINK_FOLLOW));
       },
       /*new_inode=*/false);
   if (!entry.ok()) return entry;

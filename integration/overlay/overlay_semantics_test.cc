@@ -152,6 +152,47 @@ TEST_F(OverlaySemanticsTest, CreateAndUnlinkWhileOpen) {
       "create-and-unlink");
 }
 
+TEST_F(OverlaySemanticsTest, CreateFlagsModesAndWhiteouts) {
+  // O_CREAT opens with every access mode, a mode that forbids the access
+  // asked for (the creator still gets it), O_APPEND, creation over a
+  // whiteout (c) and over a deleted lower file (b), then the tree.
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out;
+        struct Case {
+          const char* name;
+          int flags;
+          mode_t mode;
+        };
+        for (const Case& c :
+             {Case{"ro", O_RDONLY, 0644}, Case{"wo", O_WRONLY, 0600}, Case{"rw0444", O_RDWR, 0444},
+              Case{"app", O_WRONLY | O_APPEND, 0640}, Case{"c", O_RDWR, 0600}}) {
+          const std::string path = r + "/a/" + c.name;
+          int fd = open(path.c_str(), c.flags | O_CREAT | O_EXCL, c.mode);
+          out += std::string(c.name) + ":" + Outcome(fd);
+          if (fd < 0) continue;
+          out += Outcome(static_cast<int>(write(fd, "data", 4)));
+          char buf[8] = {};
+          out += Outcome(static_cast<int>(pread(fd, buf, sizeof(buf), 0))) + buf;
+          close(fd);
+          struct stat st {};
+          out += Outcome(stat(path.c_str(), &st)) + " mode=" + std::to_string(st.st_mode & 07777) +
+                 " size=" + std::to_string(st.st_size) + "; ";
+        }
+        int fd = open((r + "/c").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);  // over "w c"
+        out += "c:" + Outcome(fd);
+        if (fd >= 0) close(fd);
+        out += " unlink b:" + Outcome(unlink((r + "/b").c_str()));
+        fd = open((r + "/b").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+        out += " b:" + Outcome(fd);
+        if (fd >= 0) close(fd);
+        out += " again:" + Outcome(open((r + "/b").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644));
+        return out;
+      },
+      "creates");
+  ExpectSame(Tree, "tree after creates");
+}
+
 TEST_F(OverlaySemanticsTest, RenameFilesAndUpperDirectories) {
   ExpectSame(
       [](const std::string& r) {
