@@ -32,6 +32,8 @@ namespace lamina {
 
 class NodeLimit {
  public:
+  static constexpr int kFutileWaits = 3;
+
   // `limit` 0 means no limit.
   explicit NodeLimit(size_t limit)
       : max_(limit),
@@ -50,7 +52,10 @@ class NodeLimit {
     if (load <= high_) {
       // Back under the mark: the next crossing offers at once again.
       if (next != high_) next_.compare_exchange_strong(next, high_, std::memory_order_relaxed);
-      if (futile_.load(std::memory_order_relaxed)) futile_.store(false, std::memory_order_relaxed);
+      if (futile_.load(std::memory_order_relaxed)) {
+        futile_.store(false, std::memory_order_relaxed);
+        unproductive_.store(0, std::memory_order_relaxed);
+      }
       return 0;
     }
     while (load > next) {
@@ -65,9 +70,16 @@ class NodeLimit {
   bool ShouldWait(size_t load) const {
     return max_ > 0 && load >= max_ && !futile_.load(std::memory_order_relaxed);
   }
-  // Reports a wait that timed out; `progressed`: the load fell meanwhile.
+  // Reports a wait that timed out; `progressed`: nodes were forgotten
+  // meanwhile. Waiting is given up (until the load is back under the high
+  // mark) after kFutileWaits waits in a row saw none: one alone proves
+  // little on a loaded machine, where FORGETs may simply be late.
   void WaitTimedOut(bool progressed) {
-    if (!progressed) futile_.store(true, std::memory_order_relaxed);
+    if (progressed) {
+      unproductive_.store(0, std::memory_order_relaxed);
+    } else if (unproductive_.fetch_add(1, std::memory_order_relaxed) + 1 >= kFutileWaits) {
+      futile_.store(true, std::memory_order_relaxed);
+    }
   }
 
   // After running out of descriptors: how many to offer regardless of the
@@ -80,11 +92,12 @@ class NodeLimit {
 
  private:
   const size_t max_;
-  const size_t high_;                // offering starts above this load
-  const size_t low_;                 // and asks for enough to get back to this
-  const size_t step_;                // growth between offers while above `high_`
-  std::atomic<size_t> next_;         // the load at which Due() offers next
-  std::atomic<bool> futile_{false};  // waiting did not help; until under `high_`
+  const size_t high_;                 // offering starts above this load
+  const size_t low_;                  // and asks for enough to get back to this
+  const size_t step_;                 // growth between offers while above `high_`
+  std::atomic<size_t> next_;          // the load at which Due() offers next
+  std::atomic<bool> futile_{false};   // waiting did not help; until under `high_`
+  std::atomic<int> unproductive_{0};  // waits in a row that saw no FORGET
 };
 
 }  // namespace lamina

@@ -48,11 +48,12 @@ void NodeShedder::MakeRoom(absl::FunctionRef<size_t()> load) {
   if (!policy_.ShouldWait(load())) return;
   waits_.fetch_add(1, std::memory_order_relaxed);
   const size_t start = load();
+  const uint64_t forgotten = forgotten_.load(std::memory_order_relaxed);
   for (int i = 0; i < kLimitWaitMs; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (load() < policy_.limit()) return;
   }
-  policy_.WaitTimedOut(load() < start);
+  policy_.WaitTimedOut(load() < start || forgotten_.load(std::memory_order_relaxed) != forgotten);
   spdlog::debug("load {} (limit {}): FORGETs are late, going over the limit", load(),
                 policy_.limit());
 }

@@ -47,6 +47,9 @@ class NodeShedder {
   void MakeRoom(absl::FunctionRef<size_t()> load);
   // The process ran out of descriptors with `load` pinned: sheds at once.
   void OutOfDescriptors(size_t load);
+  // A FORGET removed a node. A wait at the limit that saw some counts as
+  // progress even when other lookups kept the load up meanwhile.
+  void Forgotten() { forgotten_.fetch_add(1, std::memory_order_relaxed); }
 
   size_t limit() const { return policy_.limit(); }
   // Nodes offered to the kernel so far, and lookups that waited at the limit.
@@ -61,6 +64,7 @@ class NodeShedder {
   const Connection* connection_ = nullptr;  // set once, before requests run
   std::atomic<uint64_t> offered_{0};
   std::atomic<uint64_t> waits_{0};
+  std::atomic<uint64_t> forgotten_{0};
 };
 
 // The default limit for descriptors pinned by nodes: half the soft

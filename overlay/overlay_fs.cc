@@ -14,6 +14,7 @@
 #include "core/connection.h"
 #include "core/node_shedder.h"
 #include "core/resource_limits.h"
+#include "passthrough/credentials.h"
 
 namespace lamina {
 
@@ -84,6 +85,9 @@ void OverlayFs::Init(InitConfig& config) {
     config.want |= abi::kPassthrough;
     config.max_stack_depth = 1;
   }
+  if (options_.posix_acl && config.KernelOffers(abi::kPosixAcl | abi::kDontMask)) {
+    config.want |= abi::kPosixAcl | abi::kDontMask;
+  }
 }
 
 void OverlayFs::Connected(Connection& connection) {
@@ -99,6 +103,13 @@ Result<OverlayFs::NodePtr> OverlayFs::Dir(NodeId id) const {
   if (node == nullptr) return Errno{ENOENT};
   if (!node->is_dir()) return Errno{ENOTDIR};
   return node;
+}
+
+void OverlayFs::UseCallerUmask(const Ctx& ctx) const {
+  // With FUSE_DONT_MASK the caller's umask reaches us unapplied; the upper
+  // filesystem applies it, unless the parent has a default ACL.
+  const bool ours = connection_ != nullptr && connection_->Has(abi::kDontMask);
+  passthrough::UseUmaskOnThisThread(ours ? ctx.umask : 0);
 }
 
 Result<void> OverlayFs::RequireUpper() const {
@@ -327,7 +338,7 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
 }
 
 void OverlayFs::Forget(NodeId node, uint64_t nlookup) {
-  table_.Forget(node, nlookup);
+  if (table_.Forget(node, nlookup) != nullptr) shedder_.Forgotten();
 }
 
 Result<Attributes> OverlayFs::AttributesOf(const Node& node) const {

@@ -52,6 +52,10 @@ struct OverlayOptions {
   // EXDEV (callers then copy). Redirects are always followed when read.
   bool redirect_dir = true;
   PassthroughMode passthrough = PassthroughMode::kAuto;
+  // POSIX ACLs in the merged view: the kernel enforces and caches them
+  // (FUSE_POSIX_ACL), and creation honours default ACLs (FUSE_DONT_MASK).
+  // Off (fuse-overlayfs' noacl): only mode bits are checked.
+  bool posix_acl = true;
   // Descriptors the nodes the kernel knows may hold before the least
   // recently used are offered to the kernel to forget (core/node_limit.h;
   // needs FUSE 7.45). Unset: half the descriptor limit, at most
@@ -165,6 +169,8 @@ class OverlayFs : public Filesystem {
   Result<Attributes> AttributesOf(const overlay::Node& node) const;
   Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
   Result<void> RequireUpper() const;
+  // Sets this thread's umask for creating an object as `ctx`'s caller.
+  void UseCallerUmask(const Ctx& ctx) const;
 
   // copy_up.cc: makes sure `node` (and its parents) exist in the upper
   // layer. Safe to call concurrently; the copy happens once.

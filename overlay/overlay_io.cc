@@ -140,6 +140,7 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   if (!dir.ok()) return Errno{dir.error()};
   ok = CopyUp(*dir);
   if (!ok.ok()) return Errno{ok.error()};
+  UseCallerUmask(ctx);
   int access = (req.flags & O_ACCMODE) == O_RDONLY ? O_RDWR : (req.flags & O_ACCMODE);
   int fd = openat((*dir)->UpperFd(), ".", O_TMPFILE | access | O_CLOEXEC, mode & 07777);
   if (fd < 0) return LastErrno();

@@ -139,7 +139,7 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   std::string target(name);
   struct stat dir_st;
   if (fstat(upper_dir, &dir_st) != 0) return LastErrno();
-  passthrough::UseZeroUmaskOnThisThread();  // the kernel already applied the caller's
+  UseCallerUmask(ctx);
 
   // Over a whiteout, build the object aside and swap it in atomically.
   bool over_whiteout = overlay::StatAt(upper_dir, name).has_value();

@@ -30,15 +30,27 @@ std::string StoredName(const overlay::LayerStack& layers, std::string_view name)
 }  // namespace
 
 Result<void> OverlayFs::SetXattr(const Ctx&, NodeId id, std::string_view name,
-                                 std::span<const std::byte> value, int flags, uint32_t) {
+                                 std::span<const std::byte> value, int flags,
+                                 uint32_t setxattr_flags) {
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (S_ISLNK(node->type)) return Errno{EPERM};  // user xattrs are not allowed on symlinks
   Result<void> up = CopyUp(node);
   if (!up.ok()) return up;
   std::string stored = StoredName(layers_, name);
-  return CheckSyscall(
-      setxattr(FdPath(node->UpperFd()).c_str(), stored.c_str(), value.data(), value.size(), flags));
+  const std::string path = FdPath(node->UpperFd());
+  Result<void> set =
+      CheckSyscall(setxattr(path.c_str(), stored.c_str(), value.data(), value.size(), flags));
+  if (set.ok() && (setxattr_flags & abi::kSetxattrAclKillSgid) != 0) {
+    // Setting an ACL clears set-group-ID for a caller outside the group
+    // without CAP_FSETID; the kernel decided that, the daemon (root) would
+    // not.
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && (st.st_mode & S_ISGID) != 0) {
+      set = CheckSyscall(chmod(path.c_str(), st.st_mode & 07777 & ~S_ISGID));
+    }
+  }
+  return set;
 }
 
 Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,

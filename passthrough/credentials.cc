@@ -66,12 +66,18 @@ ScopedCredentials::~ScopedCredentials() {
   }
 }
 
-void UseZeroUmaskOnThisThread() {
-  thread_local bool done = false;
-  if (done) return;
-  if (unshare(CLONE_FS) != 0) spdlog::warn("unshare(CLONE_FS) failed (errno {})", errno);
-  umask(0);
-  done = true;
+void UseUmaskOnThisThread(mode_t mask) {
+  thread_local bool unshared = false;
+  thread_local mode_t current = 0;
+  if (!unshared) {
+    if (unshare(CLONE_FS) != 0) spdlog::warn("unshare(CLONE_FS) failed (errno {})", errno);
+    unshared = true;
+    current = ~mask;  // forces the umask() below
+  }
+  mask &= 0777;
+  if (current == mask) return;
+  umask(mask);
+  current = mask;
 }
 
 }  // namespace lamina::passthrough

@@ -36,11 +36,17 @@ class ScopedCredentials {
   int error_ = 0;
 };
 
-// Gives the calling thread its own umask of 0, once. The kernel already
-// applied the caller's umask to the modes it sends (FUSE without POSIX ACLs),
-// so the daemon's own umask must not mask them a second time; unsharing
-// CLONE_FS keeps this change away from the rest of the process.
-void UseZeroUmaskOnThisThread();
+// Gives the calling thread its own umask `mask` (unsharing CLONE_FS once, so
+// the change stays away from the rest of the process; a no-op when the
+// thread's umask already is `mask`). Without FUSE_DONT_MASK the kernel has
+// applied the caller's umask to the modes it sends, and the daemon's must
+// not mask them again (0). With it, the caller's umask is applied by the
+// layer filesystem as it creates, so that a default ACL of the parent
+// overrides it exactly as it would for the caller.
+void UseUmaskOnThisThread(mode_t mask);
+inline void UseZeroUmaskOnThisThread() {
+  UseUmaskOnThisThread(0);
+}
 
 }  // namespace lamina::passthrough
 

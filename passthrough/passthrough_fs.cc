@@ -158,7 +158,7 @@ Result<Entry> PassthroughFs::Lookup(const Ctx&, NodeId parent, std::string_view 
 void PassthroughFs::Forget(NodeId node, uint64_t nlookup) {
   // The returned node (if removed) closes its descriptor here, outside
   // the table's lock.
-  table_.Forget(node, nlookup);
+  if (table_.Forget(node, nlookup) != nullptr) shedder_.Forgotten();
 }
 
 Result<Attributes> PassthroughFs::GetAttr(const Ctx&, NodeId node, std::optional<uint64_t>) {

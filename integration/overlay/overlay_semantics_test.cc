@@ -2,13 +2,18 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -191,6 +196,94 @@ TEST_F(OverlaySemanticsTest, CreateFlagsModesAndWhiteouts) {
       },
       "creates");
   ExpectSame(Tree, "tree after creates");
+}
+
+// A POSIX ACL xattr value (version 2): entries of tag, permission, id.
+std::string Acl(std::initializer_list<std::array<uint32_t, 3>> entries) {
+  std::string value(4, '\0');
+  const uint32_t version = 2;
+  std::memcpy(value.data(), &version, 4);
+  for (const auto& [tag, perm, id] : entries) {
+    const uint16_t t = static_cast<uint16_t>(tag), p = static_cast<uint16_t>(perm);
+    char entry[8];
+    std::memcpy(entry, &t, 2);
+    std::memcpy(entry + 2, &p, 2);
+    std::memcpy(entry + 4, &id, 4);
+    value.append(entry, 8);
+  }
+  return value;
+}
+constexpr uint32_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kMask = 0x10, kOther = 0x20;
+constexpr uint32_t kNoId = 0xffffffff;
+
+// Runs `op` as uid/gid 1000 in a child process; its errno outcome.
+std::string AsUser1000(const std::function<int()>& op) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(1000) != 0 || setuid(1000) != 0) _exit(100);
+    _exit(op() == 0 ? 0 : errno);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status)
+             ? Outcome(WEXITSTATUS(status) == 0 ? 0 : (errno = WEXITSTATUS(status), -1))
+             : "killed";
+}
+
+TEST_F(OverlaySemanticsTest, PosixAclsAreEnforcedAndInherited) {
+  // User 1000 must be able to walk to the mounts.
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out;
+        const std::string dir = r + "/a/acl";
+        out += Outcome(mkdir(dir.c_str(), 0755));
+        // Default ACL: owner rwx, group r-x, others nothing; the umask of 022
+        // must not apply under it, the ACL must be inherited.
+        const std::string def =
+            Acl({{kUserObj, 7, kNoId}, {kGroupObj, 5, kNoId}, {kOther, 0, kNoId}});
+        out +=
+            Outcome(setxattr(dir.c_str(), "system.posix_acl_default", def.data(), def.size(), 0));
+        const mode_t old = umask(077);
+        int fd = open((dir + "/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0666);
+        out += Outcome(fd);
+        if (fd >= 0) close(fd);
+        out += Outcome(mkdir((dir + "/sub").c_str(), 0777));
+        int plain = open((r + "/a/plain").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0666);
+        out += Outcome(plain);
+        if (plain >= 0) close(plain);
+        umask(old);
+        // (Outcome first: operands of + are evaluated in any order.)
+        auto mode_of = [](const std::string& path) {
+          struct stat st {};
+          std::string outcome = Outcome(stat(path.c_str(), &st));
+          return outcome + " mode=" + std::to_string(st.st_mode & 07777);
+        };
+        for (const char* name : {"/f", "/sub"}) {
+          out += mode_of(dir + name);
+          out += " default=" + std::to_string(getxattr((dir + name).c_str(),
+                                                       "system.posix_acl_default", nullptr, 0));
+        }
+        out += " plain:" + mode_of(r + "/a/plain");
+        // An access ACL grants user 1000 what the mode bits deny.
+        const std::string secret = r + "/a/secret";
+        WriteFile(secret, "s");
+        out += Outcome(chmod(secret.c_str(), 0600));
+        out +=
+            " before:" + AsUser1000([&] { return open(secret.c_str(), O_RDONLY) >= 0 ? 0 : -1; });
+        const std::string access = Acl({{kUserObj, 6, kNoId},
+                                        {kUser, 4, 1000},
+                                        {kGroupObj, 0, kNoId},
+                                        {kMask, 4, kNoId},
+                                        {kOther, 0, kNoId}});
+        out += Outcome(
+            setxattr(secret.c_str(), "system.posix_acl_access", access.data(), access.size(), 0));
+        out += " after:" + AsUser1000([&] { return open(secret.c_str(), O_RDONLY) >= 0 ? 0 : -1; });
+        out += " write:" + AsUser1000([&] { return open(secret.c_str(), O_WRONLY) >= 0 ? 0 : -1; });
+        out += mode_of(secret);
+        return out;
+      },
+      "ACLs");
 }
 
 TEST_F(OverlaySemanticsTest, RenameFilesAndUpperDirectories) {

@@ -28,5 +28,21 @@ TEST(NodeLimitTest, ZeroMeansNoLimit) {
   EXPECT_EQ(limit.Urgent(400), 100U);
 }
 
+TEST(NodeLimitTest, GivesUpWaitingOnlyAfterSeveralFruitlessWaits) {
+  NodeLimit limit(1600);
+  EXPECT_TRUE(limit.ShouldWait(1600));
+  limit.WaitTimedOut(false);
+  limit.WaitTimedOut(false);
+  limit.WaitTimedOut(true);  // progress resets the count
+  limit.WaitTimedOut(false);
+  limit.WaitTimedOut(false);
+  EXPECT_TRUE(limit.ShouldWait(1600));
+  limit.WaitTimedOut(false);
+  EXPECT_FALSE(limit.ShouldWait(1600));
+  // Back under the high mark, waiting is worth it again.
+  EXPECT_EQ(limit.Due(1300), 0U);
+  EXPECT_TRUE(limit.ShouldWait(1600));
+}
+
 }  // namespace
 }  // namespace lamina
