@@ -128,7 +128,9 @@ LayerStack::~LayerStack() {
 }
 
 std::string LayerStack::StagingName() {
-  return absl::StrCat("#lamina-", getpid(), "-", staging_counter_.fetch_add(1));
+  // The pid keeps names apart from a crashed predecessor's leftovers.
+  static const pid_t pid = getpid();
+  return absl::StrCat("#lamina-", pid, "-", staging_counter_.fetch_add(1));
 }
 
 }  // namespace lamina::overlay

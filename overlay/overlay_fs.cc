@@ -131,7 +131,8 @@ struct Candidate {
 
 }  // namespace
 
-Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name) const {
+Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name,
+                                               bool* upper_whiteout) const {
   if (overlay::IsHiddenName(name)) return Errno{ENOENT};
   Resolved r;
   bool found = false;
@@ -148,6 +149,7 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     std::optional<struct stat> st = overlay::StatAt(dir_upper, name);
     if (st) {
       if (overlay::IsWhiteout(layers_, dir_upper, name, *st, dir_upper_marks)) {
+        if (upper_whiteout != nullptr) *upper_whiteout = true;
         return Errno{ENOENT};
       }
       Result<int> fd = overlay::OpenPathAt(dir_upper, name);

@@ -162,7 +162,10 @@ class OverlayFs : public Filesystem {
   // overlay_fs.cc
   NodePtr Get(NodeId id) const { return table_.Get(id); }
   Result<NodePtr> Dir(NodeId id) const;
-  Result<Resolved> Resolve(const overlay::Node& dir, std::string_view name) const;
+  // With `upper_whiteout`, reports whether a whiteout in the upper layer is
+  // what hid the name (ENOENT).
+  Result<Resolved> Resolve(const overlay::Node& dir, std::string_view name,
+                           bool* upper_whiteout = nullptr) const;
   // Turns a resolution into a referenced node (reusing the node for the
   // same identity) and its entry.
   Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved);
@@ -190,8 +193,9 @@ class OverlayFs : public Filesystem {
   // returns a descriptor it opened on the new object, or -1; with `opened`,
   // that descriptor goes to the caller (else it is closed).
   using MakeFn = absl::FunctionRef<Result<int>(int dir_fd, const std::string& name)>;
-  Result<Entry> CreateObject(const Ctx& ctx, NodeId parent, std::string_view name, MakeFn make,
-                             bool new_inode = true, int* opened = nullptr);
+  // `type` is the new object's S_IFMT type (S_IFREG for a new hard link).
+  Result<Entry> CreateObject(const Ctx& ctx, NodeId parent, std::string_view name, mode_t type,
+                             MakeFn make, bool new_inode = true, int* opened = nullptr);
   Result<void> RemoveName(NodeId parent, std::string_view name, bool directory);
   // Takes a temporary node for `name` (a lookup reference, dropped by the
   // returned guard's owner through Forget).

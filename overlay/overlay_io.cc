@@ -115,7 +115,7 @@ Result<CreateReply> OverlayFs::Create(const Ctx& ctx, NodeId parent, std::string
       (req.flags & ~(O_TRUNC | O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
   int fd = -1;
   Result<Entry> entry = CreateObject(
-      ctx, parent, name,
+      ctx, parent, name, S_IFREG,
       [&](int dir, const std::string& n) -> Result<int> {
         int made = openat(dir, n.c_str(), flags, mode & 07777);
         if (made < 0) return LastErrno();

@@ -19,6 +19,7 @@
 
 namespace lamina {
 
+using overlay::DirMarks;
 using overlay::FdPath;
 using overlay::Node;
 
@@ -121,18 +122,22 @@ Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
 }
 
 Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string_view name,
-                                      MakeFn make, bool new_inode, int* opened) {
+                                      mode_t type, MakeFn make, bool new_inode, int* opened) {
   Result<void> ok = RequireUpper();
   if (ok.ok()) ok = CheckNewName(name);
   if (!ok.ok()) return Errno{ok.error()};
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
-  Result<Resolved> existing = Resolve(**dir, name);
+  bool over_whiteout = false;
+  Result<Resolved> existing = Resolve(**dir, name, &over_whiteout);
   if (existing.ok()) {
     existing->Release();
     return Errno{EEXIST};
   }
   if (existing.error() != ENOENT) return Errno{existing.error()};
+  // (A directory copied up just now has no whiteouts; one that had an
+  // upper directory was looked at by Resolve, under the kernel's lock on
+  // the directory, so over_whiteout stays true.)
   ok = CopyUp(*dir);
   if (!ok.ok()) return Errno{ok.error()};
   const int upper_dir = (*dir)->UpperFd();
@@ -142,9 +147,8 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   UseCallerUmask(ctx);
 
   // Over a whiteout, build the object aside and swap it in atomically.
-  bool over_whiteout = overlay::StatAt(upper_dir, name).has_value();
   const int staging = layers_.staging_fd();
-  const std::string staged = layers_.StagingName();
+  const std::string staged = over_whiteout ? layers_.StagingName() : std::string();
   int where = over_whiteout ? staging : upper_dir;
   const std::string& what = over_whiteout ? staged : target;
   Result<int> made = make(where, what);
@@ -159,22 +163,20 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
 
   // The caller owns it; a setgid directory passes on its group. (A new
   // hard link is an existing inode and keeps its owner.)
-  auto stat_made = [&](struct stat* st) {
-    return made_fd.fd >= 0 ? fstat(made_fd.fd, st)
-                           : fstatat(where, what.c_str(), st, AT_SYMLINK_NOFOLLOW);
-  };
-  struct stat st;
-  if (stat_made(&st) != 0) ok = LastErrno();
+  const bool is_dir = S_ISDIR(type);
   gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ctx.gid;
   if (ok.ok() && new_inode) {
     ok = CheckSyscall(made_fd.fd >= 0
                           ? fchown(made_fd.fd, ctx.uid, gid)
                           : fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
   }
-  if (ok.ok() && new_inode && S_ISDIR(st.st_mode) && (dir_st.st_mode & S_ISGID)) {
-    ok = CheckSyscall(fchmodat(where, what.c_str(), (st.st_mode & 07777) | S_ISGID, 0));
+  if (ok.ok() && new_inode && is_dir && (dir_st.st_mode & S_ISGID)) {
+    struct stat st;
+    ok = CheckSyscall(fstatat(where, what.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+    if (ok.ok())
+      ok = CheckSyscall(fchmodat(where, what.c_str(), (st.st_mode & 07777) | S_ISGID, 0));
   }
-  const bool opaque = ok.ok() && over_whiteout && S_ISDIR(st.st_mode);
+  const bool opaque = ok.ok() && over_whiteout && is_dir;
   if (opaque) {
     // The name was deleted below: the new directory must not show it.
     Result<int> fd = overlay::OpenPathAt(staging, staged);
@@ -186,12 +188,12 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
         renameat2(staging, staged.c_str(), upper_dir, target.c_str(), RENAME_EXCHANGE));
     if (ok.ok()) ok = CheckSyscall(unlinkat(staging, staged.c_str(), 0));  // the old whiteout
     if (!ok.ok()) {
-      unlinkat(staging, staged.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+      unlinkat(staging, staged.c_str(), is_dir ? AT_REMOVEDIR : 0);
       return Errno{ok.error()};
     }
   }
   if (!ok.ok()) {
-    unlinkat(where, what.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+    unlinkat(where, what.c_str(), is_dir ? AT_REMOVEDIR : 0);
     return Errno{ok.error()};
   }
   if (!new_inode) {
@@ -224,13 +226,13 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
 
 Result<Entry> OverlayFs::Mknod(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode,
                                dev_t rdev) {
-  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+  return CreateObject(ctx, parent, name, mode & S_IFMT, [&](int dir, const std::string& n) {
     return NoDescriptor(mknodat(dir, n.c_str(), mode, rdev));
   });
 }
 
 Result<Entry> OverlayFs::Mkdir(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode) {
-  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+  return CreateObject(ctx, parent, name, S_IFDIR, [&](int dir, const std::string& n) {
     return NoDescriptor(mkdirat(dir, n.c_str(), mode & 07777));
   });
 }
@@ -238,7 +240,7 @@ Result<Entry> OverlayFs::Mkdir(const Ctx& ctx, NodeId parent, std::string_view n
 Result<Entry> OverlayFs::Symlink(const Ctx& ctx, NodeId parent, std::string_view name,
                                  std::string_view target) {
   std::string link(target);
-  return CreateObject(ctx, parent, name, [&](int dir, const std::string& n) {
+  return CreateObject(ctx, parent, name, S_IFLNK, [&](int dir, const std::string& n) {
     return NoDescriptor(symlinkat(link.c_str(), dir, n.c_str()));
   });
 }
@@ -252,7 +254,7 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
   if (!up.ok()) return Errno{up.error()};
   std::string source = FdPath(node->UpperFd());
   Result<Entry> entry = CreateObject(
-      ctx, new_parent, new_name,
+      ctx, new_parent, new_name, node->type,
       [&](int dir, const std::string& n) {
         return NoDescriptor(linkat(AT_FDCWD, source.c_str(), dir, n.c_str(), AT_SYMLINK_FOLLOW));
       },
@@ -274,6 +276,22 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   if (!ok.ok()) return ok;
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
+  if (!directory) {
+    // The common case needs no resolve: a non-directory in the upper layer
+    // is removed (or whited out, if the name exists below) as it is.
+    const int upper_dir = (*dir)->UpperFd();
+    std::optional<struct stat> st;
+    if (upper_dir >= 0) st = overlay::StatAt(upper_dir, name);
+    DirMarks marks;
+    if (st) {
+      std::shared_lock lock((*dir)->mu);
+      marks = (*dir)->upper_marks;
+    }
+    if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st, marks)) {
+      if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, /*replace=*/true);
+      return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
+    }
+  }
   Result<Resolved> victim = Resolve(**dir, name);
   if (!victim.ok()) return Errno{victim.error()};
   bool is_dir = S_ISDIR(victim->type);
