@@ -22,6 +22,13 @@ struct DirItem {
   std::optional<NodeKey> identity;
 };
 
+// A snapshot of a merged listing, numbered so that READDIR offsets can say
+// which snapshot they index.
+struct DirListing {
+  uint32_t id = 0;
+  std::vector<DirItem> items;
+};
+
 // Where a merged directory's entries come from.
 struct DirSources {
   int upper_fd = -1;

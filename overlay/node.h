@@ -22,6 +22,8 @@ namespace lamina::overlay {
 // The identity of a merged object: the layer object its st_ino comes from
 // (its topmost lower object, else its upper one), so it is stable across
 // copy-up and remount, and all names of one lower hard link meet in one node.
+struct DirListing;  // dir_merge.h
+
 struct NodeKey {
   dev_t dev = 0;
   ino_t ino = 0;
@@ -74,6 +76,13 @@ class Node {
   // from the layer roots ("" for the root). It differs from the merged path
   // after a rename (overlay.redirect), and is what a later rename records.
   std::string lower_path ABSL_GUARDED_BY(mu);
+  // Directories: the merged listing READDIR serves by position to every
+  // reader (the kernel opens directories without asking: no OPENDIR), and
+  // the one before it, kept for readers that started on it. A change to the
+  // directory through this mount drops `listing`; the next read from the
+  // start makes a new one.
+  std::shared_ptr<const DirListing> listing ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const DirListing> previous_listing ABSL_GUARDED_BY(mu);
   // Kernel passthrough: how many opens share the node's backing id, and
   // whether that id is for the upper object.
   int backing_refs ABSL_GUARDED_BY(mu) = 0;
@@ -89,6 +98,12 @@ class Node {
     return upper_fd >= 0 ? upper_fd : lowers.front().fd;
   }
   bool HasLower() const { return !lowers.empty(); }
+  // A name in this directory changed: the next READDIR from the start
+  // lists it anew.
+  void DropListing() {
+    std::unique_lock lock(mu);
+    if (listing != nullptr) previous_listing = std::move(listing);
+  }
 
   // Adds the node's descriptors to `*held` now and as the upper one comes
   // (SetUpperFd), and takes them off when the node dies: the total OverlayFs

@@ -31,6 +31,7 @@
 #include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "core/node_shedder.h"
+#include "overlay/dir_merge.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "passthrough/passthrough_fs.h"
@@ -197,6 +198,9 @@ class OverlayFs : public Filesystem {
   Result<Entry> CreateObject(const Ctx& ctx, NodeId parent, std::string_view name, mode_t type,
                              MakeFn make, bool new_inode = true, int* opened = nullptr);
   Result<void> RemoveName(NodeId parent, std::string_view name, bool directory);
+  // The directory's names changed: its next READDIR from the start lists
+  // them anew.
+  void DropListing(NodeId dir);
   // Takes a temporary node for `name` (a lookup reference, dropped by the
   // returned guard's owner through Forget).
   Result<std::pair<NodeId, NodePtr>> Pin(const NodePtr& dir, std::string_view name);
@@ -207,6 +211,12 @@ class OverlayFs : public Filesystem {
   Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, int fd = -1);
 
   struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
+  // The node-owned snapshot a READDIR at `offset` reads (see overlay_dir.cc).
+  std::shared_ptr<const overlay::DirListing> NodeListing(overlay::Node& dir, uint64_t offset);
+  // Fills `out` from `items[from]` on; `offset_of(i)` is the offset that
+  // resumes at item i.
+  void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t from,
+                    DirentWriter& out, absl::FunctionRef<uint64_t(size_t next)> offset_of);
 
   OverlayOptions options_;
   overlay::LayerStack layers_;
@@ -215,6 +225,7 @@ class OverlayFs : public Filesystem {
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   NodeShedder shedder_;
+  std::atomic<uint32_t> next_listing_id_{1};
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
 };

@@ -197,6 +197,7 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
     return Errno{ok.error()};
   }
   if (!new_inode) {
+    (*dir)->DropListing();
     // A new name of an existing object: its identity may lie below.
     Result<Resolved> linked = Resolve(**dir, name);
     if (!linked.ok()) return Errno{linked.error()};
@@ -219,6 +220,7 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
     std::shared_lock lock((*dir)->mu);
     created.lower_path = (*dir)->lower_path + "/" + target;
   }
+  (*dir)->DropListing();
   Result<Entry> entry = Adopt(*dir, name, std::move(created));
   if (entry.ok() && opened != nullptr) std::swap(*opened, made_fd.fd);
   return entry;
@@ -314,11 +316,19 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
 }
 
 Result<void> OverlayFs::Unlink(const Ctx&, NodeId parent, std::string_view name) {
-  return RemoveName(parent, name, /*directory=*/false);
+  Result<void> removed = RemoveName(parent, name, /*directory=*/false);
+  if (removed.ok()) DropListing(parent);
+  return removed;
 }
 
 Result<void> OverlayFs::Rmdir(const Ctx&, NodeId parent, std::string_view name) {
-  return RemoveName(parent, name, /*directory=*/true);
+  Result<void> removed = RemoveName(parent, name, /*directory=*/true);
+  if (removed.ok()) DropListing(parent);
+  return removed;
+}
+
+void OverlayFs::DropListing(NodeId dir) {
+  if (NodePtr node = Get(dir)) node->DropListing();
 }
 
 Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
@@ -341,6 +351,10 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   if (target.ok()) pinned.push_back(target->first);
   auto finish = [&](Result<void> result) {
     for (NodeId id : pinned) table_.Forget(id, 1);
+    if (result.ok()) {
+      (*from_dir)->DropListing();
+      (*to_dir)->DropListing();
+    }
     return result;
   };
   if (!target.ok() && target.error() != ENOENT) return finish(Errno{target.error()});
