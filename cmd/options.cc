@@ -55,6 +55,47 @@ absl::Status CheckOverlayFeature(const std::string& key, const std::string& valu
   return absl::NotFoundError(key);
 }
 
+// "0" or "1", as fuse-overlayfs' numeric switches are written.
+absl::StatusOr<bool> ParseSwitch(const std::string& key, const std::string& value) {
+  if (value == "0") return false;
+  if (value == "1") return true;
+  return absl::InvalidArgumentError(absl::StrCat(key, " must be 0 or 1, not '", value, "'"));
+}
+
+// fuse-overlayfs' own options. Those that tune fuse-overlayfs' machinery
+// (fast_ino, writeback, threaded, noacl) have nothing to tune here and are
+// accepted without effect; see docs/laminafs.1 for why each is honest.
+absl::Status ApplyFuseOverlayfsOption(const std::string& key, const std::string& value,
+                                      bool has_value, MountCommand& out) {
+  if (!has_value) {
+    if (key == "static_nlink") {
+      out.static_nlink = true;
+    } else if (key == "ino32_t") {
+      out.ino32 = true;
+    } else if (key != "noacl") {
+      return absl::NotFoundError(key);
+    }
+    return absl::OkStatus();
+  }
+  if (key == "xattr_permissions") {
+    if (value == "0") return absl::OkStatus();
+    if (value == "1" || value == "2") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("xattr_permissions=", value,
+                       " (owners kept in xattrs) is not supported by laminafs yet"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("xattr_permissions must be 0, 1 or 2, not '", value, "'"));
+  }
+  if (key != "fast_ino" && key != "writeback" && key != "threaded" && key != "noxattrs") {
+    return absl::NotFoundError(key);
+  }
+  absl::StatusOr<bool> on = ParseSwitch(key, value);
+  if (!on.ok()) return on.status();
+  if (key == "noxattrs") out.xattrs = !*on;
+  return absl::OkStatus();
+}
+
 absl::Status ApplyOverlayOption(const std::string& key, const std::string& value, bool has_value,
                                 MountCommand& out) {
   if (key == "lowerdir" && has_value) {
@@ -80,6 +121,8 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
     out.userxattr = true;
     return absl::OkStatus();
   }
+  absl::Status compat = ApplyFuseOverlayfsOption(key, value, has_value, out);
+  if (!absl::IsNotFound(compat)) return compat;
   absl::Status feature = CheckOverlayFeature(key, value);
   if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
   // Renames of merged directories are recorded only with redirect_dir=on
@@ -129,6 +172,15 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(absl::StrCat("bad max_nodes '", value, "'"));
     }
     out.max_nodes = max_nodes;
+  } else if (eq != std::string::npos && key == "max_write") {
+    // The kernel's floor is one page; the request buffers are sized for
+    // at most the 1 MiB the kernel allows by default (256 pages).
+    uint32_t bytes;
+    if (!absl::SimpleAtoi(value, &bytes) || bytes < 4096 || bytes > (1U << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_write must be 4096 to 1048576 bytes, not '", value, "'"));
+    }
+    out.max_write = bytes;
   } else if (eq != std::string::npos && key == "log" && !value.empty()) {
     out.log_file = value;
   } else {

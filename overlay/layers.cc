@@ -57,6 +57,7 @@ void EmptyDirectory(const std::string& path) {
 absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
   LayerStack stack;
   if (config.userxattr || geteuid() != 0) stack.prefix_ = "user.overlay.";
+  stack.ino32_ = config.ino32;
   if (config.lowers.empty()) return absl::InvalidArgumentError("no lowerdir given");
   if (!config.upper.empty()) {
     if (config.work.empty()) return absl::InvalidArgumentError("upperdir needs a workdir");
@@ -113,6 +114,7 @@ LayerStack::LayerStack(LayerStack&& other) noexcept
     : layers_(std::move(other.layers_)),
       has_upper_(other.has_upper_),
       single_device_(other.single_device_),
+      ino32_(other.ino32_),
       work_fd_(other.work_fd_),
       staging_fd_(other.staging_fd_),
       prefix_(std::move(other.prefix_)) {

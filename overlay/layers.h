@@ -42,6 +42,9 @@ struct LayerConfig {
   // volatile: leaves work/work/incompat/volatile behind, as the kernel does,
   // so that a later mount knows the upper may be inconsistent after a crash.
   bool volatile_mode = false;
+  // fuse-overlayfs' ino32_t: inode numbers folded into 32 bits, for 32-bit
+  // programs whose stat() fails with EOVERFLOW on larger ones.
+  bool ino32 = false;
 };
 
 class LayerStack {
@@ -68,8 +71,15 @@ class LayerStack {
   // number when all layers share a device, else the layer goes into the
   // high bits so numbers from different filesystems cannot collide.
   uint64_t MergedInode(int layer, ino_t ino) const {
-    if (single_device_) return ino;
-    return ino ^ (static_cast<uint64_t>(layer + 1) << 56);
+    if (single_device_) return Fold(ino);
+    return Fold(ino ^ (static_cast<uint64_t>(layer + 1) << 56));
+  }
+  // With ino32: the high half folded into the low one (so the layer bits
+  // still separate layers), never 0, which readdir would skip.
+  uint64_t Fold(uint64_t ino) const {
+    if (!ino32_) return ino;
+    uint64_t folded = (ino ^ (ino >> 32)) & 0xffffffffULL;
+    return folded != 0 ? folded : 1;
   }
 
   // "trusted.overlay.<suffix>" or "user.overlay.<suffix>".
@@ -84,6 +94,7 @@ class LayerStack {
   std::vector<Layer> layers_;
   bool has_upper_ = false;
   bool single_device_ = true;
+  bool ino32_ = false;
   int work_fd_ = -1;
   int staging_fd_ = -1;
   std::string prefix_ = "trusted.overlay.";

@@ -48,6 +48,13 @@ struct OverlayOptions {
   // EXDEV (callers then copy). Redirects are always followed when read.
   bool redirect_dir = true;
   PassthroughMode passthrough = PassthroughMode::kAuto;
+  // fuse-overlayfs' static_nlink: directories report st_nlink 1.
+  bool static_nlink = false;
+  // false (noxattrs=1): every xattr request answers ENOSYS, which the
+  // kernel remembers and turns into EOPNOTSUPP for callers.
+  bool xattrs = true;
+  // The largest WRITE the kernel may send; 0 keeps the core's default.
+  uint32_t max_write = 0;
 };
 
 class OverlayFs : public Filesystem {
@@ -142,6 +149,14 @@ class OverlayFs : public Filesystem {
   Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved);
   Result<Attributes> AttributesOf(const overlay::Node& node) const;
   Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
+  // What the view shows of a layer object's attributes; every attribute
+  // reply (entries, GETATTR, SETATTR, STATX) passes through here once.
+  void ToView(struct stat& st) const {
+    if (options_.static_nlink && S_ISDIR(st.st_mode)) st.st_nlink = 1;
+  }
+  void ToView(struct statx& stx) const {
+    if (options_.static_nlink && S_ISDIR(stx.stx_mode)) stx.stx_nlink = 1;
+  }
   Result<void> RequireUpper() const;
 
   // copy_up.cc: makes sure `node` (and its parents) exist in the upper

@@ -10,39 +10,20 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "integration/harness/mount_harness.h"
+#include "integration/overlay/laminafs_cli_fixture.h"
 
 namespace lamina::testing {
 namespace {
 
 using std::chrono::seconds;
 
-class LaminafsOverlayCliTest : public ::testing::Test {
+class LaminafsOverlayCliTest : public LaminafsCliTest {
  protected:
   void SetUp() override {
     for (const char* name : {"l1", "l:2", "upper", "upper/w", "work", "mnt"}) dir_.Subdir(name);
     WriteFile(dir_.path() + "/l1/top", "top");
     WriteFile(dir_.path() + "/l:2/bottom", "bottom");
   }
-  void TearDown() override {
-    ForceUnmount(mnt());
-    // The daemon ends with its mount; give it a moment, then insist.
-    WaitUntil([&] { return !IsFuseMounted(mnt()); }, seconds(5));
-  }
-
-  std::string mnt() const { return dir_.path() + "/mnt"; }
-
-  // Runs laminafs to completion (the daemon detaches) and returns its status.
-  int Run(const std::vector<std::string>& args, std::string* output = nullptr) {
-    std::vector<std::string> argv = {BuiltBinary("cmd/laminafs")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ChildProcess child(argv);
-    std::optional<int> status = child.Wait(seconds(30));
-    if (output != nullptr) *output = child.output();
-    return status.value_or(-1);
-  }
-
-  TempDir dir_{"lamina-ovl-cli"};
 };
 
 TEST_F(LaminafsOverlayCliTest, ContainersStorageSyntaxMountsAndServesOnReturn) {

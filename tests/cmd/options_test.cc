@@ -1,0 +1,113 @@
+// ParseMountCommand: every option's accepted and malformed forms, and the
+// calling conventions of containers/storage and mount.fuse3. Paths are
+// real directories ("/" and "/tmp") because parsing resolves them.
+
+#include <string>
+#include <vector>
+
+#include "cmd/options.h"
+#include "gtest/gtest.h"
+
+namespace lamina::cmd {
+namespace {
+
+absl::StatusOr<MountCommand> ParseOverlay(const std::string& options) {
+  return ParseMountCommand({"-o", "lowerdir=/," + options, "/tmp"}, MountKind::kOverlay);
+}
+
+// The error message for `options`, or "" if they parse.
+std::string ErrorOf(const std::string& options) {
+  absl::StatusOr<MountCommand> command = ParseOverlay(options);
+  return command.ok() ? "" : std::string(command.status().message());
+}
+
+TEST(OptionsTest, ContainersStorageForm) {
+  absl::StatusOr<MountCommand> command = ParseMountCommand(
+      {"-o", "lowerdir=/:/tmp,upperdir=/tmp,workdir=/,,volatile", "/tmp"}, MountKind::kOverlay);
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->lowerdirs, (std::vector<std::string>{"/", "/tmp"}));
+  EXPECT_EQ(command->upperdir, "/tmp");
+  EXPECT_EQ(command->workdir, "/");
+  EXPECT_TRUE(command->volatile_mode);
+  EXPECT_EQ(command->mountpoint, "/tmp");
+}
+
+TEST(OptionsTest, EscapedColonsInLowerdir) {
+  EXPECT_EQ(SplitLowerdirs("a\\:b:c::d"), (std::vector<std::string>{"a:b", "c", "d"}));
+}
+
+TEST(OptionsTest, MountHelperForm) {
+  // mount.fuse3 runs `laminafs SOURCE MOUNTPOINT -o OPTS`, with the VFS
+  // options mount(8) adds mixed into OPTS.
+  absl::StatusOr<MountCommand> command = ParseMountCommand(
+      {"laminafs", "/tmp", "-o", "rw,nodev,nosuid,lowerdir=/"}, MountKind::kOverlay);
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->mountpoint, "/tmp");
+  EXPECT_EQ(command->mount_options, (std::vector<std::string>{"rw", "nodev", "nosuid"}));
+}
+
+TEST(OptionsTest, ViewChangingFuseOverlayfsOptions) {
+  absl::StatusOr<MountCommand> plain = ParseOverlay("ro");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->static_nlink);
+  EXPECT_FALSE(plain->ino32);
+  EXPECT_TRUE(plain->xattrs);
+  EXPECT_FALSE(plain->max_write.has_value());
+
+  absl::StatusOr<MountCommand> command =
+      ParseOverlay("static_nlink,ino32_t,noxattrs=1,max_write=65536");
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_TRUE(command->static_nlink);
+  EXPECT_TRUE(command->ino32);
+  EXPECT_FALSE(command->xattrs);
+  EXPECT_EQ(command->max_write, 65536u);
+  EXPECT_TRUE(ParseOverlay("noxattrs=0")->xattrs);
+}
+
+TEST(OptionsTest, TuningOptionsAreAcceptedWithoutEffect) {
+  absl::StatusOr<MountCommand> plain = ParseOverlay("ro");
+  for (const char* option : {"noacl", "fast_ino=0", "fast_ino=1", "threaded=0", "threaded=1",
+                             "writeback=0", "writeback=1", "xattr_permissions=0"}) {
+    absl::StatusOr<MountCommand> command = ParseOverlay(std::string("ro,") + option);
+    ASSERT_TRUE(command.ok()) << option << ": " << command.status();
+    EXPECT_EQ(command->mount_options, plain->mount_options) << option;
+    EXPECT_EQ(command->xattrs, plain->xattrs) << option;
+    EXPECT_EQ(command->static_nlink, plain->static_nlink) << option;
+  }
+}
+
+TEST(OptionsTest, MalformedFuseOverlayfsOptionsNameTheProblem) {
+  EXPECT_EQ(ErrorOf("fast_ino=yes"), "fast_ino must be 0 or 1, not 'yes'");
+  EXPECT_EQ(ErrorOf("threaded=2"), "threaded must be 0 or 1, not '2'");
+  EXPECT_EQ(ErrorOf("writeback="), "writeback must be 0 or 1, not ''");
+  EXPECT_EQ(ErrorOf("noxattrs=on"), "noxattrs must be 0 or 1, not 'on'");
+  EXPECT_EQ(ErrorOf("xattr_permissions=2"),
+            "xattr_permissions=2 (owners kept in xattrs) is not supported by laminafs yet");
+  EXPECT_EQ(ErrorOf("xattr_permissions=7"), "xattr_permissions must be 0, 1 or 2, not '7'");
+  EXPECT_EQ(ErrorOf("static_nlink=1"), "unknown option 'static_nlink=1'");
+  EXPECT_EQ(ErrorOf("noacl=1"), "unknown option 'noacl=1'");
+  EXPECT_EQ(ErrorOf("max_write=100"), "max_write must be 4096 to 1048576 bytes, not '100'");
+  EXPECT_EQ(ErrorOf("max_write=2097152"), "max_write must be 4096 to 1048576 bytes, not '2097152'");
+  EXPECT_EQ(ErrorOf("max_write=lots"), "max_write must be 4096 to 1048576 bytes, not 'lots'");
+  EXPECT_EQ(ErrorOf("fast_ino_check=1"), "unknown option 'fast_ino_check=1'");
+}
+
+TEST(OptionsTest, KernelOptions) {
+  EXPECT_EQ(ErrorOf("metacopy=on"), "metacopy=on is not supported by laminafs yet");
+  EXPECT_EQ(ErrorOf("redirect_dir=off"), "");
+  EXPECT_FALSE(ParseOverlay("redirect_dir=off")->redirect_dir);
+  EXPECT_TRUE(ParseOverlay("fsync=volatile")->volatile_mode);
+  EXPECT_TRUE(ParseOverlay("userxattr")->userxattr);
+  EXPECT_EQ(ErrorOf("frobnicate"), "unknown option 'frobnicate'");
+}
+
+TEST(OptionsTest, PassthroughTakesMaxWriteButNotOverlayOptions) {
+  absl::StatusOr<MountCommand> command =
+      ParseMountCommand({"-o", "max_write=8192", "/", "/tmp"}, MountKind::kPassthrough);
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->max_write, 8192u);
+  EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", "/", "/tmp"}).ok());
+}
+
+}  // namespace
+}  // namespace lamina::cmd
