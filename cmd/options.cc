@@ -65,10 +65,32 @@ absl::StatusOr<bool> ParseSwitch(const std::string& key, const std::string& valu
 // fuse-overlayfs' own options. Those that tune fuse-overlayfs' machinery
 // (fast_ino, writeback, threaded, noacl) have nothing to tune here and are
 // accepted without effect; see docs/laminafs.1 for why each is honest.
+// uidmapping=, gidmapping=, squash_to_uid=, squash_to_gid=; squash_to_root
+// is folded in once all options are read.
+absl::Status ApplyOwnerOption(const std::string& key, const std::string& value, MountCommand& out) {
+  if (key == "uidmapping" || key == "gidmapping") {
+    absl::StatusOr<std::vector<overlay::IdRange>> ranges = overlay::ParseIdRanges(value);
+    if (!ranges.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(key, ": ", ranges.status().message()));
+    }
+    (key == "uidmapping" ? out.ids.uids : out.ids.gids) = *std::move(ranges);
+    return absl::OkStatus();
+  }
+  if (key == "squash_to_uid" || key == "squash_to_gid") {
+    std::optional<uint32_t> id = overlay::ParseId(value);
+    if (!id) return absl::InvalidArgumentError(absl::StrCat("bad ", key, " '", value, "'"));
+    (key == "squash_to_uid" ? out.ids.squash_uid : out.ids.squash_gid) = *id;
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(key);
+}
+
 absl::Status ApplyFuseOverlayfsOption(const std::string& key, const std::string& value,
                                       bool has_value, MountCommand& out) {
   if (!has_value) {
-    if (key == "static_nlink") {
+    if (key == "squash_to_root") {
+      out.squash_to_root = true;
+    } else if (key == "static_nlink") {
       out.static_nlink = true;
     } else if (key == "ino32_t") {
       out.ino32 = true;
@@ -77,6 +99,8 @@ absl::Status ApplyFuseOverlayfsOption(const std::string& key, const std::string&
     }
     return absl::OkStatus();
   }
+  absl::Status owner = ApplyOwnerOption(key, value, out);
+  if (!absl::IsNotFound(owner)) return owner;
   if (key == "xattr_permissions") {
     if (value == "0") return absl::OkStatus();
     if (value == "1" || value == "2") {
@@ -251,6 +275,11 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     if (out.lowerdirs.empty()) return absl::InvalidArgumentError("no lowerdir= given");
     if (out.upperdir.empty() != out.workdir.empty()) {
       return absl::InvalidArgumentError("upperdir and workdir go together");
+    }
+    // squash_to_uid= and squash_to_gid= take precedence over squash_to_root.
+    if (out.squash_to_root) {
+      out.ids.squash_uid = out.ids.squash_uid.value_or(0);
+      out.ids.squash_gid = out.ids.squash_gid.value_or(0);
     }
   } else {
     if (positional.size() != 2) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "overlay/id_map.h"
 #include "passthrough/passthrough_fs.h"
 
 namespace lamina::cmd {
@@ -50,6 +51,11 @@ struct MountCommand {
   bool static_nlink = false;  // directories report st_nlink 1
   bool ino32 = false;         // ino32_t: inode numbers folded to 32 bits
   bool xattrs = true;         // noxattrs=1: every xattr request answers ENOSYS
+  // uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=
+  // (squash_to_root already folded into squash_uid/squash_gid; overflow ids
+  // left at their defaults).
+  overlay::IdMapConfig ids;
+  bool squash_to_root = false;
 };
 
 // Parses the arguments after the subcommand name. Errors are usage errors

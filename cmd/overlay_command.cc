@@ -51,6 +51,10 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.static_nlink = command->static_nlink;
   fs_options.xattrs = command->xattrs;
   fs_options.max_write = command->max_write.value_or(0);
+  overlay::IdMapConfig ids = command->ids;
+  ids.overflow_uid = overlay::KernelOverflowUid();
+  ids.overflow_gid = overlay::KernelOverflowGid();
+  fs_options.ids = overlay::IdMap(std::move(ids));
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;

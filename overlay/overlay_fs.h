@@ -27,6 +27,7 @@
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
+#include "overlay/id_map.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "passthrough/passthrough_fs.h"
@@ -50,6 +51,8 @@ struct OverlayOptions {
   PassthroughMode passthrough = PassthroughMode::kAuto;
   // fuse-overlayfs' static_nlink: directories report st_nlink 1.
   bool static_nlink = false;
+  // Owners as the view shows them (uidmapping=, gidmapping=, squash_*).
+  overlay::IdMap ids;
   // false (noxattrs=1): every xattr request answers ENOSYS, which the
   // kernel remembers and turns into EOPNOTSUPP for callers.
   bool xattrs = true;
@@ -152,9 +155,11 @@ class OverlayFs : public Filesystem {
   // What the view shows of a layer object's attributes; every attribute
   // reply (entries, GETATTR, SETATTR, STATX) passes through here once.
   void ToView(struct stat& st) const {
+    options_.ids.ToView(st);
     if (options_.static_nlink && S_ISDIR(st.st_mode)) st.st_nlink = 1;
   }
   void ToView(struct statx& stx) const {
+    options_.ids.ToView(stx);
     if (options_.static_nlink && S_ISDIR(stx.stx_mode)) stx.stx_nlink = 1;
   }
   Result<void> RequireUpper() const;

@@ -148,9 +148,12 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   // hard link is an existing inode and keeps its owner.)
   struct stat st;
   fstatat(where, what.c_str(), &st, AT_SYMLINK_NOFOLLOW);
-  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ctx.gid;
+  const overlay::IdMap& ids = options_.ids;
+  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ids.GidToLayer(ctx.gid);
   if (new_inode) {
-    ok = CheckSyscall(fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
+    ok = CheckSyscall(
+        fchownat(where, what.c_str(), ids.UidToLayer(ctx.uid), gid, AT_SYMLINK_NOFOLLOW));
+    if (ids.squashed()) ok = Ok();
   }
   if (ok.ok() && new_inode && S_ISDIR(st.st_mode) && (dir_st.st_mode & S_ISGID)) {
     ok = CheckSyscall(fchmodat(where, what.c_str(), (st.st_mode & 07777) | S_ISGID, 0));
@@ -223,9 +226,11 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
     table_.Forget(entry->node, 1);
     if (!table_.AddRef(id)) return Errno{ENOENT};
   }
-  Result<Attributes> attributes = AttributesOf(*node);
-  if (!attributes.ok()) return Errno{attributes.error()};
-  return MakeEntry(id, *node, attributes->attr);
+  // The new name's attributes are the object's (already as the view shows
+  // them); only the inode number is the node's.
+  entry->node = id;
+  entry->attr.st_ino = node->ino;
+  return entry;
 }
 
 Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool directory) {

@@ -5,7 +5,16 @@
 #ifndef LAMINA_INTEGRATION_OVERLAY_LAMINAFS_CLI_FIXTURE_H_
 #define LAMINA_INTEGRATION_OVERLAY_LAMINAFS_CLI_FIXTURE_H_
 
+#include <grp.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +47,57 @@ class LaminafsCliTest : public ::testing::Test {
     std::optional<int> status = child.Wait(std::chrono::seconds(30));
     if (output != nullptr) *output = child.output();
     return status.value_or(-1);
+  }
+
+  // Daemons whose command line names `text` (a test's unique paths).
+  static std::vector<pid_t> DaemonsNaming(const std::string& text) {
+    std::vector<pid_t> pids;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+      std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream file(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(file)), {});
+      if (cmdline.rfind(BuiltBinary("cmd/laminafs"), 0) == 0 &&
+          cmdline.find(text) != std::string::npos) {
+        pids.push_back(std::stoi(name));
+      }
+    }
+    return pids;
+  }
+
+  // Unmounts `point` and waits until the daemon serving it has exited, so
+  // the next mount there cannot meet it.
+  void UnmountAndWait(const std::string& point) {
+    std::vector<pid_t> daemons = DaemonsNaming(point);
+    ASSERT_EQ(umount(point.c_str()), 0) << point;
+    ASSERT_TRUE(WaitUntil([&] { return !IsFuseMounted(point); }, std::chrono::seconds(5)));
+    for (pid_t pid : daemons) {
+      EXPECT_TRUE(WaitUntil(
+          [&] {
+            std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+            std::string pid_field, comm, state;
+            return !(stat >> pid_field >> comm >> state) || state == "Z";
+          },
+          std::chrono::seconds(5)))
+          << "daemon " << pid << " still running";
+    }
+  }
+
+  // Runs `fn` in a child process with only the credentials uid/gid (no
+  // supplementary groups); returns its result, or 100 if the switch failed.
+  static int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
+          setresuid(uid, uid, uid) != 0) {
+        _exit(100);
+      }
+      _exit(fn());
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
   }
 
   TempDir dir_{"lamina-ovl-cli"};

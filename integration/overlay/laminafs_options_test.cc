@@ -45,10 +45,6 @@ class LaminafsOptionsTest : public LaminafsCliTest {
     std::string output;
     ASSERT_EQ(Run({"-o", Layers() + "," + extra, mnt()}, &output), 0) << output;
   }
-  void Unmount() {
-    ASSERT_EQ(umount(mnt().c_str()), 0);
-    ASSERT_TRUE(WaitUntil([&] { return !IsFuseMounted(mnt()); }, seconds(5)));
-  }
   nlink_t Links(const std::string& path) {
     struct stat st;
     EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
@@ -59,7 +55,7 @@ class LaminafsOptionsTest : public LaminafsCliTest {
 TEST_F(LaminafsOptionsTest, StaticNlinkReportsOneForDirectories) {
   Mount("ro");
   EXPECT_EQ(Links(mnt() + "/d"), 4u);  // ".", its name, two subdirectories
-  Unmount();
+  UnmountAndWait(mnt());
   Mount("static_nlink");
   EXPECT_EQ(Links(mnt() + "/d"), 1u);
   EXPECT_EQ(Links(mnt()), 1u);
@@ -89,7 +85,7 @@ TEST_F(LaminafsOptionsTest, Ino32FoldsInodeNumbersOfLayersOnSeveralFilesystems) 
   };
   Mount("ro");
   EXPECT_GT(inode("one"), 0xffffffffULL);
-  Unmount();
+  UnmountAndWait(mnt());
   Mount("ro,ino32_t");
   uint64_t one = inode("one");
   uint64_t two = inode("two");
@@ -116,7 +112,7 @@ TEST_F(LaminafsOptionsTest, NoxattrsMakesEveryXattrCallUnsupported) {
   Mount("noxattrs=0");
   char value[8] = {};
   EXPECT_EQ(getxattr((mnt() + "/f").c_str(), "user.x", value, sizeof(value)), 1);
-  Unmount();
+  UnmountAndWait(mnt());
   Mount("noxattrs=1");
   std::string f = mnt() + "/f";
   EXPECT_EQ(getxattr(f.c_str(), "user.x", value, sizeof(value)), -1);
@@ -144,7 +140,7 @@ TEST_F(LaminafsOptionsTest, MaxWriteBoundsWriteRequests) {
   EXPECT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
   close(fd);
   EXPECT_EQ(ReadFile(Path("upper/big")), data);
-  Unmount();
+  UnmountAndWait(mnt());
   ASSERT_EQ(daemon.Wait(seconds(10)), 0);
   std::regex write_len(R"(WRITE\([^)]*len=(\d+)\))");
   std::vector<size_t> lengths;

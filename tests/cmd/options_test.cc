@@ -92,6 +92,33 @@ TEST(OptionsTest, MalformedFuseOverlayfsOptionsNameTheProblem) {
   EXPECT_EQ(ErrorOf("fast_ino_check=1"), "unknown option 'fast_ino_check=1'");
 }
 
+TEST(OptionsTest, OwnerOptions) {
+  absl::StatusOr<MountCommand> command =
+      ParseOverlay("uidmapping=0:100000:65536,gidmapping=0:200000:10:10:300000:5");
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->ids.uids, (std::vector<overlay::IdRange>{{0, 100000, 65536}}));
+  EXPECT_EQ(command->ids.gids, (std::vector<overlay::IdRange>{{0, 200000, 10}, {10, 300000, 5}}));
+  EXPECT_FALSE(command->ids.squash_uid.has_value());
+
+  command = ParseOverlay("squash_to_root");
+  EXPECT_EQ(command->ids.squash_uid, 0u);
+  EXPECT_EQ(command->ids.squash_gid, 0u);
+  // squash_to_uid= and squash_to_gid= beat squash_to_root, in any order.
+  command = ParseOverlay("squash_to_uid=7,squash_to_root");
+  EXPECT_EQ(command->ids.squash_uid, 7u);
+  EXPECT_EQ(command->ids.squash_gid, 0u);
+  command = ParseOverlay("squash_to_gid=9");
+  EXPECT_FALSE(command->ids.squash_uid.has_value());
+  EXPECT_EQ(command->ids.squash_gid, 9u);
+
+  EXPECT_EQ(ErrorOf("uidmapping=0:100000"),
+            "uidmapping: '0:100000' is not FROM:TO:COUNT[:FROM:TO:COUNT...]");
+  EXPECT_EQ(ErrorOf("gidmapping=0:a:1"), "gidmapping: bad id 'a' in '0:a:1'");
+  EXPECT_EQ(ErrorOf("squash_to_uid=-1"), "bad squash_to_uid '-1'");
+  EXPECT_EQ(ErrorOf("squash_to_gid="), "bad squash_to_gid ''");
+  EXPECT_EQ(ErrorOf("squash_to_root=1"), "unknown option 'squash_to_root=1'");
+}
+
 TEST(OptionsTest, KernelOptions) {
   EXPECT_EQ(ErrorOf("metacopy=on"), "metacopy=on is not supported by laminafs yet");
   EXPECT_EQ(ErrorOf("redirect_dir=off"), "");
