@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "overlay/layers.h"
 
 namespace lamina::cmd {
 namespace {
@@ -242,6 +243,29 @@ absl::StatusOr<std::string> Absolute(const std::string& path, const char* what) 
   return std::string(resolved);
 }
 
+// The mount must not land inside its own upper or work directory, nor
+// below a lower: the daemon would meet its own mount while walking that
+// layer and the view would contain itself. Mounting over a lower itself is
+// fine (as with the kernel): the daemon holds the layer open from before.
+absl::Status CheckMountpoint(const MountCommand& command) {
+  const std::string& mountpoint = command.mountpoint;
+  for (const auto& [dir, role] :
+       {std::pair{command.upperdir, "upperdir"}, {command.workdir, "workdir"}}) {
+    if (!dir.empty() && overlay::PathIsWithin(mountpoint, dir)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mountpoint ", mountpoint, " is inside ", role, " ", dir));
+    }
+  }
+  for (const std::string& lower : command.lowerdirs) {
+    if (mountpoint != lower && overlay::PathIsWithin(mountpoint, lower)) {
+      return absl::InvalidArgumentError(absl::StrCat("mountpoint ", mountpoint,
+                                                     " is inside lowerdir ", lower,
+                                                     ": the overlay would contain itself"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& args,
@@ -292,6 +316,10 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
   absl::StatusOr<std::string> mountpoint = Absolute(positional.back(), "mountpoint");
   if (!mountpoint.ok()) return mountpoint.status();
   out.mountpoint = *mountpoint;
+  if (kind == MountKind::kOverlay) {
+    absl::Status placed = CheckMountpoint(out);
+    if (!placed.ok()) return placed;
+  }
   return out;
 }
 

@@ -47,11 +47,19 @@ struct LayerConfig {
   bool ino32 = false;
 };
 
+// Whether `inner` is `outer` or below it (absolute, normalised paths).
+bool PathIsWithin(const std::string& inner, const std::string& outer);
+
 class LayerStack {
  public:
   // Opens and checks the layers: each must be a directory; upper and work on
-  // one filesystem, neither inside the other. Prepares work/work, emptying
-  // what a crashed mount left there.
+  // one filesystem, neither inside the other; no lower inside (or equal to)
+  // the upper, the work directory or another lower (the kernel's "overlapping
+  // layers"; upper and work may lie inside a lower). Takes an exclusive
+  // flock on the upper and work directories, held while the stack lives,
+  // so a second mount cannot share them (the kernel's "upperdir is in-use"),
+  // waiting up to kInUseWaitMs for a mount that is just ending. Then prepares
+  // work/work, emptying what a crashed mount left there.
   static absl::StatusOr<LayerStack> Open(const LayerConfig& config);
 
   LayerStack(LayerStack&& other) noexcept;
@@ -88,6 +96,8 @@ class LayerStack {
   // A fresh name for a staged object in work/work.
   std::string StagingName();
 
+  static constexpr int kInUseWaitMs = 2000;
+
  private:
   LayerStack() = default;
 
@@ -97,6 +107,7 @@ class LayerStack {
   bool ino32_ = false;
   int work_fd_ = -1;
   int staging_fd_ = -1;
+  std::vector<int> lock_fds_;  // flocked upper and work directories
   std::string prefix_ = "trusted.overlay.";
   std::atomic<uint64_t> staging_counter_{0};
 };

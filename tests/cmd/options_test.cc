@@ -1,7 +1,12 @@
-// ParseMountCommand: every option's accepted and malformed forms, and the
-// calling conventions of containers/storage and mount.fuse3. Paths are
-// real directories ("/" and "/tmp") because parsing resolves them.
+// ParseMountCommand: every option's accepted and malformed forms, the
+// calling conventions of containers/storage and mount.fuse3, and where a
+// mountpoint may not be. Parsing resolves paths, so they exist: a scratch
+// directory with l1, l2, upper, work and mnt.
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -11,8 +16,31 @@
 namespace lamina::cmd {
 namespace {
 
+class Scratch {
+ public:
+  Scratch() {
+    char name[] = "/tmp/lamina-options-XXXXXX";
+    root_ = mkdtemp(name);
+    for (const char* dir : {"l1", "l2", "upper", "work", "mnt", "l1/inner"}) {
+      std::filesystem::create_directory(root_ + "/" + dir);
+    }
+  }
+  ~Scratch() { std::filesystem::remove_all(root_); }
+  std::string operator()(const std::string& name) const { return root_ + "/" + name; }
+
+ private:
+  std::string root_;
+};
+
+// One scratch directory for the whole run, removed at exit.
+const Scratch& Dir() {
+  static const Scratch scratch;
+  return scratch;
+}
+
 absl::StatusOr<MountCommand> ParseOverlay(const std::string& options) {
-  return ParseMountCommand({"-o", "lowerdir=/," + options, "/tmp"}, MountKind::kOverlay);
+  return ParseMountCommand({"-o", "lowerdir=" + Dir()("l1") + "," + options, Dir()("mnt")},
+                           MountKind::kOverlay);
 }
 
 // The error message for `options`, or "" if they parse.
@@ -22,14 +50,17 @@ std::string ErrorOf(const std::string& options) {
 }
 
 TEST(OptionsTest, ContainersStorageForm) {
+  // Relative paths, as containers/storage runs the program in its home.
+  ASSERT_EQ(chdir(Dir()("").c_str()), 0);
   absl::StatusOr<MountCommand> command = ParseMountCommand(
-      {"-o", "lowerdir=/:/tmp,upperdir=/tmp,workdir=/,,volatile", "/tmp"}, MountKind::kOverlay);
+      {"-o", "lowerdir=l1:l2,upperdir=upper,workdir=work,,volatile", "mnt"}, MountKind::kOverlay);
   ASSERT_TRUE(command.ok()) << command.status();
-  EXPECT_EQ(command->lowerdirs, (std::vector<std::string>{"/", "/tmp"}));
-  EXPECT_EQ(command->upperdir, "/tmp");
-  EXPECT_EQ(command->workdir, "/");
+  EXPECT_EQ(command->lowerdirs, (std::vector<std::string>{Dir()("l1"), Dir()("l2")}));
+  EXPECT_EQ(command->upperdir, Dir()("upper"));
+  EXPECT_EQ(command->workdir, Dir()("work"));
   EXPECT_TRUE(command->volatile_mode);
-  EXPECT_EQ(command->mountpoint, "/tmp");
+  EXPECT_EQ(command->mountpoint, Dir()("mnt"));
+  ASSERT_EQ(chdir("/"), 0);
 }
 
 TEST(OptionsTest, EscapedColonsInLowerdir) {
@@ -39,10 +70,11 @@ TEST(OptionsTest, EscapedColonsInLowerdir) {
 TEST(OptionsTest, MountHelperForm) {
   // mount.fuse3 runs `laminafs SOURCE MOUNTPOINT -o OPTS`, with the VFS
   // options mount(8) adds mixed into OPTS.
-  absl::StatusOr<MountCommand> command = ParseMountCommand(
-      {"laminafs", "/tmp", "-o", "rw,nodev,nosuid,lowerdir=/"}, MountKind::kOverlay);
+  absl::StatusOr<MountCommand> command =
+      ParseMountCommand({"laminafs", Dir()("mnt"), "-o", "rw,nodev,nosuid,lowerdir=" + Dir()("l1")},
+                        MountKind::kOverlay);
   ASSERT_TRUE(command.ok()) << command.status();
-  EXPECT_EQ(command->mountpoint, "/tmp");
+  EXPECT_EQ(command->mountpoint, Dir()("mnt"));
   EXPECT_EQ(command->mount_options, (std::vector<std::string>{"rw", "nodev", "nosuid"}));
 }
 
@@ -119,6 +151,28 @@ TEST(OptionsTest, OwnerOptions) {
   EXPECT_EQ(ErrorOf("squash_to_root=1"), "unknown option 'squash_to_root=1'");
 }
 
+TEST(OptionsTest, MountpointInsideItsOwnLayersIsRefused) {
+  auto error = [](const std::string& lowers, const std::string& mountpoint) {
+    absl::StatusOr<MountCommand> command = ParseMountCommand(
+        {"-o", "lowerdir=" + lowers + ",upperdir=" + Dir()("upper") + ",workdir=" + Dir()("work"),
+         mountpoint},
+        MountKind::kOverlay);
+    return command.ok() ? "" : std::string(command.status().message());
+  };
+  EXPECT_EQ(error(Dir()("l1"), Dir()("upper")),
+            "mountpoint " + Dir()("upper") + " is inside upperdir " + Dir()("upper"));
+  EXPECT_EQ(error(Dir()("l2"), Dir()("work")),
+            "mountpoint " + Dir()("work") + " is inside workdir " + Dir()("work"));
+  EXPECT_EQ(error(Dir()("l2") + ":" + Dir()("l1"), Dir()("l1/inner")),
+            "mountpoint " + Dir()("l1/inner") + " is inside lowerdir " + Dir()("l1") +
+                ": the overlay would contain itself");
+  // Over a lower itself is allowed, as with the kernel.
+  EXPECT_EQ(error(Dir()("l1"), Dir()("l1")), "");
+  // A layer below the mountpoint is hidden from others but not from the
+  // daemon, which opened it before mounting.
+  EXPECT_EQ(error(Dir()("l1/inner"), Dir()("l1")), "");
+}
+
 TEST(OptionsTest, KernelOptions) {
   EXPECT_EQ(ErrorOf("metacopy=on"), "metacopy=on is not supported by laminafs yet");
   EXPECT_EQ(ErrorOf("redirect_dir=off"), "");
@@ -129,11 +183,11 @@ TEST(OptionsTest, KernelOptions) {
 }
 
 TEST(OptionsTest, PassthroughTakesMaxWriteButNotOverlayOptions) {
-  absl::StatusOr<MountCommand> command =
-      ParseMountCommand({"-o", "max_write=8192", "/", "/tmp"}, MountKind::kPassthrough);
+  absl::StatusOr<MountCommand> command = ParseMountCommand(
+      {"-o", "max_write=8192", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
   ASSERT_TRUE(command.ok()) << command.status();
   EXPECT_EQ(command->max_write, 8192u);
-  EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", "/", "/tmp"}).ok());
+  EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", Dir()("l1"), Dir()("mnt")}).ok());
 }
 
 }  // namespace
