@@ -6,6 +6,7 @@
 #define LAMINA_INTEGRATION_OVERLAY_LAMINAFS_CLI_FIXTURE_H_
 
 #include <grp.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,12 @@ class LaminafsCliTest : public ::testing::Test {
       ForceUnmount(point);
       WaitUntil([&] { return !IsFuseMounted(point); }, std::chrono::seconds(5));
     }
+    // A daemon whose mount this process cannot see (another mount
+    // namespace) ends on SIGTERM, unmounting it.
+    for (pid_t pid : DaemonsNaming(dir_.path())) {
+      kill(pid, SIGTERM);
+      EXPECT_TRUE(WaitUntil([&] { return Gone(pid); }, std::chrono::seconds(10))) << pid;
+    }
   }
 
   // dir_/name.
@@ -49,7 +56,8 @@ class LaminafsCliTest : public ::testing::Test {
     return status.value_or(-1);
   }
 
-  // Daemons whose command line names `text` (a test's unique paths).
+  // Running laminafs processes whose command line names `text` (a test's
+  // unique paths).
   static std::vector<pid_t> DaemonsNaming(const std::string& text) {
     std::vector<pid_t> pids;
     std::error_code error;
@@ -58,12 +66,20 @@ class LaminafsCliTest : public ::testing::Test {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       std::ifstream file(entry.path() / "cmdline");
       std::string cmdline((std::istreambuf_iterator<char>(file)), {});
-      if (cmdline.rfind(BuiltBinary("cmd/laminafs"), 0) == 0 &&
-          cmdline.find(text) != std::string::npos) {
-        pids.push_back(std::stoi(name));
+      std::string program = std::filesystem::path(cmdline.substr(0, cmdline.find('\0'))).filename();
+      pid_t pid = std::stoi(name);
+      if (program == "laminafs" && cmdline.find(text) != std::string::npos && !Gone(pid)) {
+        pids.push_back(pid);
       }
     }
     return pids;
+  }
+
+  // Whether `pid` has exited (a zombie counts).
+  static bool Gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string pid_field, comm, state;
+    return !(stat >> pid_field >> comm >> state) || state == "Z";
   }
 
   // Unmounts `point` and waits until the daemon serving it has exited, so
@@ -73,13 +89,7 @@ class LaminafsCliTest : public ::testing::Test {
     ASSERT_EQ(umount(point.c_str()), 0) << point;
     ASSERT_TRUE(WaitUntil([&] { return !IsFuseMounted(point); }, std::chrono::seconds(5)));
     for (pid_t pid : daemons) {
-      EXPECT_TRUE(WaitUntil(
-          [&] {
-            std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-            std::string pid_field, comm, state;
-            return !(stat >> pid_field >> comm >> state) || state == "Z";
-          },
-          std::chrono::seconds(5)))
+      EXPECT_TRUE(WaitUntil([&] { return Gone(pid); }, std::chrono::seconds(5)))
           << "daemon " << pid << " still running";
     }
   }
