@@ -49,6 +49,11 @@ std::string ErrorOf(const std::string& options) {
   return command.ok() ? "" : std::string(command.status().message());
 }
 
+// Expects each {options, message} pair to fail with that message.
+void ExpectErrors(const std::vector<std::pair<std::string, std::string>>& cases) {
+  for (const auto& [options, message] : cases) EXPECT_EQ(ErrorOf(options), message) << options;
+}
+
 TEST(OptionsTest, ContainersStorageForm) {
   // Relative paths, as containers/storage runs the program in its home.
   ASSERT_EQ(chdir(Dir()("").c_str()), 0);
@@ -109,19 +114,21 @@ TEST(OptionsTest, TuningOptionsAreAcceptedWithoutEffect) {
 }
 
 TEST(OptionsTest, MalformedFuseOverlayfsOptionsNameTheProblem) {
-  EXPECT_EQ(ErrorOf("fast_ino=yes"), "fast_ino must be 0 or 1, not 'yes'");
-  EXPECT_EQ(ErrorOf("threaded=2"), "threaded must be 0 or 1, not '2'");
-  EXPECT_EQ(ErrorOf("writeback="), "writeback must be 0 or 1, not ''");
-  EXPECT_EQ(ErrorOf("noxattrs=on"), "noxattrs must be 0 or 1, not 'on'");
-  EXPECT_EQ(ErrorOf("xattr_permissions=2"),
-            "xattr_permissions=2 (owners kept in xattrs) is not supported by laminafs yet");
-  EXPECT_EQ(ErrorOf("xattr_permissions=7"), "xattr_permissions must be 0, 1 or 2, not '7'");
-  EXPECT_EQ(ErrorOf("static_nlink=1"), "unknown option 'static_nlink=1'");
-  EXPECT_EQ(ErrorOf("noacl=1"), "unknown option 'noacl=1'");
-  EXPECT_EQ(ErrorOf("max_write=100"), "max_write must be 4096 to 1048576 bytes, not '100'");
-  EXPECT_EQ(ErrorOf("max_write=2097152"), "max_write must be 4096 to 1048576 bytes, not '2097152'");
-  EXPECT_EQ(ErrorOf("max_write=lots"), "max_write must be 4096 to 1048576 bytes, not 'lots'");
-  EXPECT_EQ(ErrorOf("fast_ino_check=1"), "unknown option 'fast_ino_check=1'");
+  ExpectErrors({
+      {"fast_ino=yes", "fast_ino must be 0 or 1, not 'yes'"},
+      {"threaded=2", "threaded must be 0 or 1, not '2'"},
+      {"writeback=", "writeback must be 0 or 1, not ''"},
+      {"noxattrs=on", "noxattrs must be 0 or 1, not 'on'"},
+      {"xattr_permissions=2",
+       "xattr_permissions=2 (owners kept in xattrs) is not supported by laminafs yet"},
+      {"xattr_permissions=7", "xattr_permissions must be 0, 1 or 2, not '7'"},
+      {"static_nlink=1", "unknown option 'static_nlink=1'"},
+      {"noacl=1", "unknown option 'noacl=1'"},
+      {"max_write=100", "max_write must be 4096 to 1048576 bytes, not '100'"},
+      {"max_write=2097152", "max_write must be 4096 to 1048576 bytes, not '2097152'"},
+      {"max_write=lots", "max_write must be 4096 to 1048576 bytes, not 'lots'"},
+      {"fast_ino_check=1", "unknown option 'fast_ino_check=1'"},
+  });
 }
 
 TEST(OptionsTest, OwnerOptions) {
@@ -143,12 +150,13 @@ TEST(OptionsTest, OwnerOptions) {
   EXPECT_FALSE(command->ids.squash_uid.has_value());
   EXPECT_EQ(command->ids.squash_gid, 9u);
 
-  EXPECT_EQ(ErrorOf("uidmapping=0:100000"),
-            "uidmapping: '0:100000' is not FROM:TO:COUNT[:FROM:TO:COUNT...]");
-  EXPECT_EQ(ErrorOf("gidmapping=0:a:1"), "gidmapping: bad id 'a' in '0:a:1'");
-  EXPECT_EQ(ErrorOf("squash_to_uid=-1"), "bad squash_to_uid '-1'");
-  EXPECT_EQ(ErrorOf("squash_to_gid="), "bad squash_to_gid ''");
-  EXPECT_EQ(ErrorOf("squash_to_root=1"), "unknown option 'squash_to_root=1'");
+  ExpectErrors({
+      {"uidmapping=0:100000", "uidmapping: '0:100000' is not FROM:TO:COUNT[:FROM:TO:COUNT...]"},
+      {"gidmapping=0:a:1", "gidmapping: bad id 'a' in '0:a:1'"},
+      {"squash_to_uid=-1", "bad squash_to_uid '-1'"},
+      {"squash_to_gid=", "bad squash_to_gid ''"},
+      {"squash_to_root=1", "unknown option 'squash_to_root=1'"},
+  });
 }
 
 TEST(OptionsTest, MountpointInsideItsOwnLayersIsRefused) {
