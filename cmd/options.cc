@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "overlay/layers.h"
 
 namespace lamina::cmd {
 namespace {
@@ -55,6 +56,73 @@ absl::Status CheckOverlayFeature(const std::string& key, const std::string& valu
   return absl::NotFoundError(key);
 }
 
+// "0" or "1", as fuse-overlayfs' numeric switches are written.
+absl::StatusOr<bool> ParseSwitch(const std::string& key, const std::string& value) {
+  if (value == "0") return false;
+  if (value == "1") return true;
+  return absl::InvalidArgumentError(absl::StrCat(key, " must be 0 or 1, not '", value, "'"));
+}
+
+// fuse-overlayfs' own options. Those that tune fuse-overlayfs' machinery
+// (fast_ino, writeback, threaded) have nothing to tune here and are
+// accepted without effect; see docs/laminafs.1 for why each is honest.
+// uidmapping=, gidmapping=, squash_to_uid=, squash_to_gid=; squash_to_root
+// is folded in once all options are read.
+absl::Status ApplyOwnerOption(const std::string& key, const std::string& value, MountCommand& out) {
+  if (key == "uidmapping" || key == "gidmapping") {
+    absl::StatusOr<std::vector<overlay::IdRange>> ranges = overlay::ParseIdRanges(value);
+    if (!ranges.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(key, ": ", ranges.status().message()));
+    }
+    (key == "uidmapping" ? out.ids.uids : out.ids.gids) = *std::move(ranges);
+    return absl::OkStatus();
+  }
+  if (key == "squash_to_uid" || key == "squash_to_gid") {
+    std::optional<uint32_t> id = overlay::ParseId(value);
+    if (!id) return absl::InvalidArgumentError(absl::StrCat("bad ", key, " '", value, "'"));
+    (key == "squash_to_uid" ? out.ids.squash_uid : out.ids.squash_gid) = *id;
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(key);
+}
+
+absl::Status ApplyFuseOverlayfsOption(const std::string& key, const std::string& value,
+                                      bool has_value, MountCommand& out) {
+  if (!has_value) {
+    if (key == "squash_to_root") {
+      out.squash_to_root = true;
+    } else if (key == "static_nlink") {
+      out.static_nlink = true;
+    } else if (key == "ino32_t") {
+      out.ino32 = true;
+    } else if (key == "noacl") {
+      out.posix_acl = false;
+    } else {
+      return absl::NotFoundError(key);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status owner = ApplyOwnerOption(key, value, out);
+  if (!absl::IsNotFound(owner)) return owner;
+  if (key == "xattr_permissions") {
+    if (value == "0") return absl::OkStatus();
+    if (value == "1" || value == "2") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("xattr_permissions=", value,
+                       " (owners kept in xattrs) is not supported by laminafs yet"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("xattr_permissions must be 0, 1 or 2, not '", value, "'"));
+  }
+  if (key != "fast_ino" && key != "writeback" && key != "threaded" && key != "noxattrs") {
+    return absl::NotFoundError(key);
+  }
+  absl::StatusOr<bool> on = ParseSwitch(key, value);
+  if (!on.ok()) return on.status();
+  if (key == "noxattrs") out.xattrs = !*on;
+  return absl::OkStatus();
+}
+
 absl::Status ApplyOverlayOption(const std::string& key, const std::string& value, bool has_value,
                                 MountCommand& out) {
   if (key == "lowerdir" && has_value) {
@@ -80,6 +148,8 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
     out.userxattr = true;
     return absl::OkStatus();
   }
+  absl::Status compat = ApplyFuseOverlayfsOption(key, value, has_value, out);
+  if (!absl::IsNotFound(compat)) return compat;
   absl::Status feature = CheckOverlayFeature(key, value);
   if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
   // Renames of merged directories are recorded only with redirect_dir=on
@@ -129,6 +199,15 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(absl::StrCat("bad max_nodes '", value, "'"));
     }
     out.max_nodes = max_nodes;
+  } else if (eq != std::string::npos && key == "max_write") {
+    // The kernel's floor is one page; the request buffers are sized for
+    // at most the 1 MiB the kernel allows by default (256 pages).
+    uint32_t bytes;
+    if (!absl::SimpleAtoi(value, &bytes) || bytes < 4096 || bytes > (1U << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_write must be 4096 to 1048576 bytes, not '", value, "'"));
+    }
+    out.max_write = bytes;
   } else if (eq != std::string::npos && key == "log" && !value.empty()) {
     out.log_file = value;
   } else {
@@ -166,6 +245,29 @@ absl::StatusOr<std::string> Absolute(const std::string& path, const char* what) 
   return std::string(resolved);
 }
 
+// The mount must not land inside its own upper or work directory, nor
+// below a lower: the daemon would meet its own mount while walking that
+// layer and the view would contain itself. Mounting over a lower itself is
+// fine (as with the kernel): the daemon holds the layer open from before.
+absl::Status CheckMountpoint(const MountCommand& command) {
+  const std::string& mountpoint = command.mountpoint;
+  for (const auto& [dir, role] :
+       {std::pair{command.upperdir, "upperdir"}, {command.workdir, "workdir"}}) {
+    if (!dir.empty() && overlay::PathIsWithin(mountpoint, dir)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mountpoint ", mountpoint, " is inside ", role, " ", dir));
+    }
+  }
+  for (const std::string& lower : command.lowerdirs) {
+    if (mountpoint != lower && overlay::PathIsWithin(mountpoint, lower)) {
+      return absl::InvalidArgumentError(absl::StrCat("mountpoint ", mountpoint,
+                                                     " is inside lowerdir ", lower,
+                                                     ": the overlay would contain itself"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& args,
@@ -200,6 +302,11 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     if (out.upperdir.empty() != out.workdir.empty()) {
       return absl::InvalidArgumentError("upperdir and workdir go together");
     }
+    // squash_to_uid= and squash_to_gid= take precedence over squash_to_root.
+    if (out.squash_to_root) {
+      out.ids.squash_uid = out.ids.squash_uid.value_or(0);
+      out.ids.squash_gid = out.ids.squash_gid.value_or(0);
+    }
   } else {
     if (positional.size() != 2) {
       return absl::InvalidArgumentError("expected SOURCE and MOUNTPOINT");
@@ -211,6 +318,10 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
   absl::StatusOr<std::string> mountpoint = Absolute(positional.back(), "mountpoint");
   if (!mountpoint.ok()) return mountpoint.status();
   out.mountpoint = *mountpoint;
+  if (kind == MountKind::kOverlay) {
+    absl::Status placed = CheckMountpoint(out);
+    if (!placed.ok()) return placed;
+  }
   return out;
 }
 

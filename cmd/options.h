@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "overlay/id_map.h"
 #include "passthrough/passthrough_fs.h"
 
 namespace lamina::cmd {
@@ -35,6 +36,8 @@ struct MountCommand {
   // -o max_nodes=N (passthrough): nodes kept before the kernel is asked to
   // forget some; 0 means no limit, unset the filesystem's default.
   std::optional<size_t> max_nodes;
+  // -o max_write=BYTES: the largest WRITE request the kernel may send.
+  std::optional<uint32_t> max_write;
 
   // Overlay layers (absolute), lowers top first; upper and work optional.
   std::vector<std::string> lowerdirs;
@@ -43,6 +46,17 @@ struct MountCommand {
   bool volatile_mode = false;  // volatile, fsync=volatile
   bool redirect_dir = true;    // redirect_dir=on|follow (default) or off|nofollow
   bool userxattr = false;
+
+  // fuse-overlayfs' options that change what the merged view shows.
+  bool static_nlink = false;  // directories report st_nlink 1
+  bool posix_acl = true;      // noacl: permission checks use mode bits only
+  bool ino32 = false;         // ino32_t: inode numbers folded to 32 bits
+  bool xattrs = true;         // noxattrs=1: every xattr request answers ENOSYS
+  // uidmapping=, gidmapping=, squash_to_root, squash_to_uid=, squash_to_gid=
+  // (squash_to_root already folded into squash_uid/squash_gid; overflow ids
+  // left at their defaults).
+  overlay::IdMapConfig ids;
+  bool squash_to_root = false;
 };
 
 // Parses the arguments after the subcommand name. Errors are usage errors

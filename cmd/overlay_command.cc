@@ -47,6 +47,15 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.volatile_mode = command->volatile_mode;
   fs_options.redirect_dir = command->redirect_dir;
   fs_options.passthrough = command->passthrough;
+  fs_options.layers.ino32 = command->ino32;
+  fs_options.static_nlink = command->static_nlink;
+  fs_options.posix_acl = command->posix_acl;
+  fs_options.xattrs = command->xattrs;
+  fs_options.max_write = command->max_write.value_or(0);
+  overlay::IdMapConfig ids = command->ids;
+  ids.overflow_uid = overlay::KernelOverflowUid();
+  ids.overflow_gid = overlay::KernelOverflowGid();
+  fs_options.ids = overlay::IdMap(std::move(ids));
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;

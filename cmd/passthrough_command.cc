@@ -31,6 +31,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
   fs_options.source = command->source;
   fs_options.passthrough = command->passthrough;
   fs_options.max_nodes = command->max_nodes;
+  fs_options.max_write = command->max_write.value_or(0);
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;

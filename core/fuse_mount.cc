@@ -158,7 +158,12 @@ void FuseMount::Unmount() {
   // connections that are already aborted, which would leave a dead mount
   // ("transport endpoint is not connected") behind: detach that one here.
   fuse_session_unmount(session_);
-  if (connection_id_ >= 0 && FindMountMinor(mountpoint_) == connection_id_) {
+  // Only a dead connection answers ENOTCONN: a new mount made at the same
+  // place since (whose device minor may well be ours again, the kernel
+  // reuses the lowest free one) is left alone.
+  struct stat st;
+  const bool dead = stat(mountpoint_.c_str(), &st) != 0 && errno == ENOTCONN;
+  if (dead && connection_id_ >= 0 && FindMountMinor(mountpoint_) == connection_id_) {
     if (geteuid() == 0) {
       umount2(mountpoint_.c_str(), MNT_DETACH);
     } else {

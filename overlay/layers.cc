@@ -1,12 +1,15 @@
 #include "overlay/layers.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -40,8 +43,52 @@ absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
   return layer;
 }
 
-bool IsInside(const std::string& inner, const std::string& outer) {
-  return inner == outer || inner.rfind(outer + "/", 0) == 0;
+// Takes the exclusive lock that marks `path` as the upper or work directory
+// of a live mount. A daemon whose mount was just unmounted may still hold
+// it for a moment, so wait a little before calling the directory in use.
+absl::StatusOr<int> LockInUse(const std::string& path, const char* role) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return absl::InvalidArgumentError(absl::StrCat(role, " ", path, ": ", strerror(errno)));
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(LayerStack::kInUseWaitMs);
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK || std::chrono::steady_clock::now() > deadline) {
+      int error = errno;
+      close(fd);
+      if (error == EWOULDBLOCK) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(role, " ", path, " is in use by another laminafs mount"));
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot lock ", role, " ", path, ": ", strerror(error)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return fd;
+}
+
+// The kernel's "overlapping layers" rule: a lower may not lie inside (or
+// be) the upper, the work directory or another lower, since the overlay
+// would then merge a layer with a part of itself.
+absl::Status CheckOverlaps(const LayerConfig& config) {
+  for (size_t i = 0; i < config.lowers.size(); ++i) {
+    const std::string& lower = config.lowers[i];
+    for (const auto& [dir, role] :
+         {std::pair{config.upper, "upperdir"}, {config.work, "workdir"}}) {
+      if (!dir.empty() && PathIsWithin(lower, dir)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("lowerdir ", lower, " overlaps ", role, " ", dir));
+      }
+    }
+    for (size_t j = 0; j < config.lowers.size(); ++j) {
+      if (j != i && PathIsWithin(lower, config.lowers[j])) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("lowerdir ", lower, " overlaps lowerdir ", config.lowers[j]));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Removes everything in the directory `fd` (a crashed mount's leftovers).
@@ -54,13 +101,20 @@ void EmptyDirectory(const std::string& path) {
 
 }  // namespace
 
+bool PathIsWithin(const std::string& inner, const std::string& outer) {
+  return inner == outer || inner.rfind(outer == "/" ? outer : outer + "/", 0) == 0;
+}
+
 absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
   LayerStack stack;
   if (config.userxattr || geteuid() != 0) stack.prefix_ = "user.overlay.";
+  stack.ino32_ = config.ino32;
   if (config.lowers.empty()) return absl::InvalidArgumentError("no lowerdir given");
+  absl::Status overlaps = CheckOverlaps(config);
+  if (!overlaps.ok()) return overlaps;
   if (!config.upper.empty()) {
     if (config.work.empty()) return absl::InvalidArgumentError("upperdir needs a workdir");
-    if (IsInside(config.work, config.upper) || IsInside(config.upper, config.work)) {
+    if (PathIsWithin(config.work, config.upper) || PathIsWithin(config.upper, config.work)) {
       return absl::InvalidArgumentError("workdir and upperdir must not contain each other");
     }
     absl::StatusOr<Layer> upper = OpenLayer(config.upper, "upperdir");
@@ -73,6 +127,12 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     stack.work_fd_ = work->fd;
     if (work->dev != upper->dev) {
       return absl::InvalidArgumentError("workdir and upperdir are on different filesystems");
+    }
+    for (const auto& [path, role] :
+         {std::pair{config.upper, "upperdir"}, {config.work, "workdir"}}) {
+      absl::StatusOr<int> lock = LockInUse(path, role);
+      if (!lock.ok()) return lock.status();
+      stack.lock_fds_.push_back(*lock);
     }
     // Like the kernel, stage in work/work so the workdir itself stays put.
     std::string staging = config.work + "/work";
@@ -113,18 +173,22 @@ LayerStack::LayerStack(LayerStack&& other) noexcept
     : layers_(std::move(other.layers_)),
       has_upper_(other.has_upper_),
       single_device_(other.single_device_),
+      ino32_(other.ino32_),
       work_fd_(other.work_fd_),
       staging_fd_(other.staging_fd_),
+      lock_fds_(std::move(other.lock_fds_)),
       prefix_(std::move(other.prefix_)) {
   other.layers_.clear();
   other.work_fd_ = -1;
   other.staging_fd_ = -1;
+  other.lock_fds_.clear();
 }
 
 LayerStack::~LayerStack() {
   for (Layer& layer : layers_) close(layer.fd);
   if (work_fd_ >= 0) close(work_fd_);
   if (staging_fd_ >= 0) close(staging_fd_);
+  for (int fd : lock_fds_) close(fd);  // releases the locks
 }
 
 std::string LayerStack::StagingName() {

@@ -42,13 +42,24 @@ struct LayerConfig {
   // volatile: leaves work/work/incompat/volatile behind, as the kernel does,
   // so that a later mount knows the upper may be inconsistent after a crash.
   bool volatile_mode = false;
+  // fuse-overlayfs' ino32_t: inode numbers folded into 32 bits, for 32-bit
+  // programs whose stat() fails with EOVERFLOW on larger ones.
+  bool ino32 = false;
 };
+
+// Whether `inner` is `outer` or below it (absolute, normalised paths).
+bool PathIsWithin(const std::string& inner, const std::string& outer);
 
 class LayerStack {
  public:
   // Opens and checks the layers: each must be a directory; upper and work on
-  // one filesystem, neither inside the other. Prepares work/work, emptying
-  // what a crashed mount left there.
+  // one filesystem, neither inside the other; no lower inside (or equal to)
+  // the upper, the work directory or another lower (the kernel's "overlapping
+  // layers"; upper and work may lie inside a lower). Takes an exclusive
+  // flock on the upper and work directories, held while the stack lives,
+  // so a second mount cannot share them (the kernel's "upperdir is in-use"),
+  // waiting up to kInUseWaitMs for a mount that is just ending. Then prepares
+  // work/work, emptying what a crashed mount left there.
   static absl::StatusOr<LayerStack> Open(const LayerConfig& config);
 
   LayerStack(LayerStack&& other) noexcept;
@@ -68,8 +79,15 @@ class LayerStack {
   // number when all layers share a device, else the layer goes into the
   // high bits so numbers from different filesystems cannot collide.
   uint64_t MergedInode(int layer, ino_t ino) const {
-    if (single_device_) return ino;
-    return ino ^ (static_cast<uint64_t>(layer + 1) << 56);
+    if (single_device_) return Fold(ino);
+    return Fold(ino ^ (static_cast<uint64_t>(layer + 1) << 56));
+  }
+  // With ino32: the high half folded into the low one (so the layer bits
+  // still separate layers), never 0, which readdir would skip.
+  uint64_t Fold(uint64_t ino) const {
+    if (!ino32_) return ino;
+    uint64_t folded = (ino ^ (ino >> 32)) & 0xffffffffULL;
+    return folded != 0 ? folded : 1;
   }
 
   // "trusted.overlay.<suffix>" or "user.overlay.<suffix>".
@@ -78,14 +96,18 @@ class LayerStack {
   // A fresh name for a staged object in work/work.
   std::string StagingName();
 
+  static constexpr int kInUseWaitMs = 2000;
+
  private:
   LayerStack() = default;
 
   std::vector<Layer> layers_;
   bool has_upper_ = false;
   bool single_device_ = true;
+  bool ino32_ = false;
   int work_fd_ = -1;
   int staging_fd_ = -1;
+  std::vector<int> lock_fds_;  // flocked upper and work directories
   std::string prefix_ = "trusted.overlay.";
   std::atomic<uint64_t> staging_counter_{0};
 };

@@ -54,7 +54,7 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
   int top = root.upper_fd >= 0 ? root.upper_fd : root.lowers.front().fd;
   fstat(top, &root.top);
   const struct stat& identity_stat = root.top;
-  auto node = std::make_shared<Node>(S_IFDIR, identity_stat.st_ino);
+  auto node = std::make_shared<Node>(S_IFDIR, stack.Fold(identity_stat.st_ino));
   {
     std::unique_lock lock(node->mu);
     node->upper_fd = root.upper_fd;
@@ -80,6 +80,7 @@ std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
 }
 
 void OverlayFs::Init(InitConfig& config) {
+  if (options_.max_write != 0) config.max_write = options_.max_write;
   // Locks stay in the kernel (per mount), as with kernel overlayfs.
   if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
     config.want |= abi::kPassthrough;
@@ -266,6 +267,7 @@ Entry OverlayFs::MakeEntry(NodeId id, const Node& node, const struct stat& st) c
   entry.node = id;
   entry.attr = st;
   entry.attr.st_ino = node.ino;
+  ToView(entry.attr);
   entry.entry_timeout = options_.entry_timeout;
   entry.attr_timeout = options_.attr_timeout;
   return entry;
@@ -349,6 +351,7 @@ Result<Attributes> OverlayFs::AttributesOf(const Node& node) const {
     return LastErrno();
   }
   st.st_ino = node.ino;
+  ToView(st);
   return Attributes{st, options_.attr_timeout};
 }
 
@@ -368,6 +371,7 @@ Result<StatxAttributes> OverlayFs::Statx(const Ctx&, NodeId id, std::optional<ui
     return LastErrno();
   }
   out.attr.stx_ino = node->ino;
+  ToView(out.attr);
   out.timeout = options_.attr_timeout;
   return out;
 }

@@ -32,6 +32,7 @@
 #include "core/inode_table.h"
 #include "core/node_shedder.h"
 #include "overlay/dir_merge.h"
+#include "overlay/id_map.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "passthrough/passthrough_fs.h"
@@ -62,6 +63,15 @@ struct OverlayOptions {
   // needs FUSE 7.45). Unset: half the descriptor limit, at most
   // kMaxNodeDescriptorsCap. 0: no limit.
   std::optional<size_t> max_descriptors;
+  // fuse-overlayfs' static_nlink: directories report st_nlink 1.
+  bool static_nlink = false;
+  // Owners as the view shows them (uidmapping=, gidmapping=, squash_*).
+  overlay::IdMap ids;
+  // false (noxattrs=1): every xattr request answers ENOSYS, which the
+  // kernel remembers and turns into EOPNOTSUPP for callers.
+  bool xattrs = true;
+  // The largest WRITE the kernel may send; 0 keeps the core's default.
+  uint32_t max_write = 0;
 };
 
 // Ceiling of the default descriptor limit: a larger kernel cache than this
@@ -172,6 +182,16 @@ class OverlayFs : public Filesystem {
   Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved);
   Result<Attributes> AttributesOf(const overlay::Node& node) const;
   Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
+  // What the view shows of a layer object's attributes; every attribute
+  // reply (entries, GETATTR, SETATTR, STATX) passes through here once.
+  void ToView(struct stat& st) const {
+    options_.ids.ToView(st);
+    if (options_.static_nlink && S_ISDIR(st.st_mode)) st.st_nlink = 1;
+  }
+  void ToView(struct statx& stx) const {
+    options_.ids.ToView(stx);
+    if (options_.static_nlink && S_ISDIR(stx.stx_mode)) stx.stx_nlink = 1;
+  }
   Result<void> RequireUpper() const;
   // Sets this thread's umask for creating an object as `ctx`'s caller.
   void UseCallerUmask(const Ctx& ctx) const;

@@ -146,7 +146,10 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   if (fd < 0) return LastErrno();
   struct stat st;
   int path_fd = open(FdPath(fd).c_str(), O_PATH | O_CLOEXEC);
-  if (path_fd < 0 || fchown(fd, ctx.uid, ctx.gid) != 0 || fstat(fd, &st) != 0) {
+  const overlay::IdMap& ids = options_.ids;
+  bool owned = path_fd >= 0 && (fchown(fd, ids.UidToLayer(ctx.uid), ids.GidToLayer(ctx.gid)) == 0 ||
+                                ids.squashed());
+  if (!owned || fstat(fd, &st) != 0) {
     Result<void> error = LastErrno();
     if (path_fd >= 0) close(path_fd);
     close(fd);
@@ -228,9 +231,11 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrReques
   // them; only owner changes apply to them (via AT_EMPTY_PATH).
   const bool symlink = S_ISLNK(node->type);
   if (req.Has(abi::kFattrUid) || req.Has(abi::kFattrGid)) {
-    uid_t uid = req.Has(abi::kFattrUid) ? req.uid : static_cast<uid_t>(-1);
-    gid_t gid = req.Has(abi::kFattrGid) ? req.gid : static_cast<gid_t>(-1);
+    const overlay::IdMap& ids = options_.ids;
+    uid_t uid = req.Has(abi::kFattrUid) ? ids.UidToLayer(req.uid) : static_cast<uid_t>(-1);
+    gid_t gid = req.Has(abi::kFattrGid) ? ids.GidToLayer(req.gid) : static_cast<gid_t>(-1);
     ok = CheckSyscall(fchownat(upper, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+    if (ids.squashed()) ok = Ok();  // the view would not show the change anyway
   }
   if (ok.ok() && req.Has(abi::kFattrMode) && !symlink) {
     ok = CheckSyscall(chmod(path.c_str(), req.mode & 07777));

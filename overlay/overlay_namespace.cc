@@ -164,11 +164,14 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   // The caller owns it; a setgid directory passes on its group. (A new
   // hard link is an existing inode and keeps its owner.)
   const bool is_dir = S_ISDIR(type);
-  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ctx.gid;
+  const overlay::IdMap& ids = options_.ids;
+  gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ids.GidToLayer(ctx.gid);
   if (ok.ok() && new_inode) {
+    const uid_t uid = ids.UidToLayer(ctx.uid);
     ok = CheckSyscall(made_fd.fd >= 0
-                          ? fchown(made_fd.fd, ctx.uid, gid)
-                          : fchownat(where, what.c_str(), ctx.uid, gid, AT_SYMLINK_NOFOLLOW));
+                          ? fchown(made_fd.fd, uid, gid)
+                          : fchownat(where, what.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW));
+    if (ids.squashed()) ok = Ok();
   }
   if (ok.ok() && new_inode && is_dir && (dir_st.st_mode & S_ISGID)) {
     struct stat st;
@@ -268,9 +271,11 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
     table_.Forget(entry->node, 1);
     if (!table_.AddRef(id)) return Errno{ENOENT};
   }
-  Result<Attributes> attributes = AttributesOf(*node);
-  if (!attributes.ok()) return Errno{attributes.error()};
-  return MakeEntry(id, *node, attributes->attr);
+  // The new name's attributes are the object's (already as the view shows
+  // them); only the inode number is the node's.
+  entry->node = id;
+  entry->attr.st_ino = node->ino;
+  return entry;
 }
 
 Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool directory) {

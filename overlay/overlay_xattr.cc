@@ -5,6 +5,7 @@
 // with userxattr): its entries are hidden, and a caller's own attribute in
 // that namespace is stored escaped as "<prefix>overlay.<rest>", as the
 // kernel does, so overlays can be nested. Setting or removing copies up.
+// With noxattrs=1 every request answers ENOSYS, as in fuse-overlayfs.
 
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -32,6 +33,7 @@ std::string StoredName(const overlay::LayerStack& layers, std::string_view name)
 Result<void> OverlayFs::SetXattr(const Ctx&, NodeId id, std::string_view name,
                                  std::span<const std::byte> value, int flags,
                                  uint32_t setxattr_flags) {
+  if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (S_ISLNK(node->type)) return Errno{EPERM};  // user xattrs are not allowed on symlinks
@@ -55,6 +57,7 @@ Result<void> OverlayFs::SetXattr(const Ctx&, NodeId id, std::string_view name,
 
 Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,
                                    std::span<char> out) {
+  if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (S_ISLNK(node->type)) return Errno{ENODATA};
@@ -65,6 +68,7 @@ Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,
 }
 
 Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) {
+  if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (S_ISLNK(node->type)) return size_t{0};
@@ -93,6 +97,7 @@ Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) 
 }
 
 Result<void> OverlayFs::RemoveXattr(const Ctx&, NodeId id, std::string_view name) {
+  if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (S_ISLNK(node->type)) return Errno{ENODATA};

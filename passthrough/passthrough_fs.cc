@@ -65,6 +65,7 @@ PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const stru
 }
 
 void PassthroughFs::Init(InitConfig& config) {
+  if (options_.max_write != 0) config.max_write = options_.max_write;
   config.want |= abi::kFlockLocks;
   // POSIX record locks stay in the kernel: forwarding them to one open file
   // per FUSE open would make two descriptors of one process conflict.

@@ -54,6 +54,8 @@ struct PassthroughOptions {
   // 6.18). Unset: half the descriptor limit, at most kMaxNodesCap. 0: no
   // limit.
   std::optional<size_t> max_nodes;
+  // The largest WRITE the kernel may send; 0 keeps the core's default.
+  uint32_t max_write = 0;
 };
 
 // Ceiling of the default max_nodes: a larger kernel cache than this rarely

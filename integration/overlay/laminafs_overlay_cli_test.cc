@@ -10,39 +10,20 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "integration/harness/mount_harness.h"
+#include "integration/overlay/laminafs_cli_fixture.h"
 
 namespace lamina::testing {
 namespace {
 
 using std::chrono::seconds;
 
-class LaminafsOverlayCliTest : public ::testing::Test {
+class LaminafsOverlayCliTest : public LaminafsCliTest {
  protected:
   void SetUp() override {
-    for (const char* name : {"l1", "l:2", "upper", "upper/w", "work", "mnt"}) dir_.Subdir(name);
+    for (const char* name : {"l1", "l1/sub", "l:2", "upper", "upper/w", "work", "mnt"}) dir_.Subdir(name);
     WriteFile(dir_.path() + "/l1/top", "top");
     WriteFile(dir_.path() + "/l:2/bottom", "bottom");
   }
-  void TearDown() override {
-    ForceUnmount(mnt());
-    // The daemon ends with its mount; give it a moment, then insist.
-    WaitUntil([&] { return !IsFuseMounted(mnt()); }, seconds(5));
-  }
-
-  std::string mnt() const { return dir_.path() + "/mnt"; }
-
-  // Runs laminafs to completion (the daemon detaches) and returns its status.
-  int Run(const std::vector<std::string>& args, std::string* output = nullptr) {
-    std::vector<std::string> argv = {BuiltBinary("cmd/laminafs")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ChildProcess child(argv);
-    std::optional<int> status = child.Wait(seconds(30));
-    if (output != nullptr) *output = child.output();
-    return status.value_or(-1);
-  }
-
-  TempDir dir_{"lamina-ovl-cli"};
 };
 
 TEST_F(LaminafsOverlayCliTest, ContainersStorageSyntaxMountsAndServesOnReturn) {
@@ -94,13 +75,68 @@ TEST_F(LaminafsOverlayCliTest, BadInputIsAnErrorAndMountsNothing) {
        1,
        "must not contain each other"},
       {{"-o", "lowerdir=" + l1 + up, dir_.path() + "/nomnt"}, 2, "mountpoint"},
+      {{"-o", "lowerdir=" + l1 + up, dir_.path() + "/upper/w"},
+       2,
+       "is inside upperdir " + dir_.path() + "/upper"},
+      {{"-o", "lowerdir=" + l1 + up, dir_.path() + "/work"}, 2, "is inside workdir"},
+      {{"-o", "lowerdir=" + l1, dir_.path() + "/l1/sub"}, 2, "is inside lowerdir " + l1},
+      {{"-o", "lowerdir=" + dir_.path() + "/upper/w" + up, mnt()}, 1, "overlaps upperdir"},
+      {{"-o", "lowerdir=" + l1 + ":" + l1 + up, mnt()}, 1, "overlaps lowerdir " + l1},
   };
   for (const Case& c : cases) {
     std::string output;
     EXPECT_EQ(Run(c.args, &output), c.status) << output;
     EXPECT_NE(output.find(c.message), std::string::npos) << output;
     EXPECT_FALSE(IsFuseMounted(mnt()));
+    EXPECT_TRUE(DaemonsNaming(dir_.path()).empty()) << c.message;
   }
+}
+
+TEST_F(LaminafsOverlayCliTest, MountsOverItsOwnLower) {
+  // As with the kernel: the lower is hidden by the view of itself.
+  std::string l1 = dir_.path() + "/l1";
+  TrackMount(l1);
+  ASSERT_EQ(Run({"-o",
+                 "lowerdir=" + l1 + ",upperdir=" + dir_.path() + "/upper,workdir=" + dir_.path() +
+                     "/work",
+                 l1}),
+            0);
+  WriteFile(l1 + "/new", "new");
+  EXPECT_EQ(ListDir(l1), (std::vector<std::string>{"new", "sub", "top", "w"}));
+  UnmountAndWait(l1);
+  EXPECT_EQ(ListDir(l1), (std::vector<std::string>{"sub", "top"}));
+  EXPECT_EQ(ReadFile(dir_.path() + "/upper/new"), "new");
+}
+
+TEST_F(LaminafsOverlayCliTest, AnUpperInUseIsRefusedUntilItsMountEnds) {
+  std::string upper = dir_.path() + "/upper", work = dir_.path() + "/work";
+  std::string other = dir_.Subdir("mnt2"), work2 = dir_.Subdir("work2");
+  TrackMount(other);
+  std::string l1 = "lowerdir=" + dir_.path() + "/l1";
+  ASSERT_EQ(Run({"-o", l1 + ",upperdir=" + upper + ",workdir=" + work, mnt()}), 0);
+  WriteFile(mnt() + "/kept", "kept");
+  // The same upper and work directories, or the same upper alone.
+  for (const auto& [workdir, message] :
+       {std::pair{work, "upperdir " + upper + " is in use by another laminafs mount"},
+        {work2, "upperdir " + upper + " is in use by another laminafs mount"}}) {
+    std::string output;
+    EXPECT_EQ(Run({"-o", l1 + ",upperdir=" + upper + ",workdir=" + workdir, other}, &output), 1);
+    EXPECT_NE(output.find(message), std::string::npos) << output;
+    EXPECT_FALSE(IsFuseMounted(other));
+  }
+  // The same work directory under another upper.
+  std::string output;
+  EXPECT_EQ(
+      Run({"-o", l1 + ",upperdir=" + dir_.Subdir("upper2") + ",workdir=" + work, other}, &output),
+      1);
+  EXPECT_NE(output.find("workdir " + work + " is in use"), std::string::npos) << output;
+  // The first mount is untouched (its staging area was not emptied), and
+  // once it ends the layers mount again.
+  EXPECT_EQ(ReadFile(mnt() + "/kept"), "kept");
+  UnmountAndWait(mnt());
+  ASSERT_EQ(Run({"-o", l1 + ",upperdir=" + upper + ",workdir=" + work, other}, &output), 0)
+      << output;
+  EXPECT_EQ(ReadFile(other + "/kept"), "kept");
 }
 
 }  // namespace
