@@ -158,11 +158,15 @@ void FuseMount::Unmount() {
   // connections that are already aborted, which would leave a dead mount
   // ("transport endpoint is not connected") behind: detach that one here.
   fuse_session_unmount(session_);
-  // Only a dead connection answers ENOTCONN: a new mount made at the same
-  // place since (whose device minor may well be ours again, the kernel
-  // reuses the lowest free one) is left alone.
-  struct stat st;
-  const bool dead = stat(mountpoint_.c_str(), &st) != 0 && errno == ENOTCONN;
+  // Only a dead connection answers ENOTCONN (ECONNABORTED once aborted,
+  // with FUSE_ABORT_ERROR): a new mount made at the same place since (whose
+  // device minor may well be ours again, the kernel reuses the lowest free
+  // one) is left alone.
+  // (Forced: cached attributes would answer without asking the connection.)
+  struct statx stx;
+  const bool dead =
+      statx(AT_FDCWD, mountpoint_.c_str(), AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) != 0 &&
+      (errno == ENOTCONN || errno == ECONNABORTED);
   if (dead && connection_id_ >= 0 && FindMountMinor(mountpoint_) == connection_id_) {
     if (geteuid() == 0) {
       umount2(mountpoint_.c_str(), MNT_DETACH);
