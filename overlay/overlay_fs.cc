@@ -278,10 +278,10 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   bool from_lower = !r.lowers.empty();
   int identity_fd = from_lower ? r.lowers.front().fd : r.upper_fd;
   int identity_layer = from_lower ? r.lowers.front().layer : 0;
-  // Without a lower object the identity is the upper one, whose stat the
-  // resolution already holds.
+  // The identity's stat is the resolution's own when the identity is the
+  // topmost object (no lower object, or no upper one).
   struct stat identity = r.top;
-  if (from_lower && fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  if (from_lower && r.upper_fd >= 0 && fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     r.Release();
     return LastErrno();
   }
