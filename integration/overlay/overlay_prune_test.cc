@@ -177,9 +177,11 @@ TEST_F(OverlayPruneTest, WalkOfManyFilesStaysNearTheDescriptorLimit) {
     Walk walk = RunWalk();
     EXPECT_EQ(walk.wrong, 0) << "pass " << pass;
     EXPECT_EQ(walk.checked, expected_entries_) << "pass " << pass;
-    // Slack: FORGETs trail the offers, and each walker holds directories
-    // and a file open.
-    EXPECT_LT(walk.peak_fds - baseline_fds_, static_cast<int>(kLimit + kLimit / 8)) << pass;
+    // Slack: FORGETs trail the offers (by more on a loaded machine, where
+    // the thread reading them waits for a CPU), and the walkers hold
+    // directories and files open. Unbounded, the walk would pin one
+    // descriptor per entry.
+    EXPECT_LT(walk.peak_fds - baseline_fds_, static_cast<int>(kLimit + kLimit / 4)) << pass;
   }
   EXPECT_GT(fs_->nodes_offered(), 0U);
   EXPECT_LE(fs_->held_descriptors(), kLimit);

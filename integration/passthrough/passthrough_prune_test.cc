@@ -176,9 +176,11 @@ TEST_F(PassthroughPruneTest, WalkOfManyFilesStaysNearMaxNodes) {
     WalkResult walk = Walk(pass);
     EXPECT_EQ(walk.mismatched, 0) << pass;
     EXPECT_EQ(walk.checked, expected_) << pass;
-    // Slack: FORGETs trail the prune offers by a few requests, and the
-    // walkers hold a directory or two open.
-    EXPECT_LT(walk.peak_fds - baseline_fds_, static_cast<int>(kMaxNodes + kMaxNodes / 8)) << pass;
+    // Slack: FORGETs trail the offers (by more on a loaded machine, where
+    // the thread reading them waits for a CPU), and the walkers hold
+    // directories and files open. Unbounded, the walk would pin one
+    // descriptor per entry.
+    EXPECT_LT(walk.peak_fds - baseline_fds_, static_cast<int>(kMaxNodes + kMaxNodes / 4)) << pass;
   }
   EXPECT_GT(mount_->fs().nodes_offered(), 0U);
   EXPECT_LE(mount_->fs().node_count(), kMaxNodes);
@@ -202,7 +204,7 @@ TEST_F(PassthroughPruneTest, SameTreeWithALimit) {
   WalkResult walk = Walk("limited");
   EXPECT_EQ(walk.mismatched, 0);
   EXPECT_EQ(walk.checked, expected_);
-  EXPECT_LT(walk.peak_fds - baseline_fds_, 2000 + 2000 / 8);
+  EXPECT_LT(walk.peak_fds - baseline_fds_, 2000 + 2000 / 4);
 }
 
 TEST_F(PassthroughPruneTest, FilesInUseSurviveOffers) {
