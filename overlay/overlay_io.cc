@@ -58,7 +58,10 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
       Result<void> up = CopyUp(node);
       if (!up.ok()) return Errno{up.error()};
     }
-    fd = open(FdPath(node->TopFd()).c_str(), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC);
+    // The kernel resolved the name already; O_NOFOLLOW would refuse the
+    // /proc/self/fd link itself (ELOOP).
+    fd = open(FdPath(node->TopFd()).c_str(),
+              (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
     if (fd < 0) return LastErrno();
   }
   const bool top_is_upper = node->UpperFd() >= 0;

@@ -184,6 +184,16 @@ TEST_F(OverlaySemanticsTest, CreateFlagsModesAndWhiteouts) {
           out += Outcome(stat(path.c_str(), &st)) + " mode=" + std::to_string(st.st_mode & 07777) +
                  " size=" + std::to_string(st.st_size) + "; ";
         }
+        // O_NOFOLLOW on a regular file opens it (dpkg and apt do this).
+        for (const char* name : {"/b", "/a/x", "/keep"}) {
+          int nofollow = open((r + name).c_str(), O_RDONLY | O_NOFOLLOW);
+          out += std::string(name) + " nofollow:" + Outcome(nofollow);
+          if (nofollow >= 0) close(nofollow);
+        }
+        int nofollow = open((r + "/keep").c_str(), O_RDWR | O_NOFOLLOW);  // copies up
+        out += " rw nofollow:" + Outcome(nofollow);
+        if (nofollow >= 0) close(nofollow);
+        out += " link nofollow:" + Outcome(open((r + "/link").c_str(), O_RDONLY | O_NOFOLLOW));
         int fd = open((r + "/c").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);  // over "w c"
         out += "c:" + Outcome(fd);
         if (fd >= 0) close(fd);
