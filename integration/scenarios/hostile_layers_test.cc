@@ -444,17 +444,16 @@ TEST_F(HostileLayersTest, CorruptOriginsAreIgnoredOrRefusedLikeTheKernel) {
     // A well-formed handle of a file outside the layers (same filesystem).
     std::string outside = set + "/outside";
     WriteFile(outside, "outside");
-    struct {
-      struct file_handle header;
-      unsigned char bytes[MAX_HANDLE_SZ];
-    } handle{};
-    handle.header.handle_bytes = MAX_HANDLE_SZ;
+    alignas(struct file_handle) unsigned char storage[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+    auto* handle = reinterpret_cast<struct file_handle*>(storage);
+    handle->handle_bytes = MAX_HANDLE_SZ;
     int mount_id;
-    ASSERT_EQ(name_to_handle_at(AT_FDCWD, outside.c_str(), &handle.header, &mount_id, 0), 0);
+    ASSERT_EQ(name_to_handle_at(AT_FDCWD, outside.c_str(), handle, &mount_id, 0), 0);
+    // The copy-up's header with this handle's length, type and bytes.
     std::string value = header;
-    value[2] = static_cast<char>(21 + handle.header.handle_bytes);
-    value[4] = static_cast<char>(handle.header.handle_type);
-    value.append(reinterpret_cast<const char*>(handle.header.f_handle), handle.header.handle_bytes);
+    value[2] = static_cast<char>(21 + handle->handle_bytes);
+    value[4] = static_cast<char>(handle->handle_type);
+    value.append(reinterpret_cast<const char*>(handle->f_handle), handle->handle_bytes);
     set_origin("victim", value);
     set_origin("garbage", std::string(64, '\xfb'));
     set_origin("short", header.substr(0, 7));
