@@ -117,10 +117,9 @@ python3 - <<'PY'
 import os, tempfile
 with tempfile.TemporaryFile() as f:          # O_TMPFILE, or create and unlink
     f.write(b"x" * 200000); f.seek(0); assert f.read() == b"x" * 200000
-with tempfile.NamedTemporaryFile(dir="/var/tmp") as f:
+with tempfile.NamedTemporaryFile(dir="/var/tmp", delete=False) as f:
     f.write(b"named"); f.flush(); os.unlink(f.name)   # unlinked while open
     f.seek(0); assert f.read() == b"named"
-    f.delete = False
 fd, path = tempfile.mkstemp(); os.unlink(path)
 os.write(fd, b"abc"); os.lseek(fd, 0, 0); assert os.read(fd, 3) == b"abc"; os.close(fd)
 print("tempfile ok")
