@@ -124,6 +124,40 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
+LaminafsMount::LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint)
+    : mountpoint_(mountpoint) {
+  std::vector<std::string> argv = {BuiltBinary("cmd/laminafs"), "-f"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back(mountpoint);
+  daemon_ = std::make_unique<ChildProcess>(argv);
+  mounted_ = WaitUntil([&] { return IsFuseMounted(mountpoint_) || !daemon_->running(); },
+                       std::chrono::seconds(20)) &&
+             IsFuseMounted(mountpoint_);
+}
+
+LaminafsMount::~LaminafsMount() {
+  Unmount();
+}
+
+std::optional<int> LaminafsMount::Unmount() {
+  if (IsFuseMounted(mountpoint_)) ForceUnmount(mountpoint_);
+  mounted_ = false;
+  std::optional<int> status = daemon_->Wait(std::chrono::seconds(15));
+  if (!status) {
+    daemon_->Signal(SIGKILL);
+    daemon_->Wait(std::chrono::seconds(5));
+  }
+  return status;
+}
+
+std::string OverlayOptionString(const std::vector<std::string>& lowers, const std::string& upper,
+                                const std::string& work) {
+  std::string options = "lowerdir=";
+  for (size_t i = 0; i < lowers.size(); ++i) options += (i ? ":" : "") + lowers[i];
+  if (!upper.empty()) options += ",upperdir=" + upper + ",workdir=" + work;
+  return options;
+}
+
 bool IsFuseMounted(const std::string& path) {
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;

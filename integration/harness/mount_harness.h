@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,35 @@ class ChildProcess {
   std::string output_;
   std::optional<int> status_;
 };
+
+// A `laminafs` daemon kept in the foreground (-f) as a child process, serving
+// `mountpoint`. The constructor waits until the mount appears; the
+// destructor unmounts it and ends the daemon, whatever happened.
+class LaminafsMount {
+ public:
+  // `args` go between the program and the mountpoint, e.g. {"-o", options}.
+  LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint);
+  ~LaminafsMount();
+  LaminafsMount(const LaminafsMount&) = delete;
+  LaminafsMount& operator=(const LaminafsMount&) = delete;
+
+  bool mounted() const { return mounted_; }
+  pid_t pid() const { return daemon_->pid(); }
+  bool running() { return daemon_->running(); }
+  const std::string& output() const { return daemon_->output(); }
+  // Unmounts and waits for the daemon to end: its exit status, or nullopt
+  // if it had to be killed.
+  std::optional<int> Unmount();
+
+ private:
+  std::string mountpoint_;
+  std::unique_ptr<ChildProcess> daemon_;
+  bool mounted_ = false;
+};
+
+// The -o string of an overlay mount: lowers top first; no upper if empty.
+std::string OverlayOptionString(const std::vector<std::string>& lowers,
+                                const std::string& upper = "", const std::string& work = "");
 
 // Whether `path` is a mount point of a FUSE filesystem (per mountinfo).
 bool IsFuseMounted(const std::string& path);
