@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -84,12 +85,30 @@ DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
   return marks;
 }
 
-std::string ReadRedirect(const LayerStack& layers, int dir_fd) {
+int CheckRedirect(std::string_view redirect) {
+  if (redirect.empty() || redirect.find('\0') != std::string_view::npos) return EINVAL;
+  if (redirect[0] != '/' && redirect.find('/') != std::string_view::npos) return EINVAL;
+  // Like the kernel's one-component lookups, "." and ".." are refused with
+  // EACCES, in a name or anywhere in a path.
+  for (size_t start = redirect[0] == '/' ? 1 : 0; start <= redirect.size();) {
+    const size_t slash = std::min(redirect.find('/', start), redirect.size());
+    const std::string_view component = redirect.substr(start, slash - start);
+    if (component.empty()) return EINVAL;
+    if (component == "." || component == "..") return EACCES;
+    start = slash + 1;
+  }
+  return 0;
+}
+
+Result<std::string> ReadRedirect(const LayerStack& layers, int dir_fd) {
   char value[PATH_MAX];
   ssize_t n = getxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("redirect").c_str(), value,
                        sizeof(value));
-  if (n <= 0) return {};
-  return std::string(value, static_cast<size_t>(n));
+  if (n <= 0) return std::string();
+  std::string redirect(value, static_cast<size_t>(n));
+  // A name or a path from the layer roots, nothing that could climb out.
+  if (int error = CheckRedirect(redirect); error != 0) return Errno{error};
+  return redirect;
 }
 
 Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect) {
@@ -97,8 +116,10 @@ Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::stri
                                redirect.data(), redirect.size(), 0));
 }
 
-std::optional<int> OpenLayerPath(int root_fd, const std::string& path) {
+std::optional<int> OpenLayerPath(int root_fd, const std::string& path, const LayerStack* layers,
+                                 std::string* below) {
   int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+  std::string moved;  // the path so far, as the layers below see it
   size_t start = 0;
   while (fd >= 0 && start < path.size()) {
     size_t slash = path.find('/', start);
@@ -113,8 +134,18 @@ std::optional<int> OpenLayerPath(int root_fd, const std::string& path) {
     }
     close(fd);
     fd = next;
+    if (fd < 0 || below == nullptr) continue;
+    Result<std::string> redirect = ReadRedirect(*layers, fd);
+    if (!redirect.ok() || redirect->empty()) {
+      moved += "/" + component;
+    } else if ((*redirect)[0] == '/') {
+      moved = *redirect;
+    } else {
+      moved += "/" + *redirect;
+    }
   }
   if (fd < 0) return std::nullopt;
+  if (below != nullptr) *below = moved;
   return fd;
 }
 

@@ -53,12 +53,21 @@ DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd);
 // A renamed directory's overlay.redirect: where its lower directories are.
 // An absolute value ("/a/b") is a path from the layer roots; a relative one
 // is a name in the same parent. Empty when there is none.
-std::string ReadRedirect(const LayerStack& layers, int dir_fd);
+// A value that is neither a plain name nor a path of plain names from the
+// roots is refused as the kernel refuses it (CheckRedirect's errno).
+Result<std::string> ReadRedirect(const LayerStack& layers, int dir_fd);
+// 0 for a valid redirect; EINVAL for an empty one, a relative one with a
+// '/', or an empty component; EACCES for a "." or ".." component.
+int CheckRedirect(std::string_view redirect);
 Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect);
 // Opens `path` (absolute, from the root of the layer `root_fd`) one
 // component at a time without following symlinks; nullopt if any component
 // is missing or not a directory (except the last, which is returned as is).
-std::optional<int> OpenLayerPath(int root_fd, const std::string& path);
+// With `below`, also reports where the layers below this one hold `path`:
+// a directory on the way that was renamed in this layer (overlay.redirect)
+// moves the rest of the path there, as the kernel's lookup does.
+std::optional<int> OpenLayerPath(int root_fd, const std::string& path,
+                                 const LayerStack* layers = nullptr, std::string* below = nullptr);
 // Names the merged view never shows: OCI whiteouts and markers.
 inline bool IsHiddenName(std::string_view name) {
   return name.substr(0, kOciWhiteoutPrefix.size()) == kOciWhiteoutPrefix;

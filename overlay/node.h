@@ -72,9 +72,11 @@ class Node {
   // parents; updated by rename.
   std::shared_ptr<Node> parent ABSL_GUARDED_BY(mu);
   std::string name ABSL_GUARDED_BY(mu);
-  // Directories: where this directory's lower directories sit, as a path
-  // from the layer roots ("" for the root). It differs from the merged path
-  // after a rename (overlay.redirect), and is what a later rename records.
+  // Directories: where the layer right below the upper finds this
+  // directory, as a path from the layer roots ("" for the root). It differs
+  // from the merged path after a rename (the upper's overlay.redirect), and
+  // is what a later rename records; records in lower layers redirect the
+  // layers below them, not this path.
   std::string lower_path ABSL_GUARDED_BY(mu);
   // Directories: the merged listing READDIR serves by position to every
   // reader (the kernel opens directories without asking: no OPENDIR), and

@@ -162,7 +162,12 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
       if (S_ISDIR(r.type)) {
         r.upper_marks = overlay::ReadDirMarks(layers_, r.upper_fd);
         if (r.upper_marks.opaque) return r;
-        redirect = overlay::ReadRedirect(layers_, r.upper_fd);
+        Result<std::string> recorded = overlay::ReadRedirect(layers_, r.upper_fd);
+        if (!recorded.ok()) {
+          r.Release();
+          return Errno{recorded.error()};
+        }
+        redirect = *recorded;
       }
     } else if (overlay::HasOciWhiteout(dir_upper, name)) {
       return Errno{ENOENT};
@@ -172,17 +177,22 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
   // Where to look below: the same name in each merged lower directory or,
   // once a directory on the way says it was renamed (overlay.redirect), the
   // path it came from: a name in the same parent, or a path from the roots.
-  auto follow = [&](const std::string& to) {
+  // Only the upper's record moves lower_path, the path that a rename
+  // records: a redirect written in the upper is read in the layer right
+  // below it, and that layer's own record takes over from there.
+  auto follow = [&](const std::string& to, bool in_upper) {
     if (to.empty()) return;
-    if (to[0] == '/') {
-      r.lower_path = to;
-    } else {
-      std::shared_lock lock(dir.mu);
-      r.lower_path = dir.lower_path + "/" + to;
+    if (in_upper) {
+      if (to[0] == '/') {
+        r.lower_path = to;
+      } else {
+        std::shared_lock lock(dir.mu);
+        r.lower_path = dir.lower_path + "/" + to;
+      }
     }
     redirect = to;
   };
-  follow(redirect);
+  follow(redirect, /*in_upper=*/true);
   Result<void> status = Ok();
   int last_layer = found ? 0 : -1;
   for (const overlay::Layer& layer : layers_.layers()) {
@@ -196,10 +206,15 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
       c.marks = merged->marks;
     } else {
       size_t slash = redirect.rfind('/');
-      std::optional<int> fd = overlay::OpenLayerPath(layer.fd, redirect.substr(0, slash));
+      std::string below;
+      std::optional<int> fd =
+          overlay::OpenLayerPath(layer.fd, redirect.substr(0, slash), &layers_, &below);
       if (!fd) continue;
       c = Candidate{layer.index, *fd, redirect.substr(slash + 1),
                     overlay::ReadDirMarks(layers_, *fd), true};
+      // A directory on the way renamed in this layer moves the path for
+      // the layers below (the object's own record, if any, overrides it).
+      redirect = below + "/" + c.name;
     }
     // Closes a descriptor opened just for this candidate.
     auto done = [&c] {
@@ -245,7 +260,12 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     }
     if (!S_ISDIR(type) || ref.marks.opaque) break;
     // A lower layer's own rename record redirects the layers beneath it.
-    follow(overlay::ReadRedirect(layers_, *fd));
+    Result<std::string> recorded = overlay::ReadRedirect(layers_, *fd);
+    if (!recorded.ok()) {
+      status = Errno{recorded.error()};
+      break;
+    }
+    follow(*recorded, /*in_upper=*/false);
   }
   if (!status.ok()) {
     r.Release();
@@ -281,7 +301,8 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   // The identity's stat is the resolution's own when the identity is the
   // topmost object (no lower object, or no upper one).
   struct stat identity = r.top;
-  if (from_lower && r.upper_fd >= 0 && fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  if (from_lower && r.upper_fd >= 0 &&
+      fstatat(identity_fd, "", &identity, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     r.Release();
     return LastErrno();
   }

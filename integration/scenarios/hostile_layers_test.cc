@@ -317,6 +317,32 @@ std::string WalkChain(const std::string& root, int depth, bool append) {
   return out;
 }
 
+TEST_F(HostileLayersTest, RelativeRedirectsCannotClimbOutOfTheLayers) {
+  BuildLayer(dir_.path() + "/outside", {"f secret outside"});
+  Mount({{"d up", "d dotdot", "d rootdotdot"}, {"f own below"}}, {});
+  ChangeLayers([](const std::string& set) {
+    auto redirect = [&](const char* dir, const std::string& to) {
+      ASSERT_EQ(setxattr((set + "/lower0/" + dir).c_str(), "trusted.overlay.redirect", to.data(),
+                         to.size(), 0),
+                0);
+    };
+    redirect("up", "../../outside");  // from lower1's root: dir_/outside
+    redirect("dotdot", "..");         // the directory holding the layers
+    redirect("rootdotdot", "/..");
+  });
+  for (const char* name : {"/up", "/dotdot", "/rootdotdot"}) {
+    ExpectSame([&](const std::string& r) { return Outcome(access((r + name).c_str(), F_OK)); },
+               std::string("lookup of ") + name);
+    for (const std::string& entry : ListDir(lamina_root() + name)) {
+      EXPECT_NE(entry, "secret") << name << " reached outside the layers";
+      EXPECT_NE(entry, "lower0") << name << " reached outside the layers";
+    }
+  }
+  // (The kernel also leaves the refused directories out of the root's
+  // listing; Lamina lists them, and refuses their lookup.)
+  ExpectAlive(/*like_kernel=*/false);
+}
+
 TEST_F(HostileLayersTest, TenThousandDeepDirectoryChain) {
   LayersOnTmpfs();  // ext4 here takes ~3 ms per rmdir at this depth; tmpfs 12 us
   Mount({{"d top", "d mid"}}, {});
@@ -416,11 +442,18 @@ TEST_F(HostileLayersTest, RedirectsOutOfTheLayersFindNothingOutside) {
     EXPECT_EQ(access((lamina_root() + dir + "/secret").c_str(), F_OK), -1) << dir;
   }
   EXPECT_EQ(ListDir(lamina_root() + "/missing"), ListDir(kernel_root() + "/missing"));
-  // Writing below such a directory stays in the upper.
-  WriteFile(lamina_root() + "/abs/new", "new");
-  EXPECT_EQ(ReadFile(lamina_upper() + "/abs/new"), "new");
+  // A redirect with ".." is refused as the kernel refuses it.
+  for (const char* name : {"/abs", "/dotdot"}) {
+    ExpectSame([&](const std::string& r) { return Outcome(access((r + name).c_str(), F_OK)); },
+               std::string("lookup of ") + name);
+  }
+  // Writing below a directory whose redirect leads nowhere stays in the upper.
+  WriteFile(lamina_root() + "/missing/new", "new");
+  EXPECT_EQ(ReadFile(lamina_upper() + "/missing/new"), "new");
   EXPECT_EQ(ListDir(dir_.path() + "/outside"), (std::vector<std::string>{"secret"}));
-  ExpectAlive();
+  // (The kernel also leaves the refused directories out of the root's
+  // listing; Lamina lists them, and refuses their lookup.)
+  ExpectAlive(/*like_kernel=*/false);
 }
 
 TEST_F(HostileLayersTest, CorruptOriginsAreIgnoredOrRefusedLikeTheKernel) {

@@ -114,6 +114,11 @@ void Step3(const std::string& r) {
   Write(r + "/var/log/build.log", "step 3\n");
   Check(chmod((r + "/usr/lib").c_str(), 0700) == 0, "chmod usr/lib");
   Rename(r + "/usr/lib/libfoo.so.1", r + "/usr/lib/libfoo.so.2");  // a lower symlink renamed
+  // Directories step 1 renamed, renamed again: the records must name the
+  // path in the layer right below (opt/app2), not the bottom one (opt/app).
+  Rename(r + "/opt/app2/lib", r + "/opt/app2/lib64");
+  Mkdir(r + "/srv/apps", 0755);
+  Rename(r + "/opt/app2", r + "/srv/apps/app3");
 }
 
 // kernel overlayfs, mounted read-only on the given layers.
@@ -178,12 +183,13 @@ TEST(LayeredBuildTest, ThreeStepsGiveTheExpectedTreeUnderLaminaAndKernel) {
     ASSERT_TRUE(lamina.mounted()) << lamina.output();
     EXPECT_EQ(DescribeTree(mnt), want);
     // Spot checks, so a failure reads clearly.
-    EXPECT_EQ(ReadFile(mnt + "/opt/app2/bin/tool"), "tool-1+2+3");
-    EXPECT_EQ(ReadFile(mnt + "/opt/app2/lib/plugin.so"), "plugin");
+    EXPECT_EQ(ReadFile(mnt + "/srv/apps/app3/bin/tool"), "tool-1+2+3");
+    EXPECT_EQ(ReadFile(mnt + "/srv/apps/app3/lib64/plugin.so"), "plugin");
     EXPECT_EQ(ReadFile(mnt + "/srv/web/index.html"), "index");
     EXPECT_EQ(ReadFile(mnt + "/home/builder/notes.bak"), "notes");
     struct stat st;
-    EXPECT_NE(stat((mnt + "/opt/app2/data").c_str(), &st), 0);
+    EXPECT_NE(stat((mnt + "/srv/apps/app3/data").c_str(), &st), 0);
+    EXPECT_NE(stat((mnt + "/opt/app2").c_str(), &st), 0);
     EXPECT_NE(stat((mnt + "/opt/app").c_str(), &st), 0);
     EXPECT_NE(stat((mnt + "/usr/share/doc").c_str(), &st), 0);
     EXPECT_EQ(ReadFile(mnt + "/etc/config.old"), "v1+v2");
