@@ -18,8 +18,7 @@ namespace {
 // start and, at its end, the room where a request's in header and op struct
 // are copied so that they run straight into the payload that follows.
 constexpr size_t kEntryPrefix = 4096;
-static_assert(sizeof(abi::UringReqHeader) + sizeof(abi::InHeader) + abi::kUringOpInOutSize <=
-              kEntryPrefix);
+static_assert(sizeof(abi::UringReqHeader) + kRingRequestPrefix <= kEntryPrefix);
 
 size_t RoundUp(size_t n, size_t to) {
   return (n + to - 1) / to * to;
@@ -189,35 +188,41 @@ Result<void> IoUringQueue::QueueCommand(size_t index, uint32_t command) {
   return Ok();
 }
 
-std::span<const std::byte> IoUringQueue::Present(size_t index) {
-  Entry& e = entries_[index];
+std::span<const std::byte> AssembleRingRequest(const abi::UringReqHeader& header,
+                                               std::byte* payload, size_t capacity) {
   abi::InHeader in;
-  std::memcpy(&in, e.header->in_out, sizeof(in));
+  std::memcpy(&in, header.in_out, sizeof(in));
   abi::UringEntInOut meta;
-  std::memcpy(&meta, &e.header->ring_ent_in_out, sizeof(meta));
-  e.commit_id = meta.commit_id;
-  e.unique = in.unique;
-
-  size_t payload = meta.payload_sz;
+  std::memcpy(&meta, &header.ring_ent_in_out, sizeof(meta));
+  size_t payload_size = meta.payload_sz;
   size_t op_size = 0;
-  bool consistent = payload <= config_.payload_size && in.len >= sizeof(in) + payload;
+  bool consistent = payload_size <= capacity && in.len >= sizeof(in) + payload_size;
   if (consistent) {
-    op_size = in.len - sizeof(in) - payload;
+    op_size = in.len - sizeof(in) - payload_size;
     consistent = op_size <= abi::kUringOpInOutSize;
   }
   if (!consistent) {
-    spdlog::warn("io_uring queue {}: request #{} has inconsistent lengths (len {}, payload {})",
-                 config_.qid, in.unique, in.len, meta.payload_sz);
-    // The header alone, with a length it cannot have: the dispatcher
-    // answers EINVAL (or drops what must not be answered).
+    spdlog::warn("io_uring: request #{} has inconsistent lengths (len {}, payload {})", in.unique,
+                 in.len, meta.payload_sz);
     in.len = 0;
     op_size = 0;
-    payload = 0;
+    payload_size = 0;
   }
-  std::byte* start = e.payload - sizeof(in) - op_size;
+  std::byte* start = payload - sizeof(in) - op_size;
   std::memcpy(start, &in, sizeof(in));
-  std::memcpy(start + sizeof(in), e.header->op_in, op_size);
-  return {start, sizeof(in) + op_size + payload};
+  std::memcpy(start + sizeof(in), header.op_in, op_size);
+  return {start, sizeof(in) + op_size + payload_size};
+}
+
+std::span<const std::byte> IoUringQueue::Present(size_t index) {
+  Entry& e = entries_[index];
+  abi::UringEntInOut meta;
+  std::memcpy(&meta, &e.header->ring_ent_in_out, sizeof(meta));
+  e.commit_id = meta.commit_id;
+  abi::InHeader in;
+  std::memcpy(&in, e.header->in_out, sizeof(in));
+  e.unique = in.unique;
+  return AssembleRingRequest(*e.header, e.payload, config_.payload_size);
 }
 
 void IoUringQueue::Commit(size_t index, const abi::OutHeader& out, size_t payload_size) {

@@ -46,6 +46,19 @@
 
 namespace lamina {
 
+// Room a ring entry's payload buffer needs in front of it for
+// AssembleRingRequest(): the in header and the largest op struct.
+inline constexpr size_t kRingRequestPrefix = sizeof(abi::InHeader) + abi::kUringOpInOutSize;
+
+// Builds the contiguous request the dispatcher expects (in header, op
+// struct, payload) from a ring entry: `header` as the kernel filled it,
+// `payload` the entry's payload buffer of `capacity` bytes, preceded by at
+// least kRingRequestPrefix writable bytes. The payload is not copied.
+// Lengths that do not add up give the in header alone with len 0, which the
+// dispatcher answers with EINVAL (or drops, for opcodes never answered).
+std::span<const std::byte> AssembleRingRequest(const abi::UringReqHeader& header,
+                                               std::byte* payload, size_t capacity);
+
 class IoUringQueue : public Channel {
  public:
   struct Config {

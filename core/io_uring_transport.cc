@@ -28,12 +28,9 @@ size_t MaxPayload(const InitReply& reply) {
 
 }  // namespace
 
-std::vector<int> PossibleCpus() {
-  std::ifstream in("/sys/devices/system/cpu/possible");
-  std::string list;
-  if (!std::getline(in, list)) return {};
+std::vector<int> ParseCpuList(std::string_view list) {
   std::vector<int> cpus;
-  std::stringstream ranges(list);
+  std::stringstream ranges{std::string(list)};
   std::string range;
   while (std::getline(ranges, range, ',')) {
     int first = -1;
@@ -47,9 +44,18 @@ std::vector<int> PossibleCpus() {
       last = first;
     }
     if (first < 0 || last < first || last >= kMaxCpus) return {};
+    std::string rest;
+    if (parse >> rest) return {};
     for (int cpu = first; cpu <= last; ++cpu) cpus.push_back(cpu);
   }
   return cpus;
+}
+
+std::vector<int> PossibleCpus() {
+  std::ifstream in("/sys/devices/system/cpu/possible");
+  std::string list;
+  if (!std::getline(in, list)) return {};
+  return ParseCpuList(list);
 }
 
 std::string IoUringUnavailableReason() {

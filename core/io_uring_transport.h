@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/dev_fuse_transport.h"
@@ -67,6 +68,8 @@ class IoUringTransport : public DevFuseTransport {
 // the kernel has one FUSE queue per entry, in this order. Empty if the list
 // cannot be read.
 std::vector<int> PossibleCpus();
+// Parses a kernel CPU list ("0-3,6,8-9"); empty if malformed.
+std::vector<int> ParseCpuList(std::string_view list);
 
 // Why the kernel did not offer FUSE_OVER_IO_URING, for the log: the module
 // parameter is off (and how to turn it on), or the kernel lacks it.
