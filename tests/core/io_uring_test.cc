@@ -29,7 +29,7 @@ class RingEntry {
     in.unique = 42;
     in.nodeid = 1;
     std::memcpy(header_.in_out, &in, sizeof(in));
-    std::memcpy(header_.op_in, op, op_size);
+    if (op_size > 0) std::memcpy(header_.op_in, op, op_size);
     abi::UringEntInOut meta{};
     meta.commit_id = 42;
     meta.payload_sz = static_cast<uint32_t>(payload.size());
