@@ -76,7 +76,7 @@ void IoUringTransport::BeforeInitReply(const InitConfig& config, InitReply& repl
     spdlog::warn("FUSE-over-io_uring: {}; serving through /dev/fuse", IoUringUnavailableReason());
     return;
   }
-  size_t payload = MaxPayload(reply);
+  size_t payload = options_.payload_size > 0 ? options_.payload_size : MaxPayload(reply);
   Result<void> prepared = PrepareQueues(payload);
   if (!prepared.ok()) {
     // ENOMEM here on kernels before 5.12 is RLIMIT_MEMLOCK (ring memory was

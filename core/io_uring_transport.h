@@ -38,6 +38,9 @@ class IoUringTransport : public DevFuseTransport {
     // time; a second entry lets the kernel hand over the next request while
     // the worker still answers the last.
     int queue_depth = 2;
+    // Payload bytes per entry; 0: what the kernel requires. Tests set less
+    // to make the kernel refuse REGISTER after the INIT reply.
+    size_t payload_size = 0;
   };
 
   IoUringTransport(int session_fd, Options options);

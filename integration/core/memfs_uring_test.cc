@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/fuse_mount.h"
 #include "core/io_uring_transport.h"
+#include "core/session.h"
 #include "gtest/gtest.h"
 #include "integration/core/memfs_fixture.h"
 
@@ -166,6 +168,42 @@ TEST_P(MemfsIoUringTest, StopWithAnOpenFileAbortsAfterTheGracePeriod) {
   close(fd);
   server_->Wait();
   EXPECT_FALSE(IsFuseMounted(mnt_));
+}
+
+// The kernel was promised io_uring (the INIT reply carried the flag) but
+// refuses every REGISTER, here because the payload buffers are too small.
+// It then returns to /dev/fuse by itself, and so must the queues: the mount
+// serves instead of hanging.
+TEST(IoUringRegistrationTest, RefusedAfterInitFallsBackToDevFuse) {
+  FuseUringSetting uring(/*enable=*/true);
+  if (!uring.supported()) {
+    GTEST_SKIP() << "FUSE-over-io_uring unsupported: " << uring.unsupported_reason();
+  }
+  ASSERT_TRUE(uring.applied());
+  TempDir dir;
+  std::string mnt = dir.Subdir("mnt");
+  examples::MemoryFilesystem fs;
+  fs.AddFile("hello.txt", "hello\n");
+  auto mount = FuseMount::Create(mnt, {"fsname=lamina-test", "allow_other"});
+  ASSERT_TRUE(mount.ok()) << mount.status().ToString();
+  IoUringTransport::Options options;
+  options.payload_size = 4096;  // the kernel needs at least 1 MiB here
+  IoUringTransport transport((*mount)->fd(), options);
+  Session session(fs, transport);
+  ASSERT_TRUE(session.Handshake().ok());
+  EXPECT_TRUE(transport.active());  // promised
+  session.Start();
+
+  EXPECT_EQ(ReadFile(mnt + "/hello.txt"), "hello\n");
+  WriteFile(mnt + "/new", std::string(100000, 'n'));
+  EXPECT_EQ(ReadFile(mnt + "/new"), std::string(100000, 'n'));
+  EXPECT_EQ(ListDir(mnt), (std::vector<std::string>{"hello.txt", "new"}));
+  EXPECT_EQ(transport.requests(), 0u);
+  EXPECT_GT(session.stats().Get(abi::kLookup).count, 0u);
+
+  (*mount)->Unmount();
+  session.Wait();
+  EXPECT_FALSE(IsFuseMounted(mnt));
 }
 
 }  // namespace
