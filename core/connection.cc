@@ -67,6 +67,13 @@ absl::StatusOr<InitReply> NegotiateInit(const abi::InitIn& in, const InitConfig&
   return reply;
 }
 
+void GrantInitFlag(InitReply& reply, uint64_t flag) {
+  if ((flag >> 32) != 0) flag |= abi::kInitExt;
+  reply.flags |= flag;
+  reply.out.flags = static_cast<uint32_t>(reply.flags);
+  reply.out.flags2 = static_cast<uint32_t>(reply.flags >> 32);
+}
+
 void Connection::SetNegotiated(const InitReply& reply, uint32_t max_read) {
   minor_ = reply.minor;
   flags_ = reply.flags;

@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "core/fuse_abi.h"
@@ -64,6 +66,10 @@ InitConfig MakeInitConfig(const abi::InitIn& in, size_t in_size);
 // abi::kOldestMinorVersion or majors below 7.
 absl::StatusOr<InitReply> NegotiateInit(const abi::InitIn& in, const InitConfig& config);
 
+// Adds `flag`, which the kernel offered, to a negotiated reply (with
+// INIT_EXT when the flag lives in flags2).
+void GrantInitFlag(InitReply& reply, uint64_t flag);
+
 class Connection {
  public:
   Connection() = default;
@@ -84,6 +90,15 @@ class Connection {
 
   // Session-side setters.
   void SetNegotiated(const InitReply& reply, uint32_t max_read);
+
+  // Runs with the final INIT reply just before it is sent (INIT's handler
+  // calls it): the session lets its transport add flags that need resources
+  // prepared first, i.e. FUSE_OVER_IO_URING.
+  using InitReplyHook = std::function<void(const InitConfig&, InitReply&)>;
+  void SetInitReplyHook(InitReplyHook hook) { init_reply_hook_ = std::move(hook); }
+  void BeforeInitReply(const InitConfig& config, InitReply& reply) const {
+    if (init_reply_hook_) init_reply_hook_(config, reply);
+  }
   void SetServices(Notifier* notifier, BackingRegistry* backing) {
     notifier_ = notifier;
     backing_ = backing;
@@ -98,6 +113,7 @@ class Connection {
   uint32_t max_readahead_ = 0;
   Notifier* notifier_ = nullptr;
   BackingRegistry* backing_ = nullptr;
+  InitReplyHook init_reply_hook_;
 };
 
 }  // namespace lamina

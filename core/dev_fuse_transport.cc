@@ -9,12 +9,12 @@
 
 namespace lamina {
 
-Result<std::unique_ptr<Channel>> DevFuseTransport::NewChannel() {
+std::unique_ptr<Channel> DevFuseTransport::CloneChannel(int session_fd) {
   int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fd >= 0) {
-    uint32_t master = static_cast<uint32_t>(primary_.fd());
+    uint32_t master = static_cast<uint32_t>(session_fd);
     if (ioctl(fd, abi::kDevIocClone, &master) == 0) {
-      return std::unique_ptr<Channel>(std::make_unique<FdChannel>(fd, /*owned=*/true));
+      return std::make_unique<FdChannel>(fd, /*owned=*/true);
     }
     spdlog::debug("FUSE_DEV_IOC_CLONE failed ({}); workers share one descriptor", errno);
     close(fd);
@@ -23,7 +23,7 @@ Result<std::unique_ptr<Channel>> DevFuseTransport::NewChannel() {
     // device themselves; sharing the session descriptor still works.
     spdlog::debug("cannot open /dev/fuse ({}); workers share one descriptor", errno);
   }
-  return std::unique_ptr<Channel>(std::make_unique<FdChannel>(primary_.fd(), /*owned=*/false));
+  return std::make_unique<FdChannel>(session_fd, /*owned=*/false);
 }
 
 Result<void> DevFuseTransport::Notify(std::span<const struct iovec> iov) {

@@ -18,12 +18,20 @@ class DevFuseTransport : public Transport {
   // the caller (the mount) and must outlive the transport.
   explicit DevFuseTransport(int session_fd) : primary_(session_fd, /*owned=*/false) {}
 
+  // A channel of its own on the connection behind `session_fd`: a
+  // descriptor cloned with FUSE_DEV_IOC_CLONE, or `session_fd` itself (not
+  // owned) where cloning is impossible.
+  static std::unique_ptr<Channel> CloneChannel(int session_fd);
+
   Channel& primary() override { return primary_; }
-  Result<std::unique_ptr<Channel>> NewChannel() override;
+  Result<std::unique_ptr<Channel>> NewChannel() override { return CloneChannel(primary_.fd()); }
   Result<void> Notify(std::span<const struct iovec> iov) override;
   Result<int> OpenBacking(int fd) override;
   Result<void> CloseBacking(int backing_id) override;
   void Shutdown() override {}
+
+ protected:
+  int session_fd() const { return primary_.fd(); }
 
  private:
   FdChannel primary_;

@@ -686,6 +686,7 @@ void DoInit(Call& c, Payload payload) {
     c.Error(EPROTO);
     return;
   }
+  if (reply->final) c.connection.BeforeInitReply(config, *reply);
   // The largest READ/READDIR payload the kernel may ask for.
   uint32_t max_read =
       (reply->flags & abi::kMaxPages) != 0 ? reply->out.max_pages * 4096U : 32U * 4096U;

@@ -4,42 +4,9 @@
 
 #include <cerrno>
 
-#if defined(__SANITIZE_THREAD__)
-#define LAMINA_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LAMINA_TSAN 1
-#endif
-#endif
-
-#ifdef LAMINA_TSAN
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
-#endif
+#include "core/kernel_order.h"
 
 namespace lamina {
-namespace {
-
-// The kernel orders requests across workers (a READ follows the OPEN whose
-// reply it needs; FORGET follows the reply that handed out the node), but
-// ThreadSanitizer cannot see through /dev/fuse. Sending a reply "releases"
-// and reading a request "acquires" this token, telling it what the kernel
-// guarantees.
-[[maybe_unused]] char kernel_order_token;
-
-void KernelOrderAcquire() {
-#ifdef LAMINA_TSAN
-  __tsan_acquire(&kernel_order_token);
-#endif
-}
-
-void KernelOrderRelease() {
-#ifdef LAMINA_TSAN
-  __tsan_release(&kernel_order_token);
-#endif
-}
-
-}  // namespace
 
 FdChannel::~FdChannel() {
   if (owned_ && fd_ >= 0) close(fd_);

@@ -17,7 +17,13 @@ absl::StatusOr<std::unique_ptr<FuseServer>> FuseServer::Start(Filesystem& fs,
   if (!mount.ok()) return mount.status();
   std::unique_ptr<FuseServer> server(new FuseServer());
   server->mount_ = std::move(*mount);
-  server->transport_ = std::make_unique<DevFuseTransport>(server->mount_->fd());
+  if (options.io_uring) {
+    auto transport = std::make_unique<IoUringTransport>(server->mount_->fd());
+    server->io_uring_ = transport.get();
+    server->transport_ = std::move(transport);
+  } else {
+    server->transport_ = std::make_unique<DevFuseTransport>(server->mount_->fd());
+  }
   server->session_ = std::make_unique<Session>(fs, *server->transport_, options.session);
   server->stats_path_ = options.stats_path;
   absl::Status status = server->session_->Handshake();

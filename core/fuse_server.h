@@ -1,8 +1,8 @@
 // FuseServer: a Filesystem mounted and served, from mount to unmount.
 //
-// Ties FuseMount, DevFuseTransport and Session together and owns the stop
-// rules: Stop() detaches the mount and the session ends when the kernel lets
-// go of the connection; a connection still held by busy files after the
+// Ties FuseMount, DevFuseTransport (or IoUringTransport) and Session
+// together and owns the stop rules: Stop() detaches the mount and the
+// session ends when the kernel lets go of the connection; a connection still held by busy files after the
 // grace period is aborted. An unmount from outside (umount, fusermount3 -u)
 // or a kernel abort ends the session the same way.
 
@@ -19,6 +19,7 @@
 #include "core/dev_fuse_transport.h"
 #include "core/filesystem.h"
 #include "core/fuse_mount.h"
+#include "core/io_uring_transport.h"
 #include "core/session.h"
 
 namespace lamina {
@@ -27,6 +28,11 @@ struct ServerOptions {
   // Passed to the mount: "allow_other", "default_permissions", "fsname=...".
   std::vector<std::string> mount_options;
   SessionOptions session;
+  // Serve through FUSE-over-io_uring (one queue per CPU, each served by a
+  // worker pinned to it) when the kernel offers it, else through /dev/fuse
+  // with a log line. The kernel offers it only with
+  // /sys/module/fuse/parameters/enable_uring = 1 (set by root).
+  bool io_uring = false;
   // Where SIGUSR1 and the end of the session write stats as JSON (optional).
   std::string stats_path;
 };
@@ -60,6 +66,9 @@ class FuseServer {
 
   Session& session() { return *session_; }
   FuseMount& mount() { return *mount_; }
+  // The io_uring transport when ServerOptions::io_uring asked for it (see
+  // its active() for whether the kernel uses it), else null.
+  const IoUringTransport* io_uring() const { return io_uring_; }
   const std::string& mountpoint() const { return mount_->mountpoint(); }
 
  private:
@@ -67,6 +76,7 @@ class FuseServer {
 
   std::unique_ptr<FuseMount> mount_;
   std::unique_ptr<DevFuseTransport> transport_;
+  IoUringTransport* io_uring_ = nullptr;  // transport_, when it is one
   std::unique_ptr<Session> session_;
   std::string stats_path_;
   std::atomic<bool> stopping_{false};

@@ -29,6 +29,9 @@ Session::Session(Filesystem& fs, Transport& transport, SessionOptions options)
       backing_(transport),
       dispatcher_(fs, connection_, &stats_) {
   connection_.SetServices(&notifier_, &backing_);
+  connection_.SetInitReplyHook([this](const InitConfig& config, InitReply& reply) {
+    transport_.BeforeInitReply(config, reply);
+  });
 }
 
 Session::~Session() {
@@ -62,8 +65,11 @@ absl::Status Session::Handshake() {
 }
 
 void Session::Start() {
-  channels_.clear();
-  for (int i = 1; i < threads_; ++i) {
+  // FUSE-over-io_uring brings its own channels, one per CPU queue; the
+  // primary channel then only carries FORGET and INTERRUPT.
+  channels_ = transport_.TakeQueueChannels();
+  int clones = channels_.empty() ? threads_ - 1 : 0;
+  for (int i = 1; i <= clones; ++i) {
     Result<std::unique_ptr<Channel>> channel = transport_.NewChannel();
     if (!channel.ok()) {
       spdlog::warn("could not open channel for worker {}: errno {}", i, channel.error());
@@ -80,12 +86,14 @@ void Session::Work(Channel* channel) {
   std::vector<uint64_t> request(RequestBufferSize(connection_.max_write()) / 8);
   std::vector<uint64_t> scratch((std::max(connection_.max_read(), 64U * 1024) + 7) / 8);
   for (;;) {
-    Result<size_t> n = channel->Receive(AsBytes(request));
-    if (!n.ok()) {
-      if (n.error() != ENODEV) spdlog::error("reading a FUSE request failed: errno {}", n.error());
+    Result<std::span<const std::byte>> received = channel->ReceiveView(AsBytes(request));
+    if (!received.ok()) {
+      if (received.error() != ENODEV) {
+        spdlog::error("reading a FUSE request failed: errno {}", received.error());
+      }
       break;
     }
-    dispatcher_.Handle(AsBytes(request).first(*n), *channel, AsBytes(scratch));
+    dispatcher_.Handle(*received, *channel, AsBytes(scratch));
   }
   // One worker seeing the end is enough for all: wake the others.
   transport_.Shutdown();

@@ -3,8 +3,11 @@
 // Threading model: N workers (default min(cores, 8)), each with its own
 // channel (a FUSE_DEV_IOC_CLONE'd descriptor on /dev/fuse) and its own
 // request and reply buffers. A worker reads a request and handles it inline,
-// start to finish, on its own thread: no queue, no hand-off. The session
-// ends when the transport reports ENODEV (unmount, abort, shutdown).
+// start to finish, on its own thread: no queue, no hand-off. With
+// FUSE-over-io_uring the transport brings the channels instead: one worker
+// per CPU queue, pinned to that CPU, besides the primary /dev/fuse worker
+// (FORGET, INTERRUPT). The session ends when the transport reports ENODEV
+// (unmount, abort, shutdown).
 
 #ifndef LAMINA_CORE_SESSION_H_
 #define LAMINA_CORE_SESSION_H_
@@ -26,7 +29,8 @@
 namespace lamina {
 
 struct SessionOptions {
-  // Worker threads; 0 means min(hardware threads, 8).
+  // Worker threads; 0 means min(hardware threads, 8). Ignored when the
+  // transport brings its own channels (FUSE-over-io_uring: one per queue).
   int threads = 0;
 };
 

@@ -1,10 +1,11 @@
 // Transport: how requests reach the server and replies leave it.
 //
-// The session never touches /dev/fuse itself. Today there are two
+// The session never touches /dev/fuse itself. Today there are three
 // transports: DevFuseTransport (the kernel device, one cloned descriptor per
-// worker) and SocketTransport (a SOCK_SEQPACKET socketpair standing in for
-// the kernel in tests). FUSE-over-io_uring and vhost-user-fs fit the same
-// seam: a channel per queue, notifications on a side path.
+// worker), IoUringTransport (FUSE-over-io_uring: a channel per CPU queue,
+// /dev/fuse for INIT, FORGET, INTERRUPT and notifications) and
+// SocketTransport (a SOCK_SEQPACKET socketpair standing in for the kernel in
+// tests). vhost-user-fs would fit the same seam.
 
 #ifndef LAMINA_CORE_TRANSPORT_H_
 #define LAMINA_CORE_TRANSPORT_H_
@@ -14,10 +15,14 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "core/result.h"
 
 namespace lamina {
+
+struct InitConfig;
+struct InitReply;
 
 // One stream of requests, owned by one worker thread.
 class Channel {
@@ -28,6 +33,15 @@ class Channel {
   // connection is gone (unmounted, aborted or shut down): the worker stops.
   // Transient conditions (EINTR, EAGAIN, ENOENT) are retried inside.
   virtual Result<size_t> Receive(std::span<std::byte> buffer) = 0;
+
+  // Like Receive(), but a channel that already holds the request in memory
+  // of its own (an io_uring entry) may return it there instead of copying
+  // it into `buffer`; it stays valid until the next Receive on this channel.
+  virtual Result<std::span<const std::byte>> ReceiveView(std::span<std::byte> buffer) {
+    Result<size_t> n = Receive(buffer);
+    if (!n.ok()) return Errno{n.error()};
+    return std::span<const std::byte>(buffer.first(*n));
+  }
 
   // Sends one complete reply (the out header is the first iovec). ENOENT
   // means the kernel already dropped an interrupted request.
@@ -44,6 +58,17 @@ class Transport {
   // An additional channel for another worker. May return a channel that
   // shares the primary's descriptor when cloning is unavailable.
   virtual Result<std::unique_ptr<Channel>> NewChannel() = 0;
+
+  // Called with the final INIT reply before it is sent, on the thread that
+  // answers INIT. A transport that needs the kernel's consent prepares its
+  // resources here and adds its flag only if that worked
+  // (FUSE_OVER_IO_URING: once promised, the kernel waits for the rings).
+  virtual void BeforeInitReply(const InitConfig& /*config*/, InitReply& /*reply*/) {}
+
+  // After INIT: channels the transport wants served, each by a worker of its
+  // own, instead of the session's NewChannel() clones (one per io_uring
+  // queue). Empty: the session clones. Ownership passes to the caller.
+  virtual std::vector<std::unique_ptr<Channel>> TakeQueueChannels() { return {}; }
 
   // Sends an unsolicited notification; safe from any thread.
   virtual Result<void> Notify(std::span<const struct iovec> iov) = 0;

@@ -1,8 +1,11 @@
 // lamina-memfs: mounts the example in-memory filesystem in the foreground.
 //
-//   lamina-memfs [-d] [--threads=N] [--stats=FILE] MOUNTPOINT
+//   lamina-memfs [-d] [--threads=N] [--io-uring] [--stats=FILE] MOUNTPOINT
 //
 // Seeded with a few files; SIGINT/SIGTERM unmount, SIGUSR1 dumps stats.
+// --io-uring serves through FUSE-over-io_uring when the kernel offers it
+// (/sys/module/fuse/parameters/enable_uring = 1) and says which transport
+// serves in its "serving" line.
 
 #include <unistd.h>
 
@@ -16,6 +19,16 @@
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
+namespace {
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: lamina-memfs [-d] [--threads=N] [--io-uring] [--stats=FILE] MOUNTPOINT\n");
+  return 2;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   bool debug = false;
   lamina::ServerOptions options;
@@ -26,19 +39,17 @@ int main(int argc, char** argv) {
       debug = true;
     } else if (arg.rfind("--threads=", 0) == 0) {
       options.session.threads = std::atoi(arg.c_str() + 10);
+    } else if (arg == "--io-uring") {
+      options.io_uring = true;
     } else if (arg.rfind("--stats=", 0) == 0) {
       options.stats_path = arg.substr(8);
     } else if (!arg.empty() && arg[0] != '-' && mountpoint.empty()) {
       mountpoint = arg;
     } else {
-      std::fprintf(stderr, "usage: lamina-memfs [-d] [--threads=N] [--stats=FILE] MOUNTPOINT\n");
-      return 2;
+      return Usage();
     }
   }
-  if (mountpoint.empty()) {
-    std::fprintf(stderr, "usage: lamina-memfs [-d] [--threads=N] [--stats=FILE] MOUNTPOINT\n");
-    return 2;
-  }
+  if (mountpoint.empty()) return Usage();
   spdlog::set_default_logger(spdlog::stderr_logger_mt("lamina"));
   spdlog::set_level(debug ? spdlog::level::debug : spdlog::level::warn);
 
@@ -56,7 +67,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lamina-memfs: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
-  std::printf("lamina-memfs: serving %s\n", (*server)->mountpoint().c_str());
+  const lamina::IoUringTransport* io_uring = (*server)->io_uring();
+  std::printf("lamina-memfs: serving %s through %s\n", (*server)->mountpoint().c_str(),
+              io_uring != nullptr && io_uring->active() ? "io_uring" : "/dev/fuse");
   std::fflush(stdout);
   (*server)->ServeUntilSignalled();
   return 0;

@@ -1,5 +1,6 @@
 // How a served mount ends: SIGTERM, unmount from outside, kernel abort.
-// The daemon is the lamina-memfs binary, run as a child process.
+// The daemon is the lamina-memfs binary, run as a child process, over
+// /dev/fuse and over FUSE-over-io_uring.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -7,9 +8,11 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "integration/core/memfs_fixture.h"
 #include "integration/harness/mount_harness.h"
 
 namespace lamina::testing {
@@ -17,14 +20,25 @@ namespace {
 
 using std::chrono::seconds;
 
-class MemfsLifecycleTest : public ::testing::Test {
+class MemfsLifecycleTest : public ::testing::TestWithParam<Via> {
  protected:
   void SetUp() override {
+    std::vector<std::string> argv = {BuiltBinary("core/examples/lamina-memfs")};
+    if (GetParam() == Via::kIoUring) {
+      uring_.emplace(/*enable=*/true);
+      if (!uring_->supported()) {
+        GTEST_SKIP() << "FUSE-over-io_uring unsupported: " << uring_->unsupported_reason();
+      }
+      ASSERT_TRUE(uring_->applied()) << "cannot set enable_uring";
+      argv.push_back("--io-uring");
+    }
     mnt_ = dir_.Subdir("mnt");
     stats_ = dir_.path() + "/stats.json";
-    daemon_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        BuiltBinary("core/examples/lamina-memfs"), "--stats=" + stats_, mnt_});
-    ASSERT_TRUE(daemon_->WaitForOutput("serving", seconds(10))) << daemon_->output();
+    argv.push_back("--stats=" + stats_);
+    argv.push_back(mnt_);
+    daemon_ = std::make_unique<ChildProcess>(argv);
+    std::string serving = GetParam() == Via::kIoUring ? "through io_uring" : "through /dev/fuse";
+    ASSERT_TRUE(daemon_->WaitForOutput(serving, seconds(10))) << daemon_->output();
     ASSERT_TRUE(IsFuseMounted(mnt_));
     ASSERT_EQ(ReadFile(mnt_ + "/hello.txt"), "Hello from Lamina's FUSE core!\n");
   }
@@ -42,40 +56,44 @@ class MemfsLifecycleTest : public ::testing::Test {
     EXPECT_FALSE(IsFuseMounted(mnt_));
   }
 
+  std::optional<FuseUringSetting> uring_;
   TempDir dir_;
   std::string mnt_;
   std::string stats_;
   std::unique_ptr<ChildProcess> daemon_;
 };
 
-TEST_F(MemfsLifecycleTest, SigtermUnmountsAndExits) {
+INSTANTIATE_TEST_SUITE_P(Transports, MemfsLifecycleTest,
+                         ::testing::Values(Via::kDevFuse, Via::kIoUring), ViaName);
+
+TEST_P(MemfsLifecycleTest, SigtermUnmountsAndExits) {
   daemon_->Signal(SIGTERM);
   ExpectCleanExit();
   // Stats are written at the end of the session.
   EXPECT_NE(ReadFile(stats_).find("\"LOOKUP\""), std::string::npos);
 }
 
-TEST_F(MemfsLifecycleTest, SigintUnmountsAndExits) {
+TEST_P(MemfsLifecycleTest, SigintUnmountsAndExits) {
   daemon_->Signal(SIGINT);
   ExpectCleanExit();
 }
 
-TEST_F(MemfsLifecycleTest, UnmountFromOutsideEndsDaemon) {
+TEST_P(MemfsLifecycleTest, UnmountFromOutsideEndsDaemon) {
   ASSERT_EQ(system(("umount " + mnt_).c_str()), 0);
   ExpectCleanExit();
 }
 
-TEST_F(MemfsLifecycleTest, FusermountEndsDaemon) {
+TEST_P(MemfsLifecycleTest, FusermountEndsDaemon) {
   ASSERT_EQ(system(("fusermount3 -u " + mnt_).c_str()), 0);
   ExpectCleanExit();
 }
 
-TEST_F(MemfsLifecycleTest, KernelAbortEndsDaemonAndRemovesDeadMount) {
+TEST_P(MemfsLifecycleTest, KernelAbortEndsDaemonAndRemovesDeadMount) {
   ASSERT_TRUE(AbortConnection(mnt_));
   ExpectCleanExit();
 }
 
-TEST_F(MemfsLifecycleTest, SigtermWhileFileIsOpenStillExits) {
+TEST_P(MemfsLifecycleTest, SigtermWhileFileIsOpenStillExits) {
   // A lazily detached mount stays alive while a file is open in it; the
   // daemon must not wait for that forever.
   int fd = open((mnt_ + "/hello.txt").c_str(), O_RDONLY);
@@ -87,7 +105,7 @@ TEST_F(MemfsLifecycleTest, SigtermWhileFileIsOpenStillExits) {
   close(fd);
 }
 
-TEST_F(MemfsLifecycleTest, Sigusr1WritesStats) {
+TEST_P(MemfsLifecycleTest, Sigusr1WritesStats) {
   daemon_->Signal(SIGUSR1);
   EXPECT_TRUE(WaitUntil([&] { return ReadFile(stats_).find("\"INIT\"") != std::string::npos; },
                         seconds(5)));

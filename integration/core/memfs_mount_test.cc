@@ -1,5 +1,7 @@
 // The core served through a real mount: MemoryFilesystem mounted in-process
-// with FuseServer, exercised with ordinary syscalls.
+// with FuseServer, exercised with ordinary syscalls. Every test runs over
+// /dev/fuse, over FUSE-over-io_uring, and with io_uring asked for but
+// disabled in the kernel (the fallback).
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,48 +13,17 @@
 #include <thread>
 #include <vector>
 
-#include "core/examples/memory_filesystem.h"
-#include "core/fuse_server.h"
 #include "gtest/gtest.h"
-#include "integration/harness/mount_harness.h"
+#include "integration/core/memfs_fixture.h"
 
-namespace lamina {
+namespace lamina::testing {
 namespace {
 
-using testing::IsFuseMounted;
-using testing::ListDir;
-using testing::ReadFile;
-using testing::TempDir;
-using testing::WriteFile;
+INSTANTIATE_TEST_SUITE_P(Transports, MemfsMountTest,
+                         ::testing::Values(Via::kDevFuse, Via::kIoUring, Via::kIoUringDisabled),
+                         ViaName);
 
-class MemfsMountTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    mnt_ = dir_.Subdir("mnt");
-    fs_.AddFile("hello.txt", "hello\n");
-    fs_.AddFile("docs/readme.md", "# readme\n");
-    ServerOptions options;
-    options.mount_options = {"fsname=lamina-test", "default_permissions", "allow_other"};
-    options.session.threads = 2;
-    auto server = FuseServer::Start(fs_, mnt_, options);
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(*server);
-  }
-
-  void TearDown() override {
-    server_.reset();  // stops, unmounts and joins
-    EXPECT_FALSE(IsFuseMounted(mnt_));
-  }
-
-  std::string Path(const std::string& name) const { return mnt_ + "/" + name; }
-
-  TempDir dir_;
-  std::string mnt_;
-  examples::MemoryFilesystem fs_;
-  std::unique_ptr<FuseServer> server_;
-};
-
-TEST_F(MemfsMountTest, ListsAndReadsSeededFiles) {
+TEST_P(MemfsMountTest, ListsAndReadsSeededFiles) {
   EXPECT_TRUE(IsFuseMounted(mnt_));
   EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"docs", "hello.txt"}));
   EXPECT_EQ(ReadFile(Path("hello.txt")), "hello\n");
@@ -65,7 +36,7 @@ TEST_F(MemfsMountTest, ListsAndReadsSeededFiles) {
   EXPECT_TRUE(S_ISDIR(st.st_mode));
 }
 
-TEST_F(MemfsMountTest, MissingNamesAreEnoent) {
+TEST_P(MemfsMountTest, MissingNamesAreEnoent) {
   struct stat st;
   EXPECT_EQ(stat(Path("nope").c_str(), &st), -1);
   EXPECT_EQ(errno, ENOENT);
@@ -73,7 +44,7 @@ TEST_F(MemfsMountTest, MissingNamesAreEnoent) {
   EXPECT_EQ(errno, ENOENT);
 }
 
-TEST_F(MemfsMountTest, CreateWriteReadTruncate) {
+TEST_P(MemfsMountTest, CreateWriteReadTruncate) {
   int fd = open(Path("new.txt").c_str(), O_CREAT | O_RDWR | O_EXCL, 0640);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(write(fd, "abcdef", 6), 6);
@@ -91,14 +62,14 @@ TEST_F(MemfsMountTest, CreateWriteReadTruncate) {
   EXPECT_EQ(errno, EEXIST);
 }
 
-TEST_F(MemfsMountTest, LargeWritesSpanSeveralRequests) {
+TEST_P(MemfsMountTest, LargeWritesSpanSeveralRequests) {
   std::string data(3 * 1024 * 1024 + 123, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + (i * 7) % 26);
   WriteFile(Path("big"), data);
   EXPECT_EQ(ReadFile(Path("big")), data);
 }
 
-TEST_F(MemfsMountTest, MkdirRenameUnlinkRmdir) {
+TEST_P(MemfsMountTest, MkdirRenameUnlinkRmdir) {
   ASSERT_EQ(mkdir(Path("d").c_str(), 0755), 0);
   WriteFile(Path("d/f"), "x");
   ASSERT_EQ(rename(Path("d/f").c_str(), Path("moved").c_str()), 0);
@@ -111,7 +82,7 @@ TEST_F(MemfsMountTest, MkdirRenameUnlinkRmdir) {
   EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"docs", "hello.txt"}));
 }
 
-TEST_F(MemfsMountTest, RenameFlags) {
+TEST_P(MemfsMountTest, RenameFlags) {
   WriteFile(Path("a"), "A");
   WriteFile(Path("b"), "B");
   EXPECT_EQ(renameat2(AT_FDCWD, Path("a").c_str(), AT_FDCWD, Path("b").c_str(), RENAME_NOREPLACE),
@@ -123,7 +94,7 @@ TEST_F(MemfsMountTest, RenameFlags) {
   EXPECT_EQ(ReadFile(Path("b")), "A");
 }
 
-TEST_F(MemfsMountTest, SymlinksAndHardLinks) {
+TEST_P(MemfsMountTest, SymlinksAndHardLinks) {
   ASSERT_EQ(symlink("hello.txt", Path("link").c_str()), 0);
   char target[64] = {};
   ASSERT_EQ(readlink(Path("link").c_str(), target, sizeof(target)), 9);
@@ -137,7 +108,7 @@ TEST_F(MemfsMountTest, SymlinksAndHardLinks) {
   EXPECT_EQ(b.st_nlink, 2u);
 }
 
-TEST_F(MemfsMountTest, UnlinkedFileStaysReadableWhileOpen) {
+TEST_P(MemfsMountTest, UnlinkedFileStaysReadableWhileOpen) {
   WriteFile(Path("tmp"), "still here");
   int fd = open(Path("tmp").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -148,7 +119,7 @@ TEST_F(MemfsMountTest, UnlinkedFileStaysReadableWhileOpen) {
   close(fd);
 }
 
-TEST_F(MemfsMountTest, ChmodAndUtimens) {
+TEST_P(MemfsMountTest, ChmodAndUtimens) {
   ASSERT_EQ(chmod(Path("hello.txt").c_str(), 0600), 0);
   struct timespec times[2] = {{1000, 5}, {2000, 7}};
   ASSERT_EQ(utimensat(AT_FDCWD, Path("hello.txt").c_str(), times, 0), 0);
@@ -160,7 +131,7 @@ TEST_F(MemfsMountTest, ChmodAndUtimens) {
   EXPECT_EQ(st.st_atim.tv_sec, 1000);
 }
 
-TEST_F(MemfsMountTest, LargeDirectoryListsEveryEntryOnce) {
+TEST_P(MemfsMountTest, LargeDirectoryListsEveryEntryOnce) {
   // Enough entries to need several READDIRPLUS replies.
   ASSERT_EQ(mkdir(Path("many").c_str(), 0755), 0);
   std::vector<std::string> expected;
@@ -178,14 +149,14 @@ TEST_F(MemfsMountTest, LargeDirectoryListsEveryEntryOnce) {
   }
 }
 
-TEST_F(MemfsMountTest, StatfsAnswers) {
+TEST_P(MemfsMountTest, StatfsAnswers) {
   struct statvfs st;
   ASSERT_EQ(statvfs(mnt_.c_str(), &st), 0);
   EXPECT_EQ(st.f_bsize, 4096u);
   EXPECT_EQ(st.f_namemax, 255u);
 }
 
-TEST_F(MemfsMountTest, ConcurrentWritersInSeparateFiles) {
+TEST_P(MemfsMountTest, ConcurrentWritersInSeparateFiles) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([this, t] {
@@ -201,15 +172,14 @@ TEST_F(MemfsMountTest, ConcurrentWritersInSeparateFiles) {
   }
 }
 
-TEST_F(MemfsMountTest, StatsCountRequests) {
+TEST_P(MemfsMountTest, StatsCountRequests) {
   EXPECT_EQ(ReadFile(Path("hello.txt")), "hello\n");
   // A request is counted just after its reply is sent, so allow a moment.
-  EXPECT_TRUE(
-      testing::WaitUntil([&] { return server_->session().stats().Get(abi::kLookup).count > 0; },
-                         std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitUntil([&] { return server_->session().stats().Get(abi::kLookup).count > 0; },
+                        std::chrono::seconds(5)));
   EXPECT_GT(server_->session().stats().Get(abi::kInit).count, 0u);
   EXPECT_NE(server_->session().stats().ToJson().find("\"LOOKUP\""), std::string::npos);
 }
 
 }  // namespace
-}  // namespace lamina
+}  // namespace lamina::testing

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,6 +235,39 @@ int CountFds(pid_t pid) {
     ++count;
   }
   return count;
+}
+
+namespace {
+
+constexpr char kEnableUring[] = "/sys/module/fuse/parameters/enable_uring";
+
+bool WriteParameter(const std::string& value) {
+  std::ofstream out(kEnableUring);
+  out << value << "\n";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+}  // namespace
+
+FuseUringSetting::FuseUringSetting(bool enable) {
+  // io_uring_setup(0, NULL) fails with EINVAL or EFAULT where io_uring
+  // exists and with ENOSYS where it does not.
+  if (syscall(__NR_io_uring_setup, 0, nullptr) < 0 && errno == ENOSYS) {
+    reason_ = "the kernel has no io_uring";
+    return;
+  }
+  std::ifstream in(kEnableUring);
+  if (!std::getline(in, previous_)) {
+    reason_ =
+        std::string("the kernel's fuse module has no FUSE-over-io_uring (no ") + kEnableUring + ")";
+    return;
+  }
+  applied_ = WriteParameter(enable ? "1" : "0");
+}
+
+FuseUringSetting::~FuseUringSetting() {
+  if (!previous_.empty()) WriteParameter(previous_);
 }
 
 }  // namespace lamina::testing

@@ -109,6 +109,30 @@ std::string BuiltBinary(const std::string& relative);
 // Number of open descriptors of a process.
 int CountFds(pid_t pid);
 
+// Sets the fuse module's enable_uring parameter (FUSE-over-io_uring) for its
+// lifetime and puts the previous value back on destruction, also when the
+// test fails or is skipped. The parameter is global: it decides what new
+// mounts are offered; a mounted connection keeps what it negotiated.
+class FuseUringSetting {
+ public:
+  explicit FuseUringSetting(bool enable);
+  ~FuseUringSetting();
+  FuseUringSetting(const FuseUringSetting&) = delete;
+  FuseUringSetting& operator=(const FuseUringSetting&) = delete;
+
+  // False when this kernel has no FUSE-over-io_uring at all (no io_uring,
+  // or a fuse module without the parameter); `unsupported_reason()` says which.
+  bool supported() const { return reason_.empty(); }
+  const std::string& unsupported_reason() const { return reason_; }
+  // Whether the requested value was written.
+  bool applied() const { return applied_; }
+
+ private:
+  std::string previous_;
+  std::string reason_;
+  bool applied_ = false;
+};
+
 }  // namespace lamina::testing
 
 #endif  // LAMINA_INTEGRATION_HARNESS_MOUNT_HARNESS_H_
