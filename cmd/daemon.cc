@@ -123,6 +123,7 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   server_options.mount_options = std::move(mount_options);
   server_options.mount_options.push_back("subtype=laminafs");
   server_options.session.threads = command.threads;
+  server_options.io_uring = command.io_uring;
 
   DaemonOptions daemon;
   daemon.foreground = command.foreground;

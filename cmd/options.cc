@@ -181,6 +181,8 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(
           absl::StrCat("passthrough must be on, off or auto, not '", value, "'"));
     }
+  } else if (key == "io_uring" && (eq == std::string::npos || value == "on" || value == "off")) {
+    out.io_uring = eq == std::string::npos || value == "on";
   } else if (eq != std::string::npos && key == "timeout") {
     double seconds;
     if (!absl::SimpleAtod(value, &seconds) || seconds < 0) {

@@ -30,6 +30,7 @@ struct MountCommand {
   PassthroughMode passthrough = PassthroughMode::kAuto;
   std::optional<double> timeout;  // -o timeout=SECONDS
   int threads = 0;                // 0: the session's default
+  bool io_uring = false;          // -o io_uring: FUSE-over-io_uring when the kernel offers it
   std::string log_file;           // daemon log; syslog when empty
   std::string source;             // absolute (passthrough)
   std::string mountpoint;         // absolute

@@ -159,5 +159,31 @@ TEST_F(LaminafsOptionsTest, CompatibilitySwitchesMountAndServe) {
   EXPECT_EQ(ReadFile(Path("upper/new")), "new");
 }
 
+TEST_F(LaminafsOptionsTest, IoUringServesTheOverlayAndFallsBackWhenOff) {
+  for (bool enabled : {true, false}) {
+    SCOPED_TRACE(enabled ? "enable_uring=1" : "enable_uring=0");
+    FuseUringSetting setting(enabled);
+    if (!setting.supported()) GTEST_SKIP() << setting.unsupported_reason();
+    ASSERT_TRUE(setting.applied());
+    const std::string log = Path(enabled ? "uring-on.log" : "uring-off.log");
+    Mount("io_uring,log=" + log);
+    // Creates, writes, renames and removes, through whichever transport.
+    for (int i = 0; i < 50; ++i) WriteFile(mnt() + "/n" + std::to_string(i), std::to_string(i));
+    ASSERT_EQ(rename((mnt() + "/n7").c_str(), (mnt() + "/seven").c_str()), 0);
+    for (int i = 10; i < 50; ++i) ASSERT_EQ(unlink((mnt() + "/n" + std::to_string(i)).c_str()), 0);
+    EXPECT_EQ(ReadFile(mnt() + "/seven"), "7");
+    EXPECT_EQ(ReadFile(mnt() + "/f"), "f");
+    EXPECT_EQ(ReadFile(Path("upper/n3")), "3");
+    UnmountAndWait(mnt());
+    const std::string said = ReadFile(log);
+    if (enabled) {
+      EXPECT_NE(said.find("FUSE-over-io_uring: "), std::string::npos) << said;
+      EXPECT_EQ(said.find("serving through /dev/fuse"), std::string::npos) << said;
+    } else {
+      EXPECT_NE(said.find("serving through /dev/fuse"), std::string::npos) << said;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lamina::testing

@@ -101,6 +101,14 @@ TEST(OptionsTest, ViewChangingFuseOverlayfsOptions) {
   EXPECT_TRUE(ParseOverlay("noxattrs=0")->xattrs);
 }
 
+TEST(OptionsTest, IoUringIsOptIn) {
+  EXPECT_FALSE(ParseOverlay("ro")->io_uring);
+  EXPECT_TRUE(ParseOverlay("ro,io_uring")->io_uring);
+  EXPECT_TRUE(ParseOverlay("ro,io_uring=on")->io_uring);
+  EXPECT_FALSE(ParseOverlay("ro,io_uring=off")->io_uring);
+  EXPECT_FALSE(ParseOverlay("ro,io_uring=maybe").ok());
+}
+
 TEST(OptionsTest, NoaclTurnsAclEnforcementOff) {
   EXPECT_TRUE(ParseOverlay("ro")->posix_acl);
   EXPECT_FALSE(ParseOverlay("ro,noacl")->posix_acl);
