@@ -31,7 +31,8 @@ TARGETS = {
     "meta_par1/par": META_COLD, "meta_par2/par": META_COLD, "meta_par4/par": META_COLD,
 }
 METADATA = {k for k, v in TARGETS.items() if v in (META_COLD, META_WARM, RMRF)}
-SHORT = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "lamina": "lamina"}
+SHORT = {"kernel": "kernel", "fuse-overlayfs": "fuse-ovl", "lamina": "lamina",
+         "lamina-uring": "lamina-uring"}
 
 
 def fmt_abs(v, unit):
