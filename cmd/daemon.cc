@@ -124,6 +124,7 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   server_options.mount_options.push_back("subtype=laminafs");
   server_options.session.threads = command.threads;
   server_options.io_uring = command.io_uring;
+  server_options.stats_path = command.stats_file;
 
   DaemonOptions daemon;
   daemon.foreground = command.foreground;

@@ -58,7 +58,9 @@ void Usage(FILE* out) {
       "  max_write=BYTES       largest write request the kernel sends (4096 to 1048576)\n"
       "  max_nodes=N           passthrough: inodes to keep before asking the kernel to\n"
       "                        forget unused ones (bounds open descriptors; 0 = no limit)\n"
-      "  log=FILE              daemon log (default: syslog)\n",
+      "  log=FILE              daemon log (default: syslog)\n"
+      "  stats=FILE            per-request statistics as JSON, written on SIGUSR1 and at\n"
+      "                        unmount\n",
       out);
 }
 

@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -28,6 +29,8 @@ bool IsMountOption(const std::string& option) {
 }
 
 absl::StatusOr<std::string> Absolute(const std::string& path, const char* what);
+// A file the daemon will create: absolute without needing it to exist.
+std::string AbsoluteFile(const std::string& path);
 
 // Kernel overlayfs options we implement the default of, and refuse (rather
 // than silently ignore) when asked for the rest.
@@ -210,8 +213,9 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
           absl::StrCat("max_write must be 4096 to 1048576 bytes, not '", value, "'"));
     }
     out.max_write = bytes;
-  } else if (eq != std::string::npos && key == "log" && !value.empty()) {
-    out.log_file = value;
+  } else if (eq != std::string::npos && (key == "log" || key == "stats") && !value.empty()) {
+    // Absolute now: the daemon leaves the working directory.
+    (key == "log" ? out.log_file : out.stats_file) = AbsoluteFile(value);
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown option '", option, "'"));
   }
@@ -245,6 +249,13 @@ absl::StatusOr<std::string> Absolute(const std::string& path, const char* what) 
         absl::StrCat(what, " '", path, "': ", std::string(strerror(errno))));
   }
   return std::string(resolved);
+}
+
+std::string AbsoluteFile(const std::string& path) {
+  if (path.front() == '/') return path;
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof(cwd)) == nullptr) return path;
+  return absl::StrCat(cwd, "/", path);
 }
 
 // The mount must not land inside its own upper or work directory, nor

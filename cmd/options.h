@@ -32,6 +32,7 @@ struct MountCommand {
   int threads = 0;                // 0: the session's default
   bool io_uring = false;          // -o io_uring: FUSE-over-io_uring when the kernel offers it
   std::string log_file;           // daemon log; syslog when empty
+  std::string stats_file;         // stats=: request statistics as JSON, on SIGUSR1 and at exit
   std::string source;             // absolute (passthrough)
   std::string mountpoint;         // absolute
   // -o max_nodes=N (passthrough): nodes kept before the kernel is asked to

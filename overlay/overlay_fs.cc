@@ -3,6 +3,7 @@
 #include "overlay/overlay_fs.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -345,6 +346,8 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
 }
 
 Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name) {
+  // FUSE passes names up to 1024 bytes; no layer can hold one past NAME_MAX.
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
   Result<Resolved> r = Resolve(**dir, name);

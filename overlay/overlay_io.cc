@@ -230,8 +230,9 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrReques
   if (!ok.ok()) return Errno{ok.error()};
   const int upper = node->UpperFd();
   const std::string path = FdPath(upper);
-  // Symlinks cannot be reached through their descriptor without following
-  // them; only owner changes apply to them (via AT_EMPTY_PATH).
+  // The /proc/self/fd path of a symlink's O_PATH descriptor reaches the
+  // symlink itself (times, xattrs); its mode cannot change, and it has no
+  // set-ID bits to kill.
   const bool symlink = S_ISLNK(node->type);
   if (req.Has(abi::kFattrUid) || req.Has(abi::kFattrGid)) {
     const overlay::IdMap& ids = options_.ids;
@@ -254,7 +255,7 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrReques
       close(fd);
     }
   }
-  if (ok.ok() && (req.Has(abi::kFattrAtime) || req.Has(abi::kFattrMtime)) && !symlink) {
+  if (ok.ok() && (req.Has(abi::kFattrAtime) || req.Has(abi::kFattrMtime))) {
     struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
     if (req.Has(abi::kFattrAtime)) times[0] = req.atime;
     if (req.Has(abi::kFattrMtime)) times[1] = req.mtime;

@@ -36,7 +36,6 @@ Result<void> OverlayFs::SetXattr(const Ctx&, NodeId id, std::string_view name,
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  if (S_ISLNK(node->type)) return Errno{EPERM};  // user xattrs are not allowed on symlinks
   Result<void> up = CopyUp(node);
   if (!up.ok()) return up;
   std::string stored = StoredName(layers_, name);
@@ -60,7 +59,6 @@ Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  if (S_ISLNK(node->type)) return Errno{ENODATA};
   std::string stored = StoredName(layers_, name);
   ssize_t n = getxattr(FdPath(node->TopFd()).c_str(), stored.c_str(), out.data(), out.size());
   if (n < 0) return LastErrno();
@@ -71,7 +69,6 @@ Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) 
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  if (S_ISLNK(node->type)) return size_t{0};
   std::string path = FdPath(node->TopFd());
   ssize_t size = listxattr(path.c_str(), nullptr, 0);
   if (size < 0) return LastErrno();
@@ -100,7 +97,6 @@ Result<void> OverlayFs::RemoveXattr(const Ctx&, NodeId id, std::string_view name
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
-  if (S_ISLNK(node->type)) return Errno{ENODATA};
   Result<void> up = CopyUp(node);
   if (!up.ok()) return up;
   std::string stored = StoredName(layers_, name);

@@ -166,7 +166,8 @@ TEST_F(LaminafsOptionsTest, IoUringServesTheOverlayAndFallsBackWhenOff) {
     if (!setting.supported()) GTEST_SKIP() << setting.unsupported_reason();
     ASSERT_TRUE(setting.applied());
     const std::string log = Path(enabled ? "uring-on.log" : "uring-off.log");
-    Mount("io_uring,log=" + log);
+    const std::string stats = Path(enabled ? "uring-on.json" : "uring-off.json");
+    Mount("io_uring,log=" + log + ",stats=" + stats);
     // Creates, writes, renames and removes, through whichever transport.
     for (int i = 0; i < 50; ++i) WriteFile(mnt() + "/n" + std::to_string(i), std::to_string(i));
     ASSERT_EQ(rename((mnt() + "/n7").c_str(), (mnt() + "/seven").c_str()), 0);
@@ -176,6 +177,8 @@ TEST_F(LaminafsOptionsTest, IoUringServesTheOverlayAndFallsBackWhenOff) {
     EXPECT_EQ(ReadFile(Path("upper/n3")), "3");
     UnmountAndWait(mnt());
     const std::string said = ReadFile(log);
+    // stats= wrote the session's request counts at the end.
+    EXPECT_NE(ReadFile(stats).find("\"CREATE\""), std::string::npos) << ReadFile(stats);
     if (enabled) {
       EXPECT_NE(said.find("FUSE-over-io_uring: "), std::string::npos) << said;
       EXPECT_EQ(said.find("serving through /dev/fuse"), std::string::npos) << said;

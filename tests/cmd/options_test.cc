@@ -101,6 +101,14 @@ TEST(OptionsTest, ViewChangingFuseOverlayfsOptions) {
   EXPECT_TRUE(ParseOverlay("noxattrs=0")->xattrs);
 }
 
+TEST(OptionsTest, LogAndStatsPathsAreMadeAbsolute) {
+  absl::StatusOr<MountCommand> command = ParseOverlay("ro,log=rel.log,stats=/abs/stats.json");
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->log_file.front(), '/');
+  EXPECT_EQ(command->log_file.substr(command->log_file.size() - 8), "/rel.log");
+  EXPECT_EQ(command->stats_file, "/abs/stats.json");
+}
+
 TEST(OptionsTest, IoUringIsOptIn) {
   EXPECT_FALSE(ParseOverlay("ro")->io_uring);
   EXPECT_TRUE(ParseOverlay("ro,io_uring")->io_uring);
