@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "overlay/layer_object.h"
+#include "xxhash.h"
 
 namespace lamina::overlay {
 namespace {
@@ -105,7 +108,25 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
     for (std::string& name : hidden_below) decided.insert(std::move(name));
     if (source.marks.opaque) break;
   }
+  items[0].cookie = 1;
+  items[1].cookie = 2;
+  for (size_t i = 2; i < items.size(); ++i) {
+    items[i].cookie = (XXH3_64bits(items[i].name.data(), items[i].name.size()) >> 2) + 3;
+  }
+  std::sort(items.begin() + 2, items.end(),
+            [](const DirItem& a, const DirItem& b) { return a.cookie < b.cookie; });
+  // Names whose hashes collide get the next free cookies (in name order, so
+  // every snapshot agrees as long as both names are there).
+  for (size_t i = 3; i < items.size(); ++i) {
+    if (items[i].cookie <= items[i - 1].cookie) items[i].cookie = items[i - 1].cookie + 1;
+  }
   return items;
+}
+
+size_t FirstAfter(const std::vector<DirItem>& items, uint64_t cookie) {
+  auto it = std::upper_bound(items.begin(), items.end(), cookie,
+                             [](uint64_t c, const DirItem& item) { return c < item.cookie; });
+  return static_cast<size_t>(it - items.begin());
 }
 
 }  // namespace lamina::overlay

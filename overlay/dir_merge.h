@@ -20,12 +20,12 @@ struct DirItem {
   // The layer object the merged object takes its identity from, as far as
   // the listing can tell (a node's key, see node.h); none for "." and "..".
   std::optional<NodeKey> identity;
+  // Where a READDIR resumes after this item (see MergeListing).
+  uint64_t cookie = 0;
 };
 
-// A snapshot of a merged listing, numbered so that READDIR offsets can say
-// which snapshot they index.
+// A snapshot of a merged listing.
 struct DirListing {
-  uint32_t id = 0;
   std::vector<DirItem> items;
 };
 
@@ -40,8 +40,15 @@ struct DirSources {
 
 // Upper first, then each lower down to an opaque one; names deduplicated,
 // whiteouts (of every form) applied, OCI marker files hidden. The first two
-// items are "." and "..".
+// items are "." and ".." (cookies 1 and 2); the rest are ordered by their
+// cookie, a 62-bit hash of the name, so that a READDIR resuming after a
+// cookie lists every name that survived since exactly once, whichever
+// snapshot serves it (a new one after a change lists in the same order).
+// FirstAfter() finds where to resume.
 std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& sources);
+// The index of the first item of `items` (as MergeListing orders them)
+// whose cookie is above `cookie`.
+size_t FirstAfter(const std::vector<DirItem>& items, uint64_t cookie);
 
 }  // namespace lamina::overlay
 

@@ -78,13 +78,10 @@ class Node {
   // is what a later rename records; records in lower layers redirect the
   // layers below them, not this path.
   std::string lower_path ABSL_GUARDED_BY(mu);
-  // Directories: the merged listing READDIR serves by position to every
-  // reader (the kernel opens directories without asking: no OPENDIR), and
-  // the one before it, kept for readers that started on it. A change to the
-  // directory through this mount drops `listing`; the next read from the
-  // start makes a new one.
+  // Directories: the merged listing READDIR serves to every reader (the
+  // kernel opens directories without asking: no OPENDIR). A change to the
+  // directory through this mount drops it; the next READDIR lists anew.
   std::shared_ptr<const DirListing> listing ABSL_GUARDED_BY(mu);
-  std::shared_ptr<const DirListing> previous_listing ABSL_GUARDED_BY(mu);
   // Kernel passthrough: how many opens share the node's backing id, and
   // whether that id is for the upper object.
   int backing_refs ABSL_GUARDED_BY(mu) = 0;
@@ -100,11 +97,10 @@ class Node {
     return upper_fd >= 0 ? upper_fd : lowers.front().fd;
   }
   bool HasLower() const { return !lowers.empty(); }
-  // A name in this directory changed: the next READDIR from the start
-  // lists it anew.
+  // A name in this directory changed: the next READDIR lists it anew.
   void DropListing() {
     std::unique_lock lock(mu);
-    if (listing != nullptr) previous_listing = std::move(listing);
+    listing.reset();
   }
 
   // Adds the node's descriptors to `*held` now and as the upper one comes

@@ -1,18 +1,19 @@
 // OverlayFs: merged directory listings.
 //
 // READDIR serves a snapshot of the merged listing (upper first, then each
-// lower down to an opaque one, names deduplicated, whiteouts applied) by
-// position, so a directory read in pieces while entries come and go returns
-// each surviving entry exactly once.
+// lower down to an opaque one, names deduplicated, whiteouts applied) in the
+// order of its cookies, hashes of the names (dir_merge.h): an offset says
+// "after this name's hash", so a directory read in pieces while entries come
+// and go returns each surviving entry exactly once, whichever snapshot
+// serves the next piece.
 //
 // With kernel caching on (the default), OPENDIR answers ENOSYS: the kernel
 // then opens directories without a round trip and caches what READDIR
 // returns, so walking a tree again costs nothing here. The snapshot then
-// belongs to the directory's node and is shared by all readers; offsets
-// carry the snapshot's number, so a reader that began on a snapshot a
-// change has since replaced keeps reading the one it began on. With
-// caching off (timeout=0, layers changed from outside), each open takes its
-// own snapshot and rewinding takes a fresh one.
+// belongs to the directory's node, shared by all readers and dropped when
+// this mount changes the directory. With caching off (timeout=0, layers
+// changed from outside), each open takes its own snapshot and rewinding
+// takes a fresh one.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -53,16 +54,6 @@ std::vector<overlay::DirItem> Listing(const overlay::LayerStack& layers, const N
 
 }  // namespace
 
-namespace {
-
-// READDIR offsets of node-owned snapshots: the snapshot's number above,
-// the position of the next item below.
-uint64_t ListingOffset(uint32_t id, size_t next) {
-  return (static_cast<uint64_t>(id) << 32) | static_cast<uint32_t>(next);
-}
-
-}  // namespace
-
 Result<OpenReply> OverlayFs::OpenDir(const Ctx&, NodeId id, int) {
   Result<NodePtr> dir = Dir(id);
   if (!dir.ok()) return Errno{dir.error()};
@@ -78,24 +69,14 @@ Result<OpenReply> OverlayFs::OpenDir(const Ctx&, NodeId id, int) {
   return reply;
 }
 
-std::shared_ptr<const overlay::DirListing> OverlayFs::NodeListing(Node& dir, uint64_t offset) {
-  const uint32_t wanted = static_cast<uint32_t>(offset >> 32);
+std::shared_ptr<const overlay::DirListing> OverlayFs::NodeListing(Node& dir) {
   {
     std::shared_lock lock(dir.mu);
-    if (offset == 0 && dir.listing != nullptr) return dir.listing;
-    for (const auto& listing : {dir.listing, dir.previous_listing}) {
-      if (offset != 0 && listing != nullptr && listing->id == wanted) return listing;
-    }
+    if (dir.listing != nullptr) return dir.listing;
   }
-  // From the start with none current, or a snapshot two changes old: list
-  // again (an unchanged directory lists in the same order).
   auto fresh = std::make_shared<overlay::DirListing>();
-  do {
-    fresh->id = next_listing_id_.fetch_add(1, std::memory_order_relaxed);
-  } while (fresh->id == 0);  // offsets of snapshot 0 could read as "from the start"
   fresh->items = Listing(layers_, dir);
   std::unique_lock lock(dir.mu);
-  if (dir.listing != nullptr) dir.previous_listing = std::move(dir.listing);
   dir.listing = fresh;
   return fresh;
 }
@@ -105,9 +86,8 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
   Result<NodePtr> dir = Dir(id);
   if (!dir.ok()) return Errno{dir.error()};
   if (fh == 0) {
-    std::shared_ptr<const overlay::DirListing> listing = NodeListing(**dir, offset);
-    ServeListing(*dir, listing->items, static_cast<uint32_t>(offset), out,
-                 [&](size_t next) { return ListingOffset(listing->id, next); });
+    std::shared_ptr<const overlay::DirListing> listing = NodeListing(**dir);
+    ServeListing(*dir, listing->items, offset, out);
     return Ok();
   }
   DirHandle* handle = dirs_.Get(fh);
@@ -115,16 +95,15 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
   std::unique_lock lock(handle->mu);
   if (offset == 0 && handle->served) handle->items = Listing(layers_, **dir);
   handle->served = true;
-  ServeListing(*dir, handle->items, offset, out, [](size_t next) { return next; });
+  ServeListing(*dir, handle->items, offset, out);
   return Ok();
 }
 
 void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items,
-                             uint64_t from, DirentWriter& out,
-                             absl::FunctionRef<uint64_t(size_t next)> offset_of) {
-  for (size_t i = from; i < items.size(); ++i) {
+                             uint64_t offset, DirentWriter& out) {
+  for (size_t i = overlay::FirstAfter(items, offset); i < items.size(); ++i) {
     const overlay::DirItem& item = items[i];
-    const uint64_t next = offset_of(i + 1);
+    const uint64_t next = item.cookie;
     bool dots = i < 2;
     if (!out.plus() || dots) {
       if (!out.Add(item.name, item.ino, item.type, next)) break;

@@ -231,12 +231,11 @@ class OverlayFs : public Filesystem {
   Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, int fd = -1);
 
   struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
-  // The node-owned snapshot a READDIR at `offset` reads (see overlay_dir.cc).
-  std::shared_ptr<const overlay::DirListing> NodeListing(overlay::Node& dir, uint64_t offset);
-  // Fills `out` from `items[from]` on; `offset_of(i)` is the offset that
-  // resumes at item i.
-  void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t from,
-                    DirentWriter& out, absl::FunctionRef<uint64_t(size_t next)> offset_of);
+  // The node-owned snapshot READDIR serves (see overlay_dir.cc).
+  std::shared_ptr<const overlay::DirListing> NodeListing(overlay::Node& dir);
+  // Fills `out` with the items after the cookie `offset`.
+  void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t offset,
+                    DirentWriter& out);
 
   OverlayOptions options_;
   overlay::LayerStack layers_;
@@ -245,7 +244,6 @@ class OverlayFs : public Filesystem {
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   NodeShedder shedder_;
-  std::atomic<uint32_t> next_listing_id_{1};
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
 };

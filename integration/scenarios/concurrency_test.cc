@@ -491,10 +491,10 @@ void ConcurrencyTest::Run(bool on_lamina, bool check_listings) {
 }
 
 TEST_F(ConcurrencyTest, ReadersWritersRenamersAndATailerAgree) {
-  // Listings are not checked here yet: a listing taken while the directory
-  // changes can repeat or drop an untouched lower name (docs/reliability.md;
-  // the control below shows the kernel never does).
-  Run(/*on_lamina=*/true, /*check_listings=*/false);
+  // Listings taken while the directory changes must show every untouched
+  // name exactly once (they once repeated or dropped some; the control
+  // below shows the kernel never does).
+  Run(/*on_lamina=*/true, /*check_listings=*/true);
 }
 
 TEST_F(ConcurrencyTest, KernelOverlayPassesTheSameChecks) {
