@@ -88,6 +88,17 @@ def main():
 
     out = []
     p = out.append
+
+    def metric_table(first, suffix, columns, fmt, missing):
+        # One row per workload that recorded the metric `suffix`, one column
+        # per system.
+        p(f"| {first} | " + " | ".join(SHORT[s] for s in columns) + " |")
+        p("|---|" + "---|" * len(columns))
+        for key in order:
+            if key.endswith(suffix):
+                r = results[key]["systems"]
+                p(f"| {key.split('/')[0]} | " + " | ".join(
+                    fmt(r[s]["median"]) if s in r else missing for s in columns) + " |")
     p(f"Lamina bench, {meta.get('mode')} run, {meta.get('reps')} repetitions, commit "
       f"{meta.get('commit')}, kernel {meta.get('kernel')}, {meta.get('nproc')} vCPUs, "
       f"{meta.get('mem')}, backing fs {meta.get('backing_fs')}, Lamina FUSE passthrough "
@@ -145,13 +156,7 @@ def main():
     p("")
     p("Allocated bytes of the copied-up file in the upper (median):")
     p("")
-    p("| workload | " + " | ".join(SHORT[s] for s in systems) + " |")
-    p("|---|" + "---|" * len(systems))
-    for key in order:
-        if key.endswith("upper_alloc_bytes"):
-            r = results[key]["systems"]
-            p(f"| {key.split('/')[0]} | " + " | ".join(
-                human(r[s]["median"]) if s in r else "failed" for s in systems) + " |")
+    metric_table("workload", "/upper_alloc_bytes", systems, human, "failed")
 
     daemons = [s for s in systems if s != "kernel"]
     if daemons:
@@ -171,13 +176,7 @@ def main():
         p("")
         p("Daemon CPU seconds per session (median), for reference:")
         p("")
-        p("| session | " + " | ".join(SHORT[s] for s in daemons) + " |")
-        p("|---|" + "---|" * len(daemons))
-        for key in order:
-            if key.endswith("/daemon_cpu_s"):
-                r = results[key]["systems"]
-                p(f"| {key.split('/')[0]} | " + " | ".join(
-                    f"{r[s]['median']:.2f}" if s in r else "n/a" for s in daemons) + " |")
+        metric_table("session", "/daemon_cpu_s", daemons, lambda x: f"{x:.2f}", "n/a")
     if failures:
         p("")
         p(f"FAILED steps ({len(failures)}): " + ", ".join(
