@@ -67,7 +67,15 @@ class InodeTable {
       Touch(slot);
       return Handle{id_it->second, slot.node};
     }
-    std::shared_ptr<Node> node = make();
+    std::shared_ptr<Node> node;
+    // A renumbered object: the same node under a new id.
+    auto old_it = renumbered_.find(key);
+    if (old_it != renumbered_.end()) {
+      node = nodes_.at(old_it->second).node;
+      renumbered_.erase(old_it);
+    } else {
+      node = make();
+    }
     if (node == nullptr) return Handle{};
     NodeId id = next_id_++;
     // Created at the current tick; uses from now on come after it.
@@ -132,6 +140,8 @@ class InodeTable {
     std::shared_ptr<Node> node = std::move(slot.node);
     auto id_it = ids_.find(slot.key);
     if (id_it != ids_.end() && id_it->second == id) ids_.erase(id_it);
+    auto old_it = renumbered_.find(slot.key);
+    if (old_it != renumbered_.end() && old_it->second == id) renumbered_.erase(old_it);
     nodes_.erase(it);
     return node;
   }
@@ -146,6 +156,21 @@ class InodeTable {
     if (old != ids_.end() && old->second == id) ids_.erase(old);
     it->second.key = key;
     ids_[key] = id;
+  }
+
+  // Makes the next Acquire() of `id`'s key hand out the same node under a
+  // new id, while `id` stays valid until the kernel forgets it. For when the
+  // kernel's inode for `id` is stuck in a state the object has left (FUSE
+  // passthrough pins a backing file to an inode): a fresh lookup gets a
+  // fresh kernel inode. A no-op for the root or an id already renumbered.
+  void Renumber(NodeId id) {
+    std::unique_lock lock(mu_);
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || id == kRootNodeId) return;
+    auto id_it = ids_.find(it->second.key);
+    if (id_it == ids_.end() || id_it->second != id) return;
+    ids_.erase(id_it);
+    renumbered_[it->second.key] = id;
   }
 
   // Whether a node for `key` exists (not counted as a use).
@@ -202,6 +227,8 @@ class InodeTable {
   mutable std::shared_mutex mu_;
   absl::flat_hash_map<NodeId, Slot> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Key, NodeId> ids_ ABSL_GUARDED_BY(mu_);
+  // Renumbered keys, each with the id whose node the next Acquire() reuses.
+  absl::flat_hash_map<Key, NodeId> renumbered_ ABSL_GUARDED_BY(mu_);
   NodeId next_id_ ABSL_GUARDED_BY(mu_) = kRootNodeId + 1;
   // Advances once per node created (under the exclusive lock) and per
   // LeastRecentlyUsed() call; Touch() reads it.

@@ -3,6 +3,7 @@
 #ifndef LAMINA_OVERLAY_NODE_H_
 #define LAMINA_OVERLAY_NODE_H_
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ class Node {
   ~Node() {
     if (held_ != nullptr) held_->fetch_sub(Descriptors(), std::memory_order_relaxed);
     if (upper_fd >= 0) close(upper_fd);
+    if (upper_read_fd >= 0) close(upper_read_fd);
     for (const LowerRef& lower : lowers) close(lower.fd);
   }
   Node(const Node&) = delete;
@@ -82,10 +84,15 @@ class Node {
   // kernel opens directories without asking: no OPENDIR). A change to the
   // directory through this mount drops it; the next READDIR lists anew.
   std::shared_ptr<const DirListing> listing ABSL_GUARDED_BY(mu);
-  // Kernel passthrough: how many opens share the node's backing id, and
-  // whether that id is for the upper object.
-  int backing_refs ABSL_GUARDED_BY(mu) = 0;
-  bool backing_upper ABSL_GUARDED_BY(mu) = false;
+  // Kernel passthrough pins one backing file to a kernel inode while any
+  // open uses it. Opens of the lower file made before a copy-up: how many
+  // are live, and the node id (kernel inode) they pinned the lower file to.
+  int lower_backed_opens ABSL_GUARDED_BY(mu) = 0;
+  uint64_t lower_backed_id ABSL_GUARDED_BY(mu) = 0;
+  // Regular files copied up while opens of the lower file were live: a
+  // readable descriptor of the upper file for those opens' reads, opened
+  // on the first such read and kept for the node's life.
+  int upper_read_fd ABSL_GUARDED_BY(mu) = -1;
 
   int UpperFd() const {
     std::shared_lock lock(mu);
@@ -95,6 +102,17 @@ class Node {
   int TopFd() const {
     std::shared_lock lock(mu);
     return upper_fd >= 0 ? upper_fd : lowers.front().fd;
+  }
+  // The upper file opened for reading (see upper_read_fd), or -1 while
+  // the node is not copied up.
+  Result<int> UpperReadFd() {
+    std::unique_lock lock(mu);
+    if (upper_fd < 0 || upper_read_fd >= 0) return upper_read_fd;
+    int fd = open(FdPath(upper_fd).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return LastErrno();
+    upper_read_fd = fd;
+    if (held_ != nullptr) held_->fetch_add(1, std::memory_order_relaxed);
+    return fd;
   }
   bool HasLower() const { return !lowers.empty(); }
   // A name in this directory changed: the next READDIR lists it anew.
@@ -120,7 +138,7 @@ class Node {
 
  private:
   size_t Descriptors() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return (upper_fd >= 0 ? 1 : 0) + lowers.size();
+    return (upper_fd >= 0 ? 1 : 0) + (upper_read_fd >= 0 ? 1 : 0) + lowers.size();
   }
 
   std::atomic<size_t>* held_ = nullptr;

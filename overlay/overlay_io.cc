@@ -2,10 +2,13 @@
 //
 // Opening for writing (or truncating) copies a lower file up first; reads
 // of lower files go straight to the lower file. With kernel passthrough,
-// the node's backing file is registered once and shared by all its opens;
-// if a node was copied up while lower-backed opens are still live, new
-// opens are served by the daemon with FOPEN_DIRECT_IO until those close,
-// because the kernel allows only one backing file per inode.
+// the node's backing file is registered once per kernel inode and shared by
+// all its opens. The kernel pins that backing file to the inode until the
+// last such open closes, and refuses any other open of the inode meanwhile,
+// so an open of a node copied up while opens of its lower file are live
+// renumbers the node and answers ESTALE: the kernel retries the open with a
+// fresh lookup, which gets a new inode for the upper file. The old opens
+// keep reading the lower file (as on the kernel's overlayfs before 4.19).
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -21,17 +24,22 @@ using overlay::Node;
 
 namespace {
 
-// A file handle is the open descriptor plus a bit saying the open holds a
-// reference on the node's backing id.
+// A file handle is the open descriptor plus bits saying the open holds a
+// reference on the node's backing id, and whether the descriptor (and
+// backing file) is the lower file's.
 constexpr uint64_t kBackedBit = 1ULL << 63;
-uint64_t MakeHandle(int fd, bool backed) {
-  return static_cast<uint64_t>(fd) | (backed ? kBackedBit : 0);
+constexpr uint64_t kLowerBit = 1ULL << 62;
+uint64_t MakeHandle(int fd, bool backed, bool lower) {
+  return static_cast<uint64_t>(fd) | (backed ? kBackedBit : 0) | (lower ? kLowerBit : 0);
 }
 int HandleFd(uint64_t fh) {
   return static_cast<int>(fh & 0xffffffffULL);
 }
 bool HandleBacked(uint64_t fh) {
   return (fh & kBackedBit) != 0;
+}
+bool HandleLower(uint64_t fh) {
+  return (fh & kLowerBit) != 0;
 }
 
 bool WantsWrite(int flags) {
@@ -70,13 +78,19 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
   bool backed = false;
   if (backing_ != nullptr && S_ISREG(node->type)) {
     std::unique_lock lock(node->mu);
-    if (node->backing_refs == 0 || node->backing_upper == top_is_upper) {
-      Result<int> backing_id = backing_->Acquire(id, fd);
-      if (backing_id.ok()) {
-        reply.backing_id = *backing_id;
-        ++node->backing_refs;
-        node->backing_upper = top_is_upper;
-        backed = true;
+    if (top_is_upper && node->lower_backed_opens > 0 && node->lower_backed_id == id) {
+      lock.unlock();
+      close(fd);
+      table_.Renumber(id);
+      return Errno{ESTALE};
+    }
+    Result<int> backing_id = backing_->Acquire(id, fd);
+    if (backing_id.ok()) {
+      reply.backing_id = *backing_id;
+      backed = true;
+      if (!top_is_upper) {
+        ++node->lower_backed_opens;
+        node->lower_backed_id = id;
       }
     }
   }
@@ -89,7 +103,7 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
       reply.open_flags |= abi::kFopenKeepCache;
     }
   }
-  reply.fh = MakeHandle(fd, backed);
+  reply.fh = MakeHandle(fd, backed, !top_is_upper);
   return reply;
 }
 
@@ -169,14 +183,23 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   });
   CreateReply reply;
   reply.entry = MakeEntry(handle.id, *handle.node, st);
-  reply.open.fh = MakeHandle(fd, /*backed=*/false);
+  reply.open.fh = MakeHandle(fd, /*backed=*/false, /*lower=*/false);
   if (backing_ != nullptr) reply.open.open_flags |= abi::kFopenDirectIo;
   return reply;
 }
 
-Result<size_t> OverlayFs::Read(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+Result<size_t> OverlayFs::Read(const Ctx&, NodeId id, uint64_t fh, uint64_t offset,
                                std::span<std::byte> out) {
-  ssize_t n = pread(HandleFd(fh), out.data(), out.size(), static_cast<off_t>(offset));
+  int fd = HandleFd(fh);
+  // Reads through an open made before a copy-up follow it, as the
+  // kernel's do: the lower file is no longer what the name shows.
+  NodePtr node = HandleLower(fh) ? Get(id) : nullptr;
+  if (node != nullptr) {
+    Result<int> upper = node->UpperReadFd();
+    if (!upper.ok()) return Errno{upper.error()};
+    if (*upper >= 0) fd = *upper;
+  }
+  ssize_t n = pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
 }
@@ -195,10 +218,10 @@ Result<size_t> OverlayFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
 Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
   close(HandleFd(fh));
   if (HandleBacked(fh) && backing_ != nullptr) {
-    NodePtr node = Get(id);
+    NodePtr node = HandleLower(fh) ? Get(id) : nullptr;
     if (node != nullptr) {
       std::unique_lock lock(node->mu);
-      --node->backing_refs;
+      --node->lower_backed_opens;
     }
     backing_->Release(id);
   }

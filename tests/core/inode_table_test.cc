@@ -47,6 +47,36 @@ TEST(InodeTableTest, AcquireCountsAndForgetDrops) {
   EXPECT_FALSE(table.AddRef(a.id));
 }
 
+TEST(InodeTableTest, RenumberHandsTheSameNodeOutUnderANewId) {
+  Table table;
+  table.SetRoot("/", Make("root"));
+  auto a = table.Acquire("a", [] { return Make("A"); });
+  table.Renumber(a.id);
+  table.Renumber(a.id);  // already renumbered: no effect
+  auto renumbered = table.Acquire("a", []() -> std::shared_ptr<std::string> {
+    ADD_FAILURE() << "make() called for a renumbered key";
+    return nullptr;
+  });
+  EXPECT_GT(renumbered.id, a.id);
+  EXPECT_EQ(renumbered.node, a.node);
+  EXPECT_EQ(table.lookups(renumbered.id), 1U);
+  // The old id lives on until the kernel forgets it; the key stays with
+  // the new one.
+  EXPECT_EQ(table.Get(a.id), a.node);
+  EXPECT_EQ(table.Forget(a.id, 1), a.node);
+  EXPECT_EQ(table.Get(a.id), nullptr);
+  EXPECT_EQ(table.Acquire("a", [] { return Make("unused"); }).id, renumbered.id);
+
+  // Renumbered, then forgotten before any new lookup: the next lookup
+  // makes a new node.
+  auto b = table.Acquire("b", [] { return Make("B"); });
+  table.Renumber(b.id);
+  ASSERT_NE(table.Forget(b.id, 1), nullptr);
+  EXPECT_EQ(*table.Acquire("b", [] { return Make("B2"); }).node, "B2");
+  table.Renumber(kRootNodeId);
+  EXPECT_EQ(table.Acquire("/", [] { return Make("unused"); }).id, kRootNodeId);
+}
+
 TEST(InodeTableTest, RootIsPinnedAndOverForgetClamps) {
   Table table;
   table.SetRoot("/", Make("root"));
