@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "overlay/layers.h"
+#include "overlay/privilege.h"
 
 namespace lamina::cmd {
 namespace {
@@ -155,9 +156,11 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
   if (!absl::IsNotFound(compat)) return compat;
   absl::Status feature = CheckOverlayFeature(key, value);
   if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
-  // Renames of merged directories are recorded only with redirect_dir=on
-  // (or follow); redirects already on disk are always followed.
-  if (feature.ok() && key == "redirect_dir") out.redirect_dir = value == "on" || value == "follow";
+  if (feature.ok() && key == "redirect_dir") {
+    out.redirect_option = value;
+    out.redirect_dir = value == "on";
+    out.redirect_follow = value != "nofollow";
+  }
   return feature;
 }
 
@@ -314,6 +317,21 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     if (out.lowerdirs.empty()) return absl::InvalidArgumentError("no lowerdir= given");
     if (out.upperdir.empty() != out.workdir.empty()) {
       return absl::InvalidArgumentError("upperdir and workdir go together");
+    }
+    // The kernel's rule: userxattr disables redirects (redirect_dir=nofollow)
+    // unless another value was asked for, which conflicts. Without the
+    // privilege for trusted.* the option is implied, as the kernel requires
+    // it of such mounts.
+    const bool implied = !out.userxattr && !overlay::MayUseTrustedXattrs();
+    if (out.userxattr || implied) {
+      if (!out.redirect_option.empty() && out.redirect_option != "nofollow") {
+        return absl::InvalidArgumentError(absl::StrCat("conflicting options: userxattr",
+                                                       implied ? " (implied: not root)" : "",
+                                                       ",redirect_dir=", out.redirect_option));
+      }
+      out.userxattr = true;
+      out.redirect_dir = false;
+      out.redirect_follow = false;
     }
     // squash_to_uid= and squash_to_gid= take precedence over squash_to_root.
     if (out.squash_to_root) {

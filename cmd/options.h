@@ -46,8 +46,15 @@ struct MountCommand {
   std::string upperdir;
   std::string workdir;
   bool volatile_mode = false;  // volatile, fsync=volatile
-  bool redirect_dir = true;    // redirect_dir=on|follow (default) or off|nofollow
-  bool userxattr = false;
+  // redirect_dir=on (the default) records renames of merged directories;
+  // follow and off only follow records, nofollow neither (the kernel's
+  // meanings, with its default redirect_always_follow). userxattr, given or
+  // implied (the daemon may not use trusted.*), means nofollow, as on the
+  // kernel, and refuses any other explicit value.
+  bool redirect_dir = true;
+  bool redirect_follow = true;
+  std::string redirect_option;  // the value given, empty if none
+  bool userxattr = false;       // given, or implied by the daemon's credentials
 
   // fuse-overlayfs' options that change what the merged view shows.
   bool static_nlink = false;  // directories report st_nlink 1

@@ -46,6 +46,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.layers.volatile_mode = command->volatile_mode;
   fs_options.volatile_mode = command->volatile_mode;
   fs_options.redirect_dir = command->redirect_dir;
+  fs_options.redirect_follow = command->redirect_follow;
   fs_options.passthrough = command->passthrough;
   fs_options.layers.ino32 = command->ino32;
   fs_options.static_nlink = command->static_nlink;

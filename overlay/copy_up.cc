@@ -179,9 +179,13 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   bool symlink = S_ISLNK(st.st_mode);
   if (result.ok() && !symlink) result = CopyXattrs(layers_, FdPath(lower.fd), staged_path);
   if (result.ok() && !symlink) {
-    std::string origin = overlay::EncodeOrigin(layers_.layer(lower.layer), lower.fd);
-    if (!origin.empty() &&
-        lsetxattr(staged_path.c_str(), layers_.PrivateXattr("origin").c_str(), origin.data(),
+    // Without a usable file handle (the daemon may not decode them, or the
+    // lower filesystem cannot encode them) the record is empty, as the
+    // kernel writes it: the object is still marked as copied up.
+    std::string origin = layers_.decode_handles()
+                             ? overlay::EncodeOrigin(layers_.layer(lower.layer), lower.fd)
+                             : std::string();
+    if (lsetxattr(staged_path.c_str(), layers_.PrivateXattr("origin").c_str(), origin.data(),
                   origin.size(), 0) != 0 &&
         errno != EPERM && errno != EOPNOTSUPP) {
       result = LastErrno();
@@ -193,6 +197,9 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   }
   if (result.ok() && data_fd >= 0 && !options_.volatile_mode) result = CheckSyscall(fsync(data_fd));
   if (data_fd >= 0) close(data_fd);
+  // The parent is about to hold an object that continues a lower one
+  // (marked first, as the kernel does).
+  if (result.ok()) result = overlay::MarkImpure(layers_, parent_upper_fd);
   if (result.ok()) {
     result = CheckSyscall(
         renameat2(staging, staged.c_str(), parent_upper_fd, name.c_str(), RENAME_NOREPLACE));
@@ -201,6 +208,7 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
     unlinkat(staging, staged.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
     return result;
   }
+
   Result<int> upper = overlay::OpenPathAt(parent_upper_fd, name);
   if (!upper.ok()) return Errno{upper.error()};
   node.SetUpperFd(*upper);

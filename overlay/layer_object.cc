@@ -246,6 +246,20 @@ Result<void> MarkOpaque(const LayerStack& layers, int dir_fd) {
       setxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("opaque").c_str(), "y", 1, 0));
 }
 
+bool IsImpure(const LayerStack& layers, int dir_fd) {
+  return XattrEquals(FdPath(dir_fd), layers.PrivateXattr("impure"), "y");
+}
+
+Result<void> MarkImpure(const LayerStack& layers, int dir_fd) {
+  const std::string path = FdPath(dir_fd);
+  const std::string name = layers.PrivateXattr("impure");
+  if (XattrEquals(path, name, "y")) return Ok();
+  if (setxattr(path.c_str(), name.c_str(), "y", 1, 0) != 0 && errno != EOPNOTSUPP) {
+    return LastErrno();
+  }
+  return Ok();
+}
+
 Result<void> MarkXattrWhiteouts(const LayerStack& layers, int dir_fd) {
   if (ReadDirMarks(layers, dir_fd).opaque) return Ok();
   return CheckSyscall(

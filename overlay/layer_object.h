@@ -93,6 +93,13 @@ std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int up
 
 // Marks an upper directory opaque ("y").
 Result<void> MarkOpaque(const LayerStack& layers, int dir_fd);
+// Marks an upper directory "impure" (overlay.impure = "y"), as the kernel
+// does to the parent of every copy-up and to the new parent of a moved
+// object that continues a lower one: the kernel then looks entries up to
+// report their origin's inode number in readdir. A no-op when already set;
+// an upper without xattrs is not an error (the kernel's rule).
+Result<void> MarkImpure(const LayerStack& layers, int dir_fd);
+bool IsImpure(const LayerStack& layers, int dir_fd);
 // Marks an upper directory as holding xattr whiteouts ("x"), as the kernel
 // requires before it looks for them; a no-op on opaque directories.
 Result<void> MarkXattrWhiteouts(const LayerStack& layers, int dir_fd);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "overlay/privilege.h"
 
 namespace lamina::overlay {
 namespace {
@@ -107,7 +108,8 @@ bool PathIsWithin(const std::string& inner, const std::string& outer) {
 
 absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
   LayerStack stack;
-  if (config.userxattr || geteuid() != 0) stack.prefix_ = "user.overlay.";
+  if (config.userxattr || !MayUseTrustedXattrs()) stack.prefix_ = "user.overlay.";
+  stack.decode_handles_ = MayDecodeFileHandles();
   stack.ino32_ = config.ino32;
   if (config.lowers.empty()) return absl::InvalidArgumentError("no lowerdir given");
   absl::Status overlaps = CheckOverlaps(config);
@@ -177,7 +179,8 @@ LayerStack::LayerStack(LayerStack&& other) noexcept
       work_fd_(other.work_fd_),
       staging_fd_(other.staging_fd_),
       lock_fds_(std::move(other.lock_fds_)),
-      prefix_(std::move(other.prefix_)) {
+      prefix_(std::move(other.prefix_)),
+      decode_handles_(other.decode_handles_) {
   other.layers_.clear();
   other.work_fd_ = -1;
   other.staging_fd_ = -1;

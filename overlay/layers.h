@@ -37,7 +37,8 @@ struct LayerConfig {
   std::string upper;                // empty: read-only overlay
   std::string work;                 // required with upper
   // Private xattrs in "user.overlay." instead of "trusted.overlay." (set
-  // automatically when the daemon is not root).
+  // automatically when the daemon may not use trusted.*: not root, or root
+  // of a user namespace; see privilege.h).
   bool userxattr = false;
   // volatile: leaves work/work/incompat/volatile behind, as the kernel does,
   // so that a later mount knows the upper may be inconsistent after a crash.
@@ -93,6 +94,10 @@ class LayerStack {
   // "trusted.overlay.<suffix>" or "user.overlay.<suffix>".
   std::string PrivateXattr(std::string_view suffix) const { return prefix_ + std::string(suffix); }
   const std::string& private_prefix() const { return prefix_; }
+  // Whether origin records can name lower objects: the daemon may decode
+  // file handles (overlay/privilege.h). Otherwise copy-ups record an empty
+  // origin, as the kernel does for the same credentials.
+  bool decode_handles() const { return decode_handles_; }
   // A fresh name for a staged object in work/work.
   std::string StagingName();
 
@@ -109,6 +114,7 @@ class LayerStack {
   int staging_fd_ = -1;
   std::vector<int> lock_fds_;  // flocked upper and work directories
   std::string prefix_ = "trusted.overlay.";
+  bool decode_handles_ = false;
   std::atomic<uint64_t> staging_counter_{0};
 };
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "overlay/dir_merge.h"
+#include "overlay/layer_object.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina {
@@ -120,11 +121,29 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
     // The entry carries attributes: resolve it as a lookup would, which
     // also takes the lookup reference the kernel will hold.
     Result<Resolved> resolved = Resolve(*dir, item.name);
-    if (!resolved.ok()) continue;  // removed since the snapshot
+    if (!resolved.ok()) {
+      // Removed since the snapshot: left out. Refused: listed without
+      // attributes where the kernel lists it too.
+      if (resolved.error() != ENOENT && ListsUnresolvable(*dir, item.name)) {
+        out.Add(item.name, item.ino, item.type, next);
+      }
+      continue;
+    }
     Result<Entry> entry = Adopt(dir, item.name, std::move(*resolved));
     if (!entry.ok()) continue;
     out.AddPlus(item.name, *entry, next);
   }
+}
+
+bool OverlayFs::ListsUnresolvable(const overlay::Node& dir, std::string_view name) const {
+  // The kernel's readdir looks entries up only to report an origin's inode
+  // number: always with layers on several filesystems, and for the upper's
+  // entries when the directory is impure. An entry whose lookup fails there
+  // is left out; elsewhere it is listed and fails when looked up.
+  if (!layers_.single_device()) return false;
+  const int upper = dir.UpperFd();
+  if (upper < 0 || !overlay::StatAt(upper, name)) return true;
+  return !overlay::IsImpure(layers_, upper);
 }
 
 Result<void> OverlayFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {

@@ -203,9 +203,17 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
       auto merged = std::find_if(dir.lowers.begin(), dir.lowers.end(),
                                  [&](const LowerRef& l) { return l.layer == layer.index; });
       if (merged == dir.lowers.end()) continue;
+      if (!redirect.empty() && !options_.redirect_follow) {
+        status = Errno{EPERM};
+        break;
+      }
       c.dir_fd = merged->fd;
       c.marks = merged->marks;
     } else {
+      if (!options_.redirect_follow) {
+        status = Errno{EPERM};
+        break;
+      }
       size_t slash = redirect.rfind('/');
       std::string below;
       std::optional<int> fd =

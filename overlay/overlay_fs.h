@@ -51,8 +51,14 @@ struct OverlayOptions {
   bool volatile_mode = false;
   // Renaming a directory that merges lower content records the move in
   // overlay.redirect, as the kernel's redirect_dir=on does; off answers
-  // EXDEV (callers then copy). Redirects are always followed when read.
+  // EXDEV (callers then copy).
   bool redirect_dir = true;
+  // Whether recorded redirects are followed (redirect_dir=on|follow|off);
+  // with redirect_dir=nofollow, the kernel's choice under userxattr, a
+  // lookup that would follow one answers EPERM, as the kernel's does: a
+  // redirect is a path into the lower layers that skips their permission
+  // checks, and user.* records can be written by any owner of a layer.
+  bool redirect_follow = true;
   PassthroughMode passthrough = PassthroughMode::kAuto;
   // POSIX ACLs in the merged view: the kernel enforces and caches them
   // (FUSE_POSIX_ACL), and creation honours default ACLs (FUSE_DONT_MASK).
@@ -236,6 +242,9 @@ class OverlayFs : public Filesystem {
   // Fills `out` with the items after the cookie `offset`.
   void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t offset,
                     DirentWriter& out);
+  // Whether the kernel lists `name` of `dir` although its lookup fails
+  // (e.g. a redirect it may not follow).
+  bool ListsUnresolvable(const overlay::Node& dir, std::string_view name) const;
 
   OverlayOptions options_;
   overlay::LayerStack layers_;

@@ -435,6 +435,14 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
     }
   }
+  // As on the kernel, a directory that receives an object continuing a
+  // lower one from another directory is marked impure.
+  if (ok.ok() && *from_dir != *to_dir) {
+    if (moving->HasLower()) ok = overlay::MarkImpure(layers_, to_upper);
+    if (ok.ok() && exchange && target->second->HasLower()) {
+      ok = overlay::MarkImpure(layers_, from_upper);
+    }
+  }
   if (ok.ok()) {
     {
       std::unique_lock lock(moving->mu);

@@ -207,6 +207,16 @@ TEST(OptionsTest, KernelOptions) {
   EXPECT_EQ(ErrorOf("metacopy=on"), "metacopy=on is not supported by laminafs yet");
   EXPECT_EQ(ErrorOf("redirect_dir=off"), "");
   EXPECT_FALSE(ParseOverlay("redirect_dir=off")->redirect_dir);
+  EXPECT_TRUE(ParseOverlay("redirect_dir=off")->redirect_follow);
+  EXPECT_FALSE(ParseOverlay("redirect_dir=follow")->redirect_dir);
+  EXPECT_TRUE(ParseOverlay("redirect_dir=follow")->redirect_follow);
+  EXPECT_FALSE(ParseOverlay("redirect_dir=nofollow")->redirect_follow);
+  EXPECT_TRUE(ParseOverlay("redirect_dir=on")->redirect_dir);
+  // userxattr means nofollow, as on the kernel; another explicit value conflicts.
+  EXPECT_FALSE(ParseOverlay("userxattr")->redirect_dir);
+  EXPECT_FALSE(ParseOverlay("userxattr")->redirect_follow);
+  EXPECT_EQ(ErrorOf("userxattr,redirect_dir=nofollow"), "");
+  EXPECT_EQ(ErrorOf("userxattr,redirect_dir=on"), "conflicting options: userxattr,redirect_dir=on");
   EXPECT_TRUE(ParseOverlay("fsync=volatile")->volatile_mode);
   EXPECT_TRUE(ParseOverlay("userxattr")->userxattr);
   EXPECT_EQ(ErrorOf("frobnicate"), "unknown option 'frobnicate'");
