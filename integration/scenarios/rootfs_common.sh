@@ -32,3 +32,35 @@ rootfs_prepare() {
   }
   touch "$rootfs_marker"
 }
+
+# The same tree with every owner shifted up by $1 (uid and gid), as a
+# rootless engine stores an image for a user namespace that maps root to a
+# subordinate range. Cached beside the tree, rebuilt when incomplete.
+# Sets rootfs_shifted.
+rootfs_prepare_shifted() {
+  local shift=$1
+  rootfs_shifted=$rootfs_cache/bookworm-shift$shift
+  local marker=$rootfs_shifted.complete
+  if [[ -f "$marker" && -x "$rootfs_shifted/usr/bin/apt-get" ]]; then return 0; fi
+  rootfs_prepare
+  echo "rootfs: copying the tree with owners shifted by $shift (once)"
+  rm -rf "$rootfs_shifted" "$marker"
+  cp -a "$rootfs_tree" "$rootfs_shifted"
+  # chown clears set-id bits: note the modes, shift the owners (one pass
+  # per distinct owner pair, there are a handful), restore the modes.
+  local modes pair uid gid
+  modes=$(cd "$rootfs_shifted" && find . -xdev -perm /6000 ! -type l -printf '%m %p\n')
+  (cd "$rootfs_shifted" && find . -xdev -printf '%U:%G\n' | sort -u) | while IFS=: read -r uid gid; do
+    (cd "$rootfs_shifted" && find . -xdev -uid "$uid" -gid "$gid" -print0 |
+       xargs -0 chown -h "$((uid + shift)):$((gid + shift))")
+  done
+  while read -r mode path; do
+    [[ -n "$path" ]] && chmod "$mode" "$rootfs_shifted/$path"
+  done <<< "$modes"
+  # Nothing may keep a host owner below the shift.
+  if [[ -n "$(find "$rootfs_shifted" -xdev \( ! -uid +$((shift - 1)) -o ! -gid +$((shift - 1)) \) -print -quit)" ]]; then
+    echo "rootfs: shifting owners left some behind" >&2
+    return 1
+  fi
+  touch "$marker"
+}
