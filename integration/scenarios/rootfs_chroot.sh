@@ -7,8 +7,9 @@
 # of a lower directory. Then: unbind, unmount, remount, same view; kernel
 # overlayfs on the same upper shows it too.
 #   rootfs_chroot.sh LAMINAFS                  as root (what CI runs, label "long")
-#   rootfs_chroot.sh LAMINAFS --unprivileged   the same, as far as it goes, for a
-#                                              non-root user inside unshare -Urm
+#   rootfs_chroot.sh LAMINAFS --unprivileged   the same workload without root, set
+#                                              up as rootless engines do (see below;
+#                                              label "manual", over two minutes)
 # The tree is built once with debootstrap and cached (rootfs_common.sh).
 set -euo pipefail
 laminafs=$(realpath "$1")
@@ -76,7 +77,7 @@ listing() {
 read -r -d '' workload <<'EOF' || true
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-step() { echo "rootfs: --- $*"; }
+step() { echo "rootfs: --- $* (at ${SECONDS} s)"; }
 step apt-get update
 apt-get update -qq
 step apt-get install
@@ -130,7 +131,7 @@ test ! -e /usr/share/doc
 step rename a lower directory
 mv /usr/share/man /usr/share/man2
 test -d /usr/share/man2/man1 && test ! -e /usr/share/man
-echo "rootfs: workload ok"
+echo "rootfs: workload ok (${SECONDS} s)"
 EOF
 
 bind_system() {
