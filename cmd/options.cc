@@ -156,6 +156,7 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
   if (!absl::IsNotFound(compat)) return compat;
   absl::Status feature = CheckOverlayFeature(key, value);
   if (feature.ok() && key == "fsync" && value == "volatile") out.volatile_mode = true;
+  if (feature.ok() && key == "uuid") out.record_uuid = value == "auto" || value == "on";
   if (feature.ok() && key == "redirect_dir") {
     out.redirect_option = value;
     out.redirect_dir = value == "on";

@@ -46,6 +46,7 @@ struct MountCommand {
   std::string upperdir;
   std::string workdir;
   bool volatile_mode = false;  // volatile, fsync=volatile
+  bool record_uuid = true;     // uuid=auto|on (default); off|null record none
   // redirect_dir=on (the default) records renames of merged directories;
   // follow and off only follow records, nofollow neither (the kernel's
   // meanings, with its default redirect_always_follow). userxattr, given or

@@ -44,6 +44,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.layers.work = command->workdir;
   fs_options.layers.userxattr = command->userxattr;
   fs_options.layers.volatile_mode = command->volatile_mode;
+  fs_options.layers.record_uuid = command->record_uuid;
   fs_options.volatile_mode = command->volatile_mode;
   fs_options.redirect_dir = command->redirect_dir;
   fs_options.redirect_follow = command->redirect_follow;

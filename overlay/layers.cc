@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -92,6 +94,22 @@ absl::Status CheckOverlaps(const LayerConfig& config) {
   return absl::OkStatus();
 }
 
+// The kernel's uuid=auto: an upper without overlay.uuid gets a random one
+// at its first mount, recognised by a root not yet marked impure (an upper
+// used before keeps none, the kernel's uuid=null). Failing to store it is
+// not an error, as on the kernel.
+void RecordUuid(int upper_fd, const std::string& prefix) {
+  const std::string upper = absl::StrCat("/proc/self/fd/", upper_fd);
+  const std::string uuid_name = prefix + "uuid";
+  if (getxattr(upper.c_str(), uuid_name.c_str(), nullptr, 0) >= 0 || errno != ENODATA) return;
+  if (getxattr(upper.c_str(), (prefix + "impure").c_str(), nullptr, 0) >= 0) return;
+  uint8_t uuid[16];
+  if (getrandom(uuid, sizeof(uuid), 0) != sizeof(uuid)) return;
+  uuid[6] = static_cast<uint8_t>((uuid[6] & 0x0f) | 0x40);  // version 4, as uuid_gen makes
+  uuid[8] = static_cast<uint8_t>((uuid[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  setxattr(upper.c_str(), uuid_name.c_str(), uuid, sizeof(uuid), 0);
+}
+
 // Removes everything in the directory `fd` (a crashed mount's leftovers).
 void EmptyDirectory(const std::string& path) {
   std::error_code error;
@@ -151,6 +169,7 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
           " exists); its contents may be incomplete: remove that directory to mount anyway"));
     }
     EmptyDirectory(staging);
+    if (config.record_uuid) RecordUuid(upper->fd, stack.prefix_);
     if (config.volatile_mode) {
       std::filesystem::create_directories(marker);
     }

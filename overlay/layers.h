@@ -43,6 +43,10 @@ struct LayerConfig {
   // volatile: leaves work/work/incompat/volatile behind, as the kernel does,
   // so that a later mount knows the upper may be inconsistent after a crash.
   bool volatile_mode = false;
+  // uuid=auto|on (true): a new upper gets a random overlay.uuid on its root
+  // at the first mount, as the kernel records it (the overlay's identity;
+  // Lamina itself does not use it). uuid=off|null: none.
+  bool record_uuid = true;
   // fuse-overlayfs' ino32_t: inode numbers folded into 32 bits, for 32-bit
   // programs whose stat() fails with EOVERFLOW on larger ones.
   bool ino32 = false;

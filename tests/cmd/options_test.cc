@@ -218,6 +218,9 @@ TEST(OptionsTest, KernelOptions) {
   EXPECT_EQ(ErrorOf("userxattr,redirect_dir=nofollow"), "");
   EXPECT_EQ(ErrorOf("userxattr,redirect_dir=on"), "conflicting options: userxattr,redirect_dir=on");
   EXPECT_TRUE(ParseOverlay("fsync=volatile")->volatile_mode);
+  EXPECT_TRUE(ParseOverlay("uuid=auto")->record_uuid);
+  EXPECT_FALSE(ParseOverlay("uuid=null")->record_uuid);
+  EXPECT_FALSE(ParseOverlay("uuid=off")->record_uuid);
   EXPECT_TRUE(ParseOverlay("userxattr")->userxattr);
   EXPECT_EQ(ErrorOf("frobnicate"), "unknown option 'frobnicate'");
 }
