@@ -41,7 +41,7 @@ absl::Status CheckOverlayFeature(const std::string& key, const std::string& valu
   };
   static const Feature kFeatures[] = {
       {"redirect_dir", {"on", "follow", "off", "nofollow"}},
-      {"index", {"off"}},
+      {"index", {"on", "off"}},
       {"metacopy", {"off"}},
       {"nfs_export", {"off"}},
       {"xino", {"off", "auto", "on"}},
@@ -158,6 +158,7 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
   // Renames of merged directories are recorded only with redirect_dir=on
   // (or follow); redirects already on disk are always followed.
   if (feature.ok() && key == "redirect_dir") out.redirect_dir = value == "on" || value == "follow";
+  if (feature.ok() && key == "index") out.index = value == "on";
   return feature;
 }
 
@@ -314,6 +315,12 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     if (out.lowerdirs.empty()) return absl::InvalidArgumentError("no lowerdir= given");
     if (out.upperdir.empty() != out.workdir.empty()) {
       return absl::InvalidArgumentError("upperdir and workdir go together");
+    }
+    // The kernel refuses this pair too ("conflicting options"): the index
+    // needs the trusted namespace. Without an explicit index=on, userxattr
+    // simply turns the index off.
+    if (out.index == true && out.userxattr) {
+      return absl::InvalidArgumentError("index=on conflicts with userxattr");
     }
     // squash_to_uid= and squash_to_gid= take precedence over squash_to_root.
     if (out.squash_to_root) {

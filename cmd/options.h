@@ -48,6 +48,9 @@ struct MountCommand {
   bool volatile_mode = false;  // volatile, fsync=volatile
   bool redirect_dir = true;    // redirect_dir=on|follow (default) or off|nofollow
   bool userxattr = false;
+  // index=on|off; unset means on (lower hard links stay linked across
+  // copy-up; the kernel's default is off). Off is the kernel's index=off.
+  std::optional<bool> index;
 
   // fuse-overlayfs' options that change what the merged view shows.
   bool static_nlink = false;  // directories report st_nlink 1

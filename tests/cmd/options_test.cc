@@ -209,6 +209,11 @@ TEST(OptionsTest, KernelOptions) {
   EXPECT_FALSE(ParseOverlay("redirect_dir=off")->redirect_dir);
   EXPECT_TRUE(ParseOverlay("fsync=volatile")->volatile_mode);
   EXPECT_TRUE(ParseOverlay("userxattr")->userxattr);
+  EXPECT_EQ(ParseOverlay("index=on")->index, true);
+  EXPECT_EQ(ParseOverlay("index=off")->index, false);
+  EXPECT_FALSE(ParseOverlay("userxattr")->index.has_value());
+  EXPECT_EQ(ErrorOf("userxattr,index=on"), "index=on conflicts with userxattr");
+  EXPECT_EQ(ErrorOf("index=nfs"), "index=nfs is not supported by laminafs yet");
   EXPECT_EQ(ErrorOf("frobnicate"), "unknown option 'frobnicate'");
 }
 
