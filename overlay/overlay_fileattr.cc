@@ -191,23 +191,28 @@ Result<IoctlReply> OverlayFs::Ioctl(const Ctx& ctx, NodeId id, const IoctlReques
                                           ? FromXflags(attr.fsx_xflags)
                                           : static_cast<unsigned int>(flags) & kProtectionFlags;
       if (ctx.uid != 0 && protection != old_protection) return Errno{EPERM};
-      // The upper inode must not be immutable while its xattr changes.
-      if ((old & static_cast<int>(kProtectionFlags)) != 0) {
+      // The upper inode must not be immutable or append-only while its
+      // other flags and its xattr change.
+      const int old_real = old & static_cast<int>(kProtectionFlags);
+      if (old_real != 0) {
         int cleared = old & ~static_cast<int>(kProtectionFlags);
         if (ioctl(real.fd, FS_IOC_SETFLAGS, &cleared) != 0) return FlagsError();
       }
-      if (protection != old_protection || (old & static_cast<int>(kProtectionFlags)) != 0) {
-        Result<void> recorded = WriteProtection(upper, protection);
-        if (!recorded.ok()) return Errno{recorded.error()};
-      }
+      // The other flags first, so that a refused request changes nothing.
+      flags &= ~static_cast<int>(kProtectionFlags);
+      attr.fsx_xflags &= ~kProtectionXflags;
       const int rc = xattr_form ? ioctl(real.fd, FS_IOC_FSSETXATTR, &attr)
                                 : ioctl(real.fd, FS_IOC_SETFLAGS, &flags);
       if (rc != 0) {
         Errno error = FlagsError();
-        // Leave the protection as it was on the upper inode.
-        ApplyProtection(upper, dir, static_cast<unsigned int>(old) & kProtectionFlags);
+        ApplyProtection(upper, dir, static_cast<unsigned int>(old_real));
         return error;
       }
+      if (protection != old_protection || old_real != 0) {
+        Result<void> recorded = WriteProtection(upper, protection);
+        if (!recorded.ok()) return Errno{recorded.error()};
+      }
+      ApplyProtection(upper, dir, protection);
       return reply;
     }
     default:
