@@ -128,6 +128,29 @@ void OverlayFs::ApplyProtection(int upper_fd, bool dir, unsigned int protection)
   close(*fd);
 }
 
+void OverlayFs::EnforceProtection(int upper_fd, mode_t type) {
+  const unsigned int protection = ReadProtection(upper_fd);
+  if (protection == 0) return;
+  Result<int> fd = OpenForIoctl(upper_fd, S_ISDIR(type));
+  if (!fd.ok()) return;
+  int flags = 0;
+  if (ioctl(*fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+      (static_cast<unsigned int>(flags) & protection) != protection) {
+    flags |= static_cast<int>(protection);
+    (void)ioctl(*fd, FS_IOC_SETFLAGS, &flags);
+  }
+  close(*fd);
+}
+
+Result<void> OverlayFs::CheckLowerDeletable(int lower_fd) const {
+  struct statx stx;
+  if (statx(lower_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, 0, &stx) != 0) return Ok();
+  const uint64_t protected_attrs =
+      (STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND) & stx.stx_attributes_mask;
+  if ((stx.stx_attributes & protected_attrs) != 0) return Errno{EPERM};
+  return Ok();
+}
+
 Result<IoctlReply> OverlayFs::Ioctl(const Ctx& ctx, NodeId id, const IoctlRequest& req,
                                     std::span<std::byte> out) {
   NodePtr node = Get(id);

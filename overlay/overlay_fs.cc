@@ -354,6 +354,8 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   });
   if (adopted) {
     shedder_.Added(held_descriptors());
+    const int upper = handle.node->UpperFd();
+    if (upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) EnforceProtection(upper, r.type);
   } else {
     // A known object: keep its descriptors, but follow it to this name.
     {

@@ -235,6 +235,12 @@ class OverlayFs : public Filesystem {
   // in place (an immutable object can no longer be renamed or linked).
   unsigned int StageFileattr(int lower_fd, int staged_fd, bool dir);
   void ApplyProtection(int upper_fd, bool dir, unsigned int protection);
+  // A new node's upper object: protection the kernel recorded only in
+  // overlay.protattr goes onto the inode too, where it is enforced.
+  void EnforceProtection(int upper_fd, mode_t type);
+  // EPERM when a lower object is immutable or append-only (it may not be
+  // deleted or renamed, as the kernel's inode flags say).
+  Result<void> CheckLowerDeletable(int lower_fd) const;
 
   // overlay_namespace.cc
   // Whether any lower layer still shows `name` under `dir` (so removing it

@@ -190,6 +190,8 @@ TEST_F(OverlayFileattrTest, ImmutableDirectoryAndLowerFile) {
   ExpectSame(
       [](const std::string& r) {
         std::string out = GetFlags(r + "/imm");
+        out += " unlink:" + Outcome(unlink((r + "/imm").c_str()));
+        out += " rename:" + Outcome(rename((r + "/imm").c_str(), (r + "/imm2").c_str()));
         int fd = open((r + "/imm").c_str(), O_WRONLY | O_APPEND);
         out += " write:" + Outcome(fd);
         if (fd >= 0) close(fd);
@@ -234,6 +236,21 @@ TEST_F(OverlayFileattrTest, ProtectionSurvivesRemountAndReadsUnderTheKernel) {
             "flags=" + std::to_string(FS_APPEND_FL | FS_NOATIME_FL) +
                 " append:ok trunc:EPERM chmod:EPERM")
       << "kernel overlayfs on Lamina's layers";
+}
+
+TEST_F(OverlayFileattrTest, ProtectionTheKernelRecordedIsEnforced) {
+  // The kernel keeps immutable and append-only in overlay.protattr only.
+  ASSERT_EQ(SetFlags(kernel_root() + "/f", FS_APPEND_FL, 0), "ok");
+  ASSERT_EQ(SetFlags(kernel_root() + "/plain", FS_IMMUTABLE_FL, 0), "ok");
+  const std::string kernel_view =
+      GetFlags(kernel_root() + "/f") + " " + Writes(kernel_root() + "/f") + " " +
+      GetFlags(kernel_root() + "/plain") + " " + Writes(kernel_root() + "/plain");
+  ASSERT_NO_FATAL_FAILURE(MountLaminaOnKernelLayers());
+  const std::string r = lamina_root();
+  EXPECT_EQ(GetFlags(r + "/f") + " " + Writes(r + "/f") + " " + GetFlags(r + "/plain") + " " +
+                Writes(r + "/plain"),
+            kernel_view);
+  EXPECT_EQ(Outcome(unlink((r + "/plain").c_str())), "EPERM");
 }
 
 }  // namespace
