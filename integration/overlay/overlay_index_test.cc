@@ -8,7 +8,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "integration/overlay/overlay_harness.h"
@@ -194,6 +196,28 @@ TEST_F(OverlayIndexTest, LinkAndRenameKeepTheCount) {
   ASSERT_NO_FATAL_FAILURE(Remount());
   ExpectSame([](const std::string& r) { return Links(r) + DescribeTree(r); },
              "the view after remount");
+}
+
+TEST_F(OverlayIndexTest, ConcurrentWritesThroughEveryNameCopyUpOnce) {
+  // Each name appended to by its own thread: one copy, every record in it.
+  const std::string r = lamina_root();
+  std::vector<std::thread> writers;
+  for (const char* name : kNames) {
+    writers.emplace_back([&r, name] {
+      for (int i = 0; i < 20; ++i) Append(r + name, std::string(1, name[1]));
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  const std::string data = ReadFile(r + "/c");
+  EXPECT_EQ(data.size(), std::string("lower").size() + 60);
+  for (char c : {'d', 'c'}) EXPECT_EQ(std::count(data.begin(), data.end(), c), c == 'd' ? 40 : 20);
+  EXPECT_EQ(IndexEntries(lamina_work()).size(), 1u);
+  const std::string view = Links(r);
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  EXPECT_EQ(Links(lamina_root()), view);
+  struct stat st {};
+  ASSERT_EQ(stat((lamina_root() + "/d2/b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 3u);
 }
 
 class OverlayIndexOffTest : public OverlayIndexTest {
