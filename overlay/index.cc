@@ -50,7 +50,8 @@ std::optional<NlinkRecord> ReadNlinkRecord(const LayerStack& layers, int upper_f
   ssize_t n = getxattr(FdPath(upper_fd).c_str(), layers.PrivateXattr("nlink").c_str(), value,
                        sizeof(value));
   // "U+1", "L-2": a base, a sign, decimal digits.
-  if (n < 3 || (value[0] != 'U' && value[0] != 'L') || (value[1] != '+' && value[1] != '-')) {
+  if (n < 3 || (value[0] != 'U' && value[0] != 'L') || (value[1] != '+' && value[1] != '-') ||
+      value[2] < '0' || value[2] > '9') {
     return std::nullopt;
   }
   int diff = 0;
