@@ -317,6 +317,13 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   if (!victim.ok()) return Errno{victim.error()};
   if (!directory && S_ISREG(victim->type) && layers_.index_fd() >= 0 &&
       (victim->upper_fd < 0 || victim->upper_from_index) && victim->lower_nlink > 1) {
+    if (victim->upper_fd < 0) {  // refused before anything is copied
+      Result<void> deletable = CheckLowerDeletable(victim->lowers.front().fd);
+      if (!deletable.ok()) {
+        victim->Release();
+        return deletable;
+      }
+    }
     // A lower name of a hard link: like the kernel, link it up (copying
     // the file into the index first if no name was) so that the index
     // records the view's link count, then remove it as an upper name.
@@ -428,6 +435,15 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
         return finish(Errno{ENOTEMPTY});
       }
       if (sources.upper_fd >= 0) ok = ClearWhiteouts(sources.upper_fd);
+    }
+  }
+  // Moving or replacing an immutable or append-only lower object is
+  // refused before anything is copied (upper ones refuse by themselves).
+  std::vector<const NodePtr*> ends = {&moving};
+  if (target.ok()) ends.push_back(&target->second);
+  for (const NodePtr* end : ends) {
+    if (ok.ok() && (*end)->UpperFd() < 0 && (*end)->HasLower()) {
+      ok = CheckLowerDeletable((*end)->lowers.front().fd);
     }
   }
   // Copy-up links up the very names involved, which matters for lower

@@ -192,6 +192,7 @@ TEST_F(OverlayFileattrTest, ImmutableDirectoryAndLowerFile) {
         std::string out = GetFlags(r + "/imm");
         out += " unlink:" + Outcome(unlink((r + "/imm").c_str()));
         out += " rename:" + Outcome(rename((r + "/imm").c_str(), (r + "/imm2").c_str()));
+        out += " over:" + Outcome(rename((r + "/plain").c_str(), (r + "/imm").c_str()));
         int fd = open((r + "/imm").c_str(), O_WRONLY | O_APPEND);
         out += " write:" + Outcome(fd);
         if (fd >= 0) close(fd);
