@@ -236,15 +236,19 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   // the view's link count is recorded relative to the copy's single link.
   int dest_dir = parent_upper_fd;
   std::string dest = name;
-  if (indexed) {
+  // Without file handles (the lower) or xattrs (the upper) the index is
+  // unusable and the copy goes to the name, as the kernel's index=off.
+  if (indexed && result.ok() && data_fd >= 0) {
     std::string index_name = overlay::IndexName(layers_.layer(lower.layer), lower.fd);
-    if (!index_name.empty()) {
+    Result<void> recorded =
+        index_name.empty()
+            ? Result<void>(Errno{EOPNOTSUPP})
+            : overlay::WriteNlinkRecord(layers_, data_fd, {'U', static_cast<int>(st.st_nlink) - 1});
+    if (recorded.ok()) {
       dest_dir = layers_.index_fd();
       dest = std::move(index_name);
-      if (result.ok() && data_fd >= 0) {
-        result =
-            overlay::WriteNlinkRecord(layers_, data_fd, {'U', static_cast<int>(st.st_nlink) - 1});
-      }
+    } else if (recorded.error() != EOPNOTSUPP && recorded.error() != EPERM) {
+      result = recorded;
     }
   }
   if (result.ok() && data_fd >= 0 && !options_.volatile_mode) result = CheckSyscall(fsync(data_fd));
