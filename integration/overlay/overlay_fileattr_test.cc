@@ -3,12 +3,15 @@
 // append-only are recorded in overlay.protattr and enforced.
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -105,6 +108,29 @@ std::string Protattr(const std::string& path) {
 bool Exists(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0;
+}
+
+// Runs `op` as uid/gid 1000 in a child process; what it returned.
+std::string AsUser1000(const std::function<std::string()>& op) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return "pipe";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    std::string out = "setuid failed";
+    if (setgroups(0, nullptr) == 0 && setgid(1000) == 0 && setuid(1000) == 0) out = op();
+    (void)!write(pipe_fds[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string out;
+  char buffer[256];
+  ssize_t n;
+  while ((n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0)
+    out.append(buffer, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return out;
 }
 
 class OverlayFileattrTest : public OverlayPair {
@@ -237,6 +263,32 @@ TEST_F(OverlayFileattrTest, ProtectionSurvivesRemountAndReadsUnderTheKernel) {
             "flags=" + std::to_string(FS_APPEND_FL | FS_NOATIME_FL) +
                 " append:ok trunc:EPERM chmod:EPERM")
       << "kernel overlayfs on Lamina's layers";
+}
+
+TEST_F(OverlayFileattrTest, OnlyTheOwnerSetsAndOnlyRootProtects) {
+  // User 1000 must be able to walk to the mounts; it owns "mine".
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  for (const std::string& r : {lamina_root(), kernel_root()}) {
+    WriteFile(r + "/mine", "mine");
+    ASSERT_EQ(chown((r + "/mine").c_str(), 1000, 1000), 0);
+  }
+  ExpectSame(
+      [](const std::string& r) {
+        return AsUser1000([&r] {
+          return "other:" + SetFlags(r + "/plain", FS_NODUMP_FL, 0) +
+                 " get:" + GetFlags(r + "/plain") +
+                 " own:" + SetFlags(r + "/mine", FS_NODUMP_FL, 0) +
+                 " protect:" + SetFlags(r + "/mine", FS_APPEND_FL, 0) +
+                 " now:" + GetFlags(r + "/mine");
+        });
+      },
+      "fileattr as a user");
+  const std::string r = lamina_root();
+  EXPECT_EQ(AsUser1000([&r] {
+              return SetFlags(r + "/plain", FS_NODUMP_FL, 0) + " " +
+                     SetFlags(r + "/mine", FS_APPEND_FL, 0) + " " + GetFlags(r + "/mine");
+            }),
+            "EPERM EPERM flags=" + std::to_string(FS_NODUMP_FL));
 }
 
 TEST_F(OverlayFileattrTest, ProtectionTheKernelRecordedIsEnforced) {
