@@ -1,5 +1,6 @@
 #include "overlay/index.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -7,6 +8,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <vector>
 
 #include "overlay/layer_object.h"
 #include "spdlog/spdlog.h"
@@ -108,6 +110,28 @@ void DropIndexIfUnlinked(const LayerStack& layers, int upper_fd) {
   if (!entry || entry->st_ino != st.st_ino || entry->st_dev != st.st_dev) return;
   if (unlinkat(layers.index_fd(), name.c_str(), 0) != 0) {
     spdlog::warn("overlay: cannot remove unused index entry {}: {}", name, strerror(errno));
+  }
+}
+
+void RemoveOrphanIndexEntries(const LayerStack& layers) {
+  if (layers.index_fd() < 0) return;
+  int fd = openat(layers.index_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return;
+  }
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(dir)) {
+    if (e->d_type == DT_REG || e->d_type == DT_UNKNOWN) names.emplace_back(e->d_name);
+  }
+  closedir(dir);
+  for (const std::string& name : names) {
+    Result<int> entry = OpenPathAt(layers.index_fd(), name);
+    if (!entry.ok()) continue;
+    DropIndexIfUnlinked(layers, *entry);
+    close(*entry);
   }
 }
 

@@ -63,6 +63,12 @@ Result<void> LinkUp(const LayerStack& layers, int upper_fd, int dir_fd, const st
 // says 0), removes the index entry, as the kernel's ovl_cleanup_index does.
 void DropIndexIfUnlinked(const LayerStack& layers, int upper_fd);
 
+// At mount: removes index entries no name uses any more (the last name
+// went but the entry stayed, e.g. after a crash in between), as the
+// kernel's index=on mount does with orphan entries. Other entries (and the
+// kernel's "#" work files there) are left alone.
+void RemoveOrphanIndexEntries(const LayerStack& layers);
+
 }  // namespace lamina::overlay
 
 #endif  // LAMINA_OVERLAY_INDEX_H_

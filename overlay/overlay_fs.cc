@@ -35,6 +35,7 @@ void OverlayFs::Resolved::Release() {
 absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions options) {
   absl::StatusOr<overlay::LayerStack> layers = overlay::LayerStack::Open(options.layers);
   if (!layers.ok()) return layers.status();
+  overlay::RemoveOrphanIndexEntries(*layers);
   const rlim_t file_limit = RaiseDescriptorLimit();
   const size_t descriptor_limit = options.max_descriptors.value_or(
       DefaultNodeDescriptorLimit(file_limit, kMaxNodeDescriptorsCap));

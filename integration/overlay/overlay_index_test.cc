@@ -220,6 +220,26 @@ TEST_F(OverlayIndexTest, ConcurrentWritesThroughEveryNameCopyUpOnce) {
   EXPECT_EQ(st.st_nlink, 3u);
 }
 
+TEST_F(OverlayIndexTest, OrphanEntriesGoAtMount) {
+  ASSERT_EQ(Append(lamina_root() + "/d1/a", "+new"), "ok");
+  UnmountLamina();
+  // As if the last name had gone and the daemon died before the entry:
+  // no upper name, and a count of 0.
+  std::vector<std::string> index = IndexEntries(lamina_work());
+  ASSERT_EQ(index.size(), 1u);
+  const std::string entry = lamina_work() + "/index/" + index[0];
+  ASSERT_EQ(unlink((lamina_upper() + "/d1/a").c_str()), 0);
+  ASSERT_EQ(setxattr(entry.c_str(), "trusted.overlay.nlink", "U-1", 3, 0), 0);
+  ASSERT_NO_FATAL_FAILURE(MountLamina());
+  EXPECT_TRUE(IndexEntries(lamina_work()).empty());
+  // An entry still counted stays.
+  ASSERT_EQ(Append(lamina_root() + "/d2/b", "+again"), "ok");
+  UnmountLamina();
+  ASSERT_NO_FATAL_FAILURE(MountLamina());
+  EXPECT_EQ(IndexEntries(lamina_work()).size(), 1u);
+  EXPECT_EQ(ReadFile(lamina_root() + "/c"), "lower+again");
+}
+
 class OverlayIndexOffTest : public OverlayIndexTest {
  protected:
   void SetUp() override {
