@@ -42,7 +42,7 @@ absl::Status CheckOverlayFeature(const std::string& key, const std::string& valu
   };
   static const Feature kFeatures[] = {
       {"redirect_dir", {"on", "follow", "off", "nofollow"}},
-      {"index", {"off"}},
+      {"index", {"on", "off"}},
       {"metacopy", {"off"}},
       {"nfs_export", {"off"}},
       {"xino", {"off", "auto", "on"}},
@@ -162,6 +162,7 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
     out.redirect_dir = value == "on";
     out.redirect_follow = value != "nofollow";
   }
+  if (feature.ok() && key == "index") out.index = value == "on";
   return feature;
 }
 
@@ -319,15 +320,19 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     if (out.upperdir.empty() != out.workdir.empty()) {
       return absl::InvalidArgumentError("upperdir and workdir go together");
     }
-    // The kernel's rule: userxattr disables redirects (redirect_dir=nofollow)
-    // unless another value was asked for, which conflicts. Without the
-    // privilege for trusted.* the option is implied, as the kernel requires
-    // it of such mounts.
+    // The kernel's rules for userxattr: it turns redirects off
+    // (redirect_dir=nofollow) and the index off, and refuses another explicit
+    // value of either as conflicting (the index needs the trusted namespace).
+    // Without the privilege for trusted.* the option is implied, as the
+    // kernel requires it of such mounts.
     const bool implied = !out.userxattr && !overlay::MayUseTrustedXattrs();
     if (out.userxattr || implied) {
+      const char* why = implied ? " (implied: not root)" : "";
+      if (out.index == true) {
+        return absl::InvalidArgumentError(absl::StrCat("index=on conflicts with userxattr", why));
+      }
       if (!out.redirect_option.empty() && out.redirect_option != "nofollow") {
-        return absl::InvalidArgumentError(absl::StrCat("conflicting options: userxattr",
-                                                       implied ? " (implied: not root)" : "",
+        return absl::InvalidArgumentError(absl::StrCat("conflicting options: userxattr", why,
                                                        ",redirect_dir=", out.redirect_option));
       }
       out.userxattr = true;

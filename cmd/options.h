@@ -56,6 +56,9 @@ struct MountCommand {
   bool redirect_follow = true;
   std::string redirect_option;  // the value given, empty if none
   bool userxattr = false;       // given, or implied by the daemon's credentials
+  // index=on|off; unset means on (lower hard links stay linked across
+  // copy-up; the kernel's default is off). Off is the kernel's index=off.
+  std::optional<bool> index;
 
   // fuse-overlayfs' options that change what the merged view shows.
   bool static_nlink = false;  // directories report st_nlink 1

@@ -43,6 +43,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.layers.upper = command->upperdir;
   fs_options.layers.work = command->workdir;
   fs_options.layers.userxattr = command->userxattr;
+  fs_options.layers.index = command->index.value_or(true);
   fs_options.layers.volatile_mode = command->volatile_mode;
   fs_options.layers.record_uuid = command->record_uuid;
   fs_options.volatile_mode = command->volatile_mode;

@@ -5,6 +5,9 @@
 // unless the mount is volatile, and only then renamed into the upper
 // directory. A crash at any point leaves either the lower view (plus junk in
 // work/work, emptied at the next mount) or the complete copy.
+//
+// A lower file with several hard links is copied into the index instead
+// and linked from there to the name being copied up (overlay/index.h).
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "overlay/index.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina {
@@ -113,9 +117,6 @@ Result<void> OverlayFs::CopyData(int from_fd, int to_fd, off_t size) {
 }
 
 Result<void> OverlayFs::CopyUp(const NodePtr& node) {
-  Result<void> writable = RequireUpper();
-  if (!writable.ok()) return writable;
-  if (node->UpperFd() >= 0) return Ok();
   NodePtr parent;
   std::string name;
   {
@@ -123,13 +124,49 @@ Result<void> OverlayFs::CopyUp(const NodePtr& node) {
     parent = node->parent;
     name = node->name;
   }
-  if (parent == nullptr) return Errno{EIO};  // only the root has none, and it has an upper
+  return CopyUpAs(node, parent, name);
+}
+
+Result<void> OverlayFs::CopyUpAs(const NodePtr& node, const NodePtr& parent,
+                                 const std::string& name) {
+  Result<void> writable = RequireUpper();
+  if (!writable.ok()) return writable;
+  const bool indexed = UsesIndex(*node);
+  if (node->UpperFd() >= 0 && !indexed) return Ok();
+  // Only the root has no parent, and it has an upper.
+  if (parent == nullptr) return node->UpperFd() >= 0 ? Ok() : Result<void>(Errno{EIO});
   Result<void> parent_up = CopyUp(parent);
   if (!parent_up.ok()) return parent_up;
   int parent_upper = parent->UpperFd();
   std::unique_lock lock(node->mu);
-  if (node->upper_fd >= 0) return Ok();  // another request finished it first
-  return CopyUpLocked(*node, parent_upper, name);
+  const bool copy = node->upper_fd < 0;  // else another request finished it first
+  if (copy) {
+    Result<void> copied = CopyUpLocked(*node, parent_upper, name);
+    if (!copied.ok() || !indexed) return copied;
+  }
+  if (!indexed) return Ok();
+  Result<void> linked = LinkUpLocked(*node, *parent, parent_upper, name);
+  // The protection flags copied from below, now that the link exists.
+  if (linked.ok() && copy) ApplyProtection(node->upper_fd, false, ReadProtection(node->upper_fd));
+  return linked;
+}
+
+Result<void> OverlayFs::LinkUpLocked(Node& node, const Node& parent, int parent_upper_fd,
+                                     const std::string& name) {
+  // Only a name that still shows the lower object and has nothing in the
+  // upper layer: a name deleted through the mount (a whiteout, or no name
+  // at all where nothing is below) stays deleted.
+  if (overlay::StatAt(parent_upper_fd, name).has_value()) return Ok();
+  if (!NameExistsBelow(parent, name)) return Ok();
+  struct stat st;
+  if (fstat(node.upper_fd, &st) != 0) return LastErrno();
+  const nlink_t view = overlay::ViewNlink(layers_, node.upper_fd, st.st_nlink, node.lower_nlink);
+  // The parent is about to hold an indexed name (marked first, as the
+  // kernel's link-up does).
+  if (Result<void> impure = overlay::MarkImpure(layers_, parent_upper_fd); !impure.ok()) {
+    return impure;
+  }
+  return overlay::LinkUp(layers_, node.upper_fd, parent_upper_fd, name, view, node.lower_nlink);
 }
 
 Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std::string& name) {
@@ -178,7 +215,11 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   }
   bool symlink = S_ISLNK(st.st_mode);
   if (result.ok() && !symlink) result = CopyXattrs(layers_, FdPath(lower.fd), staged_path);
-  if (result.ok() && !symlink) {
+  // Like the kernel, a lower hard link records its origin only when it is
+  // indexed: a copy of one name alone is a new object, not the lower one.
+  const bool indexed = UsesIndex(node) && S_ISREG(st.st_mode);
+  const bool record_origin = S_ISDIR(st.st_mode) || st.st_nlink == 1 || indexed;
+  if (result.ok() && !symlink && record_origin) {
     // Without a usable file handle (the daemon may not decode them, or the
     // lower filesystem cannot encode them) the record is empty, as the
     // kernel writes it: the object is still marked as copied up.
@@ -191,9 +232,33 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
       result = LastErrno();
     }
   }
+  // Inode flags; immutable and append-only only once the copy is in place
+  // (and linked, for the index), since they forbid renaming and linking.
+  unsigned int protection = 0;
+  if (result.ok() && data_fd >= 0)
+    protection = StageFileattr(lower.fd, data_fd, S_ISDIR(st.st_mode));
   if (result.ok()) {
     struct timespec times[2] = {st.st_atim, st.st_mtim};
     result = CheckSyscall(utimensat(staging, staged.c_str(), times, AT_SYMLINK_NOFOLLOW));
+  }
+  // A lower hard link goes to the index, named by its lower file handle;
+  // the view's link count is recorded relative to the copy's single link.
+  int dest_dir = parent_upper_fd;
+  std::string dest = name;
+  // Without file handles (the lower) or xattrs (the upper) the index is
+  // unusable and the copy goes to the name, as the kernel's index=off.
+  if (indexed && result.ok() && data_fd >= 0) {
+    std::string index_name = overlay::IndexName(layers_.layer(lower.layer), lower.fd);
+    Result<void> recorded =
+        index_name.empty()
+            ? Result<void>(Errno{EOPNOTSUPP})
+            : overlay::WriteNlinkRecord(layers_, data_fd, {'U', static_cast<int>(st.st_nlink) - 1});
+    if (recorded.ok()) {
+      dest_dir = layers_.index_fd();
+      dest = std::move(index_name);
+    } else if (recorded.error() != EOPNOTSUPP && recorded.error() != EPERM) {
+      result = recorded;
+    }
   }
   if (result.ok() && data_fd >= 0 && !options_.volatile_mode) result = CheckSyscall(fsync(data_fd));
   if (data_fd >= 0) close(data_fd);
@@ -201,18 +266,18 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
   // (marked first, as the kernel does).
   if (result.ok()) result = overlay::MarkImpure(layers_, parent_upper_fd);
   if (result.ok()) {
-    result = CheckSyscall(
-        renameat2(staging, staged.c_str(), parent_upper_fd, name.c_str(), RENAME_NOREPLACE));
+    result =
+        CheckSyscall(renameat2(staging, staged.c_str(), dest_dir, dest.c_str(), RENAME_NOREPLACE));
   }
   if (!result.ok()) {
     unlinkat(staging, staged.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
     return result;
   }
-
-  Result<int> upper = overlay::OpenPathAt(parent_upper_fd, name);
+  Result<int> upper = overlay::OpenPathAt(dest_dir, dest);
   if (!upper.ok()) return Errno{upper.error()};
   node.SetUpperFd(*upper);
   node.upper_marks = {};
+  if (!indexed) ApplyProtection(*upper, S_ISDIR(st.st_mode), protection);
   return Ok();
 }
 

@@ -235,7 +235,8 @@ std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int up
   std::memcpy(handle.header.f_handle, value + kOriginHeader, bytes);
   for (const Layer& layer : layers.layers()) {
     if (layer.upper || std::memcmp(layer.uuid.data(), value + 5, 16) != 0) continue;
-    int fd = open_by_handle_at(layer.fd, &handle.header, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (layer.handle_fd < 0) continue;
+    int fd = open_by_handle_at(layer.handle_fd, &handle.header, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) return std::make_pair(fd, layer.index);
   }
   return std::nullopt;

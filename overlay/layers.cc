@@ -41,7 +41,7 @@ absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
     if (ioctl(dir, kGetFsUuid, &fsuuid) == 0 && fsuuid.len == 16) {
       std::memcpy(layer.uuid.data(), fsuuid.uuid, 16);
     }
-    close(dir);
+    layer.handle_fd = dir;
   }
   return layer;
 }
@@ -145,6 +145,7 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     absl::StatusOr<Layer> work = OpenLayer(config.work, "workdir");
     if (!work.ok()) return work.status();
     stack.work_fd_ = work->fd;
+    if (work->handle_fd >= 0) close(work->handle_fd);
     if (work->dev != upper->dev) {
       return absl::InvalidArgumentError("workdir and upperdir are on different filesystems");
     }
@@ -177,6 +178,19 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     if (stack.staging_fd_ < 0) {
       return absl::InvalidArgumentError(absl::StrCat(staging, ": ", strerror(errno)));
     }
+    // The index keeps what earlier mounts (Lamina's or the kernel's)
+    // copied up there; it is never emptied.
+    if (config.index && stack.prefix_ == "trusted.overlay.") {
+      std::string index = config.work + "/index";
+      if (mkdir(index.c_str(), 0700) != 0 && errno != EEXIST) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot create ", index, ": ", strerror(errno)));
+      }
+      stack.index_fd_ = open(index.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (stack.index_fd_ < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(index, ": ", strerror(errno)));
+      }
+    }
   }
   for (const std::string& path : config.lowers) {
     absl::StatusOr<Layer> lower = OpenLayer(path, "lowerdir");
@@ -197,19 +211,25 @@ LayerStack::LayerStack(LayerStack&& other) noexcept
       ino32_(other.ino32_),
       work_fd_(other.work_fd_),
       staging_fd_(other.staging_fd_),
+      index_fd_(other.index_fd_),
       lock_fds_(std::move(other.lock_fds_)),
       prefix_(std::move(other.prefix_)),
       decode_handles_(other.decode_handles_) {
   other.layers_.clear();
   other.work_fd_ = -1;
   other.staging_fd_ = -1;
+  other.index_fd_ = -1;
   other.lock_fds_.clear();
 }
 
 LayerStack::~LayerStack() {
-  for (Layer& layer : layers_) close(layer.fd);
+  for (Layer& layer : layers_) {
+    close(layer.fd);
+    if (layer.handle_fd >= 0) close(layer.handle_fd);
+  }
   if (work_fd_ >= 0) close(work_fd_);
   if (staging_fd_ >= 0) close(staging_fd_);
+  if (index_fd_ >= 0) close(index_fd_);
   for (int fd : lock_fds_) close(fd);  // releases the locks
 }
 

@@ -23,6 +23,9 @@ namespace lamina::overlay {
 
 struct Layer {
   int fd = -1;  // O_PATH descriptor of the layer root
+  // The root opened for reading: open_by_handle_at refuses an O_PATH
+  // mount descriptor (EBADF on Linux 6.18). -1 if it could not be opened.
+  int handle_fd = -1;
   std::string path;
   int index = 0;  // 0 is the upper when there is one, then lowers top first
   dev_t dev = 0;
@@ -50,6 +53,11 @@ struct LayerConfig {
   // fuse-overlayfs' ino32_t: inode numbers folded into 32 bits, for 32-bit
   // programs whose stat() fails with EOVERFLOW on larger ones.
   bool ino32 = false;
+  // The kernel's index=on: a lower file with several hard links is copied
+  // up into work/index (named by its lower file handle) and linked from
+  // there, so every name keeps sharing it (overlay/index.h). Needs the
+  // trusted namespace (the kernel refuses index=on with userxattr too).
+  bool index = true;
 };
 
 // Whether `inner` is `outer` or below it (absolute, normalised paths).
@@ -78,6 +86,9 @@ class LayerStack {
   const Layer& layer(int index) const { return layers_[static_cast<size_t>(index)]; }
   // O_PATH descriptor of work/work, where copy-ups and whiteouts are staged.
   int staging_fd() const { return staging_fd_; }
+  // O_PATH descriptor of work/index, or -1 when the index is off (no
+  // upper, index=off, or private xattrs in the user namespace).
+  int index_fd() const { return index_fd_; }
   // True when all layers share one device, so real inode numbers are unique.
   bool single_device() const { return single_device_; }
   // The st_ino the merged view shows for inode `ino` of `layer`: the real
@@ -116,6 +127,7 @@ class LayerStack {
   bool ino32_ = false;
   int work_fd_ = -1;
   int staging_fd_ = -1;
+  int index_fd_ = -1;
   std::vector<int> lock_fds_;  // flocked upper and work directories
   std::string prefix_ = "trusted.overlay.";
   bool decode_handles_ = false;

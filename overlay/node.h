@@ -70,6 +70,9 @@ class Node {
   // stopping at an opaque one. Others: the topmost lower object, if any.
   // Fixed at creation.
   std::vector<LowerRef> lowers;
+  // Non-directories: the lower object's link count (a lower hard link is
+  // indexed on copy-up, see index.h). Fixed at creation; 0 without a lower.
+  nlink_t lower_nlink = 0;
   // Where the node was last seen (parent and name), for copying up its
   // parents; updated by rename.
   std::shared_ptr<Node> parent ABSL_GUARDED_BY(mu);

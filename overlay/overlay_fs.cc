@@ -15,6 +15,7 @@
 #include "core/connection.h"
 #include "core/node_shedder.h"
 #include "core/resource_limits.h"
+#include "overlay/index.h"
 #include "passthrough/credentials.h"
 
 namespace lamina {
@@ -34,6 +35,7 @@ void OverlayFs::Resolved::Release() {
 absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions options) {
   absl::StatusOr<overlay::LayerStack> layers = overlay::LayerStack::Open(options.layers);
   if (!layers.ok()) return layers.status();
+  overlay::RemoveOrphanIndexEntries(*layers);
   const rlim_t file_limit = RaiseDescriptorLimit();
   const size_t descriptor_limit = options.max_descriptors.value_or(
       DefaultNodeDescriptorLimit(file_limit, kMaxNodeDescriptorsCap));
@@ -281,6 +283,24 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     return Errno{status.error()};
   }
   if (!found) return Errno{ENOENT};
+  if (r.upper_fd < 0 && !r.lowers.empty()) {
+    r.lower_nlink = r.top.st_nlink;
+    if (S_ISREG(r.type) && r.lower_nlink > 1) {
+      // Another name of this lower hard link may have been copied up: then
+      // its index entry is the upper object (the kernel's index=on).
+      const LowerRef& lower = r.lowers.front();
+      if (auto fd = overlay::OpenIndexEntry(layers_, layers_.layer(lower.layer), lower.fd)) {
+        struct stat st;
+        if (fstat(*fd, &st) == 0) {
+          r.upper_fd = *fd;
+          r.upper_from_index = true;
+          r.top = st;
+        } else {
+          close(*fd);
+        }
+      }
+    }
+  }
   if (r.upper_fd >= 0 && !S_ISDIR(r.type) && r.lowers.empty()) {
     // Copied up under another name (a hard link) or before a rename: the
     // origin record still leads to the object whose identity it keeps.
@@ -291,11 +311,17 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
   return r;
 }
 
+nlink_t OverlayFs::ViewNlink(const Node& node, int upper_fd, nlink_t top_nlink) const {
+  if (upper_fd < 0 || !UsesIndex(node)) return top_nlink;
+  return overlay::ViewNlink(layers_, upper_fd, top_nlink, node.lower_nlink);
+}
+
 Entry OverlayFs::MakeEntry(NodeId id, const Node& node, const struct stat& st) const {
   Entry entry;
   entry.node = id;
   entry.attr = st;
   entry.attr.st_ino = node.ino;
+  entry.attr.st_nlink = ViewNlink(node, node.UpperFd(), st.st_nlink);
   ToView(entry.attr);
   entry.entry_timeout = options_.entry_timeout;
   entry.attr_timeout = options_.attr_timeout;
@@ -330,12 +356,15 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       node->lower_path = r.lower_path;
     }
     node->lowers = std::move(r.lowers);
+    if (from_lower && !S_ISDIR(r.type)) node->lower_nlink = identity.st_nlink;
     node->CountDescriptorsIn(&held_descriptors_);
     adopted = true;
     return node;
   });
   if (adopted) {
     shedder_.Added(held_descriptors());
+    const int upper = handle.node->UpperFd();
+    if (upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) EnforceProtection(upper, r.type);
   } else {
     // A known object: keep its descriptors, but follow it to this name.
     {
@@ -347,6 +376,11 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       }
       handle.node->parent = parent;
       handle.node->name = std::string(name);
+      // A lower name of an object copied up under another name: the
+      // attributes are the upper object's.
+      if (handle.node->upper_fd >= 0 && r.upper_fd < 0 && !handle.node->is_dir()) {
+        fstatat(handle.node->upper_fd, "", &r.top, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      }
     }
     r.Release();
   }
@@ -379,10 +413,13 @@ void OverlayFs::Forget(NodeId node, uint64_t nlookup) {
 
 Result<Attributes> OverlayFs::AttributesOf(const Node& node) const {
   struct stat st;
-  if (fstatat(node.TopFd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  const int upper = node.UpperFd();
+  if (fstatat(upper >= 0 ? upper : node.TopFd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) !=
+      0) {
     return LastErrno();
   }
   st.st_ino = node.ino;
+  st.st_nlink = ViewNlink(node, upper, st.st_nlink);
   ToView(st);
   return Attributes{st, options_.attr_timeout};
 }
@@ -399,10 +436,13 @@ Result<StatxAttributes> OverlayFs::Statx(const Ctx&, NodeId id, std::optional<ui
   if (node == nullptr) return Errno{ENOENT};
   StatxAttributes out;
   int sync = static_cast<int>(flags & AT_STATX_SYNC_TYPE);
-  if (statx(node->TopFd(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | sync, mask, &out.attr) != 0) {
+  const int upper = node->UpperFd();
+  if (statx(upper >= 0 ? upper : node->TopFd(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | sync,
+            mask, &out.attr) != 0) {
     return LastErrno();
   }
   out.attr.stx_ino = node->ino;
+  out.attr.stx_nlink = static_cast<uint32_t>(ViewNlink(*node, upper, out.attr.stx_nlink));
   ToView(out.attr);
   out.timeout = options_.attr_timeout;
   return out;

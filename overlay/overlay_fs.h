@@ -148,6 +148,10 @@ class OverlayFs : public Filesystem {
   Result<size_t> ListXattr(const Ctx&, NodeId node, std::span<char> out) override;
   Result<void> RemoveXattr(const Ctx&, NodeId node, std::string_view name) override;
 
+  // overlay_fileattr.cc: chattr/lsattr flags
+  Result<IoctlReply> Ioctl(const Ctx&, NodeId node, const IoctlRequest& req,
+                           std::span<std::byte> out) override;
+
   size_t node_count() const { return table_.size(); }
   // Descriptors held by nodes, and the shedding they caused (for tests).
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
@@ -167,7 +171,11 @@ class OverlayFs : public Filesystem {
     mode_t type = 0;
     std::string lower_path;  // directories: see Node::lower_path
     struct stat top {};      // stat of the topmost object
-    void Release();          // closes the descriptors (when no node took them)
+    // The upper object is an index entry found by the lower object's file
+    // handle, not a name in the upper directory (see index.h).
+    bool upper_from_index = false;
+    nlink_t lower_nlink = 0;  // of the topmost lower object
+    void Release();           // closes the descriptors (when no node took them)
   };
 
   OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
@@ -199,15 +207,46 @@ class OverlayFs : public Filesystem {
     if (options_.static_nlink && S_ISDIR(stx.stx_mode)) stx.stx_nlink = 1;
   }
   Result<void> RequireUpper() const;
+  // Whether `node` is a lower hard link that copy-up puts in the index.
+  bool UsesIndex(const overlay::Node& node) const {
+    return layers_.index_fd() >= 0 && S_ISREG(node.type) && node.lower_nlink > 1;
+  }
+  // The link count the view shows for `node`, whose top object has
+  // `top_nlink` links (`upper_fd` is the node's upper descriptor or -1).
+  nlink_t ViewNlink(const overlay::Node& node, int upper_fd, nlink_t top_nlink) const;
   // Sets this thread's umask for creating an object as `ctx`'s caller.
   void UseCallerUmask(const Ctx& ctx) const;
 
   // copy_up.cc: makes sure `node` (and its parents) exist in the upper
   // layer. Safe to call concurrently; the copy happens once.
   Result<void> CopyUp(const NodePtr& node);
+  // The same, for the name `name` in `parent`: an indexed node (a lower
+  // hard link) may have an upper object without this name linked to it
+  // yet; copy-up links it ("link-up") unless the name is gone.
+  Result<void> CopyUpAs(const NodePtr& node, const NodePtr& parent, const std::string& name);
+  Result<void> LinkUpLocked(overlay::Node& node, const overlay::Node& parent, int parent_upper_fd,
+                            const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(node.mu);
   Result<void> CopyUpLocked(overlay::Node& node, int parent_upper_fd, const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(node.mu);
   Result<void> CopyData(int from_fd, int to_fd, off_t size);
+
+  // overlay_fileattr.cc
+  // Immutable and append-only as recorded in the upper object's
+  // overlay.protattr (FS_*_FL bits).
+  unsigned int ReadProtection(int upper_fd) const;
+  Result<void> WriteProtection(int fd, unsigned int flags) const;
+  // Copy-up: carries the lower object's sync and noatime flags to the
+  // staged copy (an open descriptor) and records its protection flags in
+  // overlay.protattr; returns those, for ApplyProtection once the copy is
+  // in place (an immutable object can no longer be renamed or linked).
+  unsigned int StageFileattr(int lower_fd, int staged_fd, bool dir);
+  void ApplyProtection(int upper_fd, bool dir, unsigned int protection);
+  // A new node's upper object: protection the kernel recorded only in
+  // overlay.protattr goes onto the inode too, where it is enforced.
+  void EnforceProtection(int upper_fd, mode_t type);
+  // EPERM when a lower object is immutable or append-only (it may not be
+  // deleted or renamed, as the kernel's inode flags say).
+  Result<void> CheckLowerDeletable(int lower_fd) const;
 
   // overlay_namespace.cc
   // Whether any lower layer still shows `name` under `dir` (so removing it

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "overlay/dir_merge.h"
+#include "overlay/index.h"
 #include "overlay/overlay_fs.h"
 #include "passthrough/credentials.h"
 
@@ -295,16 +296,57 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
       marks = (*dir)->upper_marks;
     }
     if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st, marks)) {
-      if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, /*replace=*/true);
-      return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
+      // A name of an indexed lower hard link: the index entry goes when
+      // the last name does.
+      int inode_fd = -1;
+      if (layers_.index_fd() >= 0 && S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        Result<int> fd = overlay::OpenPathAt(upper_dir, name);
+        if (fd.ok()) inode_fd = *fd;
+      }
+      Result<void> removed = NameExistsBelow(**dir, name)
+                                 ? WhiteoutName(upper_dir, name, /*replace=*/true)
+                                 : CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
+      if (inode_fd >= 0) {
+        if (removed.ok()) overlay::DropIndexIfUnlinked(layers_, inode_fd);
+        close(inode_fd);
+      }
+      return removed;
     }
   }
   Result<Resolved> victim = Resolve(**dir, name);
   if (!victim.ok()) return Errno{victim.error()};
+  if (!directory && S_ISREG(victim->type) && layers_.index_fd() >= 0 &&
+      (victim->upper_fd < 0 || victim->upper_from_index) && victim->lower_nlink > 1) {
+    if (victim->upper_fd < 0) {  // refused before anything is copied
+      Result<void> deletable = CheckLowerDeletable(victim->lowers.front().fd);
+      if (!deletable.ok()) {
+        victim->Release();
+        return deletable;
+      }
+    }
+    // A lower name of a hard link: like the kernel, link it up (copying
+    // the file into the index first if no name was) so that the index
+    // records the view's link count, then remove it as an upper name.
+    Result<Entry> pinned = Adopt(*dir, name, std::move(*victim));
+    if (!pinned.ok()) return Errno{pinned.error()};
+    NodePtr node = table_.Get(pinned->node);
+    ok = node != nullptr ? CopyUpAs(node, *dir, std::string(name)) : Result<void>(Errno{ENOENT});
+    table_.Forget(pinned->node, 1);
+    if (!ok.ok()) return ok;
+    if (!overlay::StatAt((*dir)->UpperFd(), name)) return Errno{EIO};  // never loop
+    return RemoveName(parent, name, directory);
+  }
   bool is_dir = S_ISDIR(victim->type);
-  bool in_upper = victim->upper_fd >= 0;
+  bool in_upper = victim->upper_fd >= 0 && !victim->upper_from_index;
   if (directory && !is_dir) ok = Errno{ENOTDIR};
   if (!directory && is_dir) ok = Errno{EISDIR};
+  // The kernel refuses to delete an immutable or append-only object (and
+  // says so before it looks at the type); an upper one refuses by itself
+  // (overlay_fileattr.cc), a lower one is only whited out, so look.
+  if (!in_upper && !victim->lowers.empty()) {
+    Result<void> deletable = CheckLowerDeletable(victim->lowers.front().fd);
+    if (!deletable.ok()) ok = deletable;
+  }
   if (ok.ok() && is_dir) {
     overlay::DirSources sources{victim->upper_fd, victim->upper_marks, &victim->lowers, 0};
     if (!IsEmptyListing(overlay::MergeListing(layers_, sources))) ok = Errno{ENOTEMPTY};
@@ -395,10 +437,27 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       if (sources.upper_fd >= 0) ok = ClearWhiteouts(sources.upper_fd);
     }
   }
-  if (ok.ok()) ok = CopyUp(moving);
-  if (ok.ok() && exchange) ok = CopyUp(target->second);
+  // Moving or replacing an immutable or append-only lower object is
+  // refused before anything is copied (upper ones refuse by themselves).
+  std::vector<const NodePtr*> ends = {&moving};
+  if (target.ok()) ends.push_back(&target->second);
+  for (const NodePtr* end : ends) {
+    if (ok.ok() && (*end)->UpperFd() < 0 && (*end)->HasLower()) {
+      ok = CheckLowerDeletable((*end)->lowers.front().fd);
+    }
+  }
+  // Copy-up links up the very names involved, which matters for lower
+  // hard links (index.h): a target replaced by the rename must be an upper
+  // name so that the index counts its going.
+  if (ok.ok()) ok = CopyUpAs(moving, *from_dir, std::string(name));
+  if (ok.ok() && target.ok() && (exchange || UsesIndex(*target->second))) {
+    ok = CopyUpAs(target->second, *to_dir, std::string(new_name));
+  }
   if (ok.ok()) ok = CopyUp(*to_dir);
   if (!ok.ok()) return finish(ok);
+  // Held so the index entry of a replaced hard link can go with its last name.
+  const int replaced_fd =
+      target.ok() && !exchange && UsesIndex(*target->second) ? target->second->UpperFd() : -1;
 
   const int from_upper = (*from_dir)->UpperFd();
   const int to_upper = (*to_dir)->UpperFd();
@@ -435,6 +494,7 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
     }
   }
+  if (ok.ok() && replaced_fd >= 0) overlay::DropIndexIfUnlinked(layers_, replaced_fd);
   // As on the kernel, a directory that receives an object continuing a
   // lower one from another directory is marked impure.
   if (ok.ok() && *from_dir != *to_dir) {

@@ -30,6 +30,10 @@ void BuildLayer(const std::string& root, const std::vector<std::string>& spec) {
       WriteFile(full, rest);
     } else if (kind == "l") {
       symlink(rest.c_str(), full.c_str());
+    } else if (kind == "h") {
+      if (link((root + "/" + rest).c_str(), full.c_str()) != 0) {
+        ADD_FAILURE() << "cannot link " << rest << " as " << path;
+      }
     } else if (kind == "w") {
       mknod(full.c_str(), S_IFCHR | 0, makedev(0, 0));
     } else {
@@ -87,13 +91,16 @@ void OverlayPair::Mount(const std::vector<std::vector<std::string>>& lowers,
   MountKernel();
 }
 
-void OverlayPair::MountLamina() {
+void OverlayPair::MountLamina(int set) {
   OverlayOptions options = lamina_options_;
   options.layers.lowers.clear();
-  for (int i = 0; i < lower_count_; ++i) options.layers.lowers.push_back(lamina_lower(i));
+  const std::string& base = set_[set];
+  for (int i = 0; i < lower_count_; ++i) {
+    options.layers.lowers.push_back(base + "/lower" + std::to_string(i));
+  }
   if (with_upper_) {
-    options.layers.upper = set_[0] + "/upper";
-    options.layers.work = set_[0] + "/work";
+    options.layers.upper = base + "/upper";
+    options.layers.work = base + "/work";
   }
   auto fs = OverlayFs::Create(options);
   ASSERT_TRUE(fs.ok()) << fs.status().ToString();
@@ -130,14 +137,21 @@ void OverlayPair::UnmountKernel() {
   kernel_mounted_ = false;
 }
 
-void OverlayPair::MountKernelOnLaminaLayers() {
+void OverlayPair::MountKernelOnLaminaLayers(const std::string& options) {
   UnmountLamina();
   UnmountKernel();
   std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
                      ",workdir=" + set_[0] + "/work";
+  if (!options.empty()) data += "," + options;
   ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
       << strerror(errno) << " mounting kernel overlay on Lamina's layers";
   kernel_mounted_ = true;
+}
+
+void OverlayPair::MountLaminaOnKernelLayers() {
+  UnmountLamina();
+  UnmountKernel();
+  MountLamina(/*set=*/1);
 }
 
 void OverlayPair::TearDown() {

@@ -26,6 +26,7 @@ namespace lamina::testing {
 //   "l path target"     symlink
 //   "w path"            0/0 character-device whiteout
 //   "o path"            directory marked opaque (trusted.overlay.opaque=y)
+//   "h path existing"   hard link to an earlier entry
 void BuildLayer(const std::string& root, const std::vector<std::string>& spec);
 
 // A canonical description of the tree under `root`: one sorted line per
@@ -40,13 +41,16 @@ class OverlayPair : public ::testing::Test {
   // Layers, top first; each built twice.
   void Mount(const std::vector<std::vector<std::string>>& lowers,
              const std::vector<std::string>& upper = {}, bool with_upper = true);
-  void MountLamina();
+  void MountLamina(int set = 0);
   void UnmountLamina();
   void MountKernel();
   void UnmountKernel();
-  // Unmounts both, then mounts kernel overlayfs (default options) on the
-  // layers Lamina wrote, at kernel_root().
-  void MountKernelOnLaminaLayers();
+  // Unmounts both, then mounts kernel overlayfs (default options, plus
+  // `options`) on the layers Lamina wrote, at kernel_root().
+  void MountKernelOnLaminaLayers(const std::string& options = "");
+  // Unmounts both, then mounts Lamina (lamina_options_) on the layers the
+  // kernel wrote, at lamina_root().
+  void MountLaminaOnKernelLayers();
   void TearDown() override;
 
   // Runs `op(root)` on both mounts and expects equal results.
@@ -58,6 +62,8 @@ class OverlayPair : public ::testing::Test {
   std::string lamina_upper() const { return set_[0] + "/upper"; }
   std::string kernel_upper() const { return set_[1] + "/upper"; }
   std::string lamina_lower(int i) const { return set_[0] + "/lower" + std::to_string(i); }
+  std::string lamina_work() const { return set_[0] + "/work"; }
+  std::string kernel_work() const { return set_[1] + "/work"; }
 
   // Set before Mount() to change either side's options.
   OverlayOptions lamina_options_;

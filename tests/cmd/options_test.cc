@@ -222,6 +222,11 @@ TEST(OptionsTest, KernelOptions) {
   EXPECT_FALSE(ParseOverlay("uuid=null")->record_uuid);
   EXPECT_FALSE(ParseOverlay("uuid=off")->record_uuid);
   EXPECT_TRUE(ParseOverlay("userxattr")->userxattr);
+  EXPECT_EQ(ParseOverlay("index=on")->index, true);
+  EXPECT_EQ(ParseOverlay("index=off")->index, false);
+  EXPECT_FALSE(ParseOverlay("userxattr")->index.has_value());
+  EXPECT_EQ(ErrorOf("userxattr,index=on"), "index=on conflicts with userxattr");
+  EXPECT_EQ(ErrorOf("index=nfs"), "index=nfs is not supported by laminafs yet");
   EXPECT_EQ(ErrorOf("frobnicate"), "unknown option 'frobnicate'");
 }
 
