@@ -12,11 +12,12 @@
 #
 # Registered with ctest under the label "extended" (`scripts/test --long`);
 # never part of the normal run: it takes minutes and ~3 GB of memory.
-# Bytes per cached inode: the daemon's RSS growth while the first nodes are
-# cached, divided by the nodes it then holds (Lamina's stats gauge "nodes";
-# for fuse-overlayfs, which does not report it, the kernel's FUSE inodes,
-# since it keeps a node for each until the kernel forgets it). Both figures
-# at the end of the walk are printed too.
+# Bytes per cached inode: the daemon's RSS growth over the nodes it holds
+# (Lamina's stats gauge "nodes"; for fuse-overlayfs, which does not report
+# it, the growth of the kernel's FUSE inodes, all mounts' (other FUSE mounts
+# add noise), since it keeps a node for each until the kernel forgets it),
+# at the end of the walk; for Lamina also at its first growth (the largest
+# node count before it first sheds nodes), before the heap holds freed nodes.
 set -euo pipefail
 
 laminafs=${1:?usage: million_files.sh LAMINAFS [FILES]}
@@ -124,14 +125,17 @@ walk() {
     first=$(awk 'BEGIN {best = ""; last = -1} $4 < last {exit} {last = $4; if ($4 > 0) best = $1 " " $4} END {print best}' "$samples")
     end_nodes=$(grep -o '"nodes":[0-9]*' "$stats" | cut -d: -f2)
   else
-    first=$(awk -v b="$base_inodes" 'BEGIN {best = ""; last = -1} $3 < last {exit} {last = $3; best = $1 " " ($3 - b)} END {print best}' "$samples")
+    # fuse-overlayfs forgets nothing here (no memory pressure): its nodes
+    # only grow, so the end is its largest cache.
     end_nodes=$end_inodes
+    first="$end_rss $end_nodes"
   fi
   local first_rss=${first% *} first_nodes=${first#* }
   local per_node_first per_node_end
   per_node_first=$(per_node "$first_rss" "$base_rss" "$first_nodes")
+  [[ -z "$stats" ]] && per_node_first=-
   per_node_end=$(per_node "$end_rss" "$base_rss" "$end_nodes")
-  results+=("$(printf '%-15s %7d s %7d s %9d %9d %11d %11d %11d %12d %12d %12d' \
+  results+=("$(printf '%-15s %7d s %7d s %9d %9d %11d %11d %11d %12d %12s %12d' \
     "$name" $((t1 - t0)) $((t2 - t1)) "$base_fds" "$peak_fds" "$base_rss" "$peak_rss" "$end_rss" \
     "$end_nodes" "$per_node_first" "$per_node_end")")
   echo "million_files: $name: find ${found} names in $((t1 - t0)) s, stat in $((t2 - t1)) s, peak $peak_fds fds, peak RSS $peak_rss KiB;" \
