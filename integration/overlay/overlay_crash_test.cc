@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -172,7 +173,7 @@ TEST_F(OverlayCrashTest, KillDuringACreateBurstLeavesAWorkingMount) {
 struct MovedDir {
   const char* old_name;
   const char* new_name;
-  bool in_lower;    // f1..f300 in the lower layer (else in the upper)
+  bool in_lower;    // f1..f100 in the lower layer (else in the upper)
   bool upper_file;  // "up" in the upper besides them (a merged directory)
 };
 constexpr MovedDir kMovedDirs[] = {
@@ -180,7 +181,7 @@ constexpr MovedDir kMovedDirs[] = {
     {"merged", "merged2", true, true},    // lower + upper: redirect
     {"pure", "pure2", false, false},      // upper only: a plain rename
 };
-constexpr int kFilesPerDir = 300;
+constexpr int kFilesPerDir = 100;
 
 // Which name each directory is under in the view at `root`, failing the
 // test unless it is under exactly one of them, complete.
@@ -238,19 +239,29 @@ class OverlayRenameCrashTest : public OverlayCrashTest {
     argv.insert(argv.end(), args.begin(), args.end());
     auto tracer = std::make_unique<ChildProcess>(argv);
     std::string tasks = "/proc/" + std::to_string(daemon_->pid()) + "/task";
-    EXPECT_TRUE(WaitUntil(
+    std::string statuses;
+    bool attached = WaitUntil(
         [&] {
           std::error_code error;
           int untraced = 0;
+          statuses.clear();
           for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
-            if (ReadFile(task.path().string() + "/status").find("TracerPid:\t0\n") !=
-                std::string::npos) {
-              ++untraced;
-            }
+            std::string status = ReadFile(task.path().string() + "/status");
+            if (status.find("TracerPid") == std::string::npos) continue;  // exited
+            statuses += task.path().filename().string() + ": " +
+                        status.substr(0, status.find('\n')) + ", " +
+                        status.substr(status.find("TracerPid"), 14) + "\n";
+            if (status.find("TracerPid:\t0\n") != std::string::npos) ++untraced;
           }
           return !error && untraced == 0;
         },
-        seconds(10)));
+        seconds(10));
+    if (!attached) {
+      tracer->Wait(milliseconds(100));
+      ADD_FAILURE() << "strace did not attach to every thread:\n"
+                    << statuses << "strace: " << tracer->output();
+      return nullptr;
+    }
     return tracer;
   }
 
@@ -285,6 +296,7 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
   std::string log = layer("strace.log");
   std::unique_ptr<ChildProcess> tracer =
       Trace({"-o", log, "-e", std::string("trace=") + kChangingCalls});
+  ASSERT_NE(tracer, nullptr);
   RenameAll();
   EXPECT_EQ(WhereAreTheDirectories(mnt(), "traced run"), "moved merged2 pure2 ");
   tracer->Signal(SIGINT);  // detaches
@@ -295,15 +307,20 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
   std::set<std::string> threads;
   std::ifstream in(log);
   for (std::string line; std::getline(in, line);) {
-    size_t space = line.find(' '), paren = line.find('(');
-    if (space == std::string::npos || paren == std::string::npos || paren < space) continue;
-    std::string call = line.substr(space + 1, paren - space - 1);
-    threads.insert(line.substr(0, space));
+    // "TID  call(args) = result"; strace pads short thread ids.
+    std::istringstream fields(line);
+    std::string tid, rest;
+    if (!(fields >> tid >> rest) || rest.find('(') == std::string::npos) continue;
+    std::string call = rest.substr(0, rest.find('('));
+    threads.insert(tid);
     kill_points.emplace_back(call, ++seen[call]);
   }
   EXPECT_EQ(threads.size(), 1u) << ReadFile(log);
   // At least: four directories staged and moved in, two redirects, three moves.
   ASSERT_GE(kill_points.size(), 11u) << ReadFile(log);
+  std::string listed;
+  for (const auto& [call, nth] : kill_points) listed += " " + call;
+  std::printf("%zu kill points:%s\n", kill_points.size(), listed.c_str());
   daemon_->Signal(SIGTERM);
   daemon_->Wait(seconds(10));
   ForceUnmount(mnt());
@@ -317,6 +334,7 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
     ASSERT_NO_FATAL_FAILURE(StartDaemon(options));
     tracer = Trace({"-o", "/dev/null", "-e", "trace=" + call, "-e",
                     "inject=" + call + ":signal=SIGKILL:when=" + std::to_string(nth)});
+    ASSERT_NE(tracer, nullptr);
     RenameAll();
     bool killed = daemon_->Wait(seconds(5)).has_value();
     EXPECT_TRUE(killed) << "the kill point was never reached";
