@@ -115,9 +115,11 @@ TEST_F(PodmanTest, RunsOnALaminafsRootAsRootAndAsAnotherUser) {
 // content is then listed by a container and compared exactly.
 TEST_F(PodmanTest, BuildsAMultiStepContainerfile) {
   dir_.Subdir("context");
-  // `set -e` plus `test`s: a step whose view is wrong fails the build.
+  // `set -e` plus `test`s: a step whose view is wrong, or whose root is not
+  // a laminafs mount, fails the build.
   WriteFile(Path("context/Containerfile"), R"CF(FROM localhost/lamina-test
-RUN set -e; mkdir -p /data/keep /data/gone/deep /data/olddir/sub; \
+RUN set -e; grep ' / / ' /proc/self/mountinfo | grep -q ' - fuse.laminafs '; \
+    mkdir -p /data/keep /data/gone/deep /data/olddir/sub; \
     echo base > /data/keep/base; echo gone > /data/gone/deep/file; \
     echo x > /data/olddir/a; echo y > /data/olddir/sub/b; echo modify > /data/mod; \
     echo drop > /data/drop; echo h > /data/h1; echo w > /data/w1; ln /data/w1 /data/w2; \
@@ -127,7 +129,8 @@ RUN set -e; rm -r /data/gone; rm /data/drop; mv /data/olddir /data/newdir; \
     test "$(stat -c %h /data/h1)" = 2; \
     test "$(stat -c %i /data/h1)" = "$(stat -c %i /data/h2)"; \
     test ! -e /data/olddir; test ! -e /data/gone; test "$(cat /data/newdir/sub/b)" = y
-RUN set -e; ln /data/newdir/c /data/c-link; mv /data/keep/base /data/keep/renamed; \
+RUN set -e; grep ' / / ' /proc/self/mountinfo | grep -q ' - fuse.laminafs '; \
+    ln /data/newdir/c /data/c-link; mv /data/keep/base /data/keep/renamed; \
     echo late > /data/late; mkdir /data/gone; echo again > /data/gone/new; \
     echo p > /data/p1; ln /data/p1 /data/p2; rm /data/w2; \
     test "$(stat -c '%i %h' /data/newdir/c)" = "$(stat -c '%i %h' /data/c-link)"; \
