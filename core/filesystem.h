@@ -30,6 +30,7 @@
 #include "core/fs_types.h"
 #include "core/request_context.h"
 #include "core/result.h"
+#include "core/stats.h"
 
 namespace lamina {
 
@@ -53,6 +54,10 @@ class Filesystem {
   virtual void Connected(Connection& /*connection*/) {}
   // Called when the session ends (unmount or abort), after workers stopped.
   virtual void Destroy() {}
+  // The filesystem's own figures for the statistics dump (stats=FILE,
+  // SIGUSR1), e.g. the nodes it holds: resource bounds are measured there.
+  // Called from the signal-handling thread while requests are served.
+  virtual Gauges GetGauges() const { return {}; }
 
   // ---- names and attributes ----
 

@@ -26,6 +26,7 @@ absl::StatusOr<std::unique_ptr<FuseServer>> FuseServer::Start(Filesystem& fs,
   }
   server->session_ = std::make_unique<Session>(fs, *server->transport_, options.session);
   server->stats_path_ = options.stats_path;
+  server->fs_ = &fs;
   absl::Status status = server->session_->Handshake();
   if (!status.ok()) {
     server->mount_->Unmount();
@@ -90,10 +91,11 @@ void FuseServer::ServeUntilSignalled() {
 }
 
 void FuseServer::DumpStats() {
-  spdlog::info("request statistics:\n{}", session_->stats().ToText());
+  Gauges gauges = fs_->GetGauges();
+  spdlog::info("request statistics:\n{}", session_->stats().ToText(gauges));
   if (stats_path_.empty()) return;
   std::ofstream out(stats_path_, std::ios::trunc);
-  out << session_->stats().ToJson() << "\n";
+  out << session_->stats().ToJson(gauges) << "\n";
 }
 
 }  // namespace lamina

@@ -2,9 +2,9 @@
 //
 // Ties FuseMount, DevFuseTransport (or IoUringTransport) and Session
 // together and owns the stop rules: Stop() detaches the mount and the
-// session ends when the kernel lets go of the connection; a connection still held by busy files after the
-// grace period is aborted. An unmount from outside (umount, fusermount3 -u)
-// or a kernel abort ends the session the same way.
+// session ends when the kernel lets go of the connection; a connection still held by busy files
+// after the grace period is aborted. An unmount from outside (umount, fusermount3 -u) or a kernel
+// abort ends the session the same way.
 
 #ifndef LAMINA_CORE_FUSE_SERVER_H_
 #define LAMINA_CORE_FUSE_SERVER_H_
@@ -78,6 +78,7 @@ class FuseServer {
   std::unique_ptr<DevFuseTransport> transport_;
   IoUringTransport* io_uring_ = nullptr;  // transport_, when it is one
   std::unique_ptr<Session> session_;
+  Filesystem* fs_ = nullptr;  // outlives the server (Start's contract)
   std::string stats_path_;
   std::atomic<bool> stopping_{false};
   bool waited_ = false;

@@ -22,6 +22,7 @@ class LoggingFilesystem : public Filesystem {
   void Init(InitConfig& config) override;
   void Connected(Connection& connection) override { inner_.Connected(connection); }
   void Destroy() override { inner_.Destroy(); }
+  Gauges GetGauges() const override { return inner_.GetGauges(); }
 
   Result<Entry> Lookup(const Ctx& c, NodeId p, std::string_view n) override {
     return Trace("LOOKUP", c, &Filesystem::Lookup, p, n);

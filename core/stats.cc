@@ -52,7 +52,7 @@ uint64_t Stats::TotalRequests() const {
   return total;
 }
 
-std::string Stats::ToText() const {
+std::string Stats::ToText(const Gauges& gauges) const {
   std::string out = absl::StrFormat("%-16s %10s %8s %10s %8s %8s\n", "op", "count", "errors",
                                     "mean_us", "p50_us<", "p99_us<");
   for (uint32_t op = 0; op <= abi::kOpcodeLimit; ++op) {
@@ -62,10 +62,11 @@ std::string Stats::ToText() const {
                           s.count, s.errors, static_cast<double>(s.total_ns) / 1000.0 / s.count,
                           Quantile(s, 0.5), Quantile(s, 0.99));
   }
+  for (const auto& [name, value] : gauges) absl::StrAppendFormat(&out, "%-16s %10u\n", name, value);
   return out;
 }
 
-std::string Stats::ToJson() const {
+std::string Stats::ToJson(const Gauges& gauges) const {
   std::string out = "{\"ops\":{";
   bool first = true;
   for (uint32_t op = 0; op <= abi::kOpcodeLimit; ++op) {
@@ -78,7 +79,13 @@ std::string Stats::ToJson() const {
     absl::StrAppend(&out, "]}");
     first = false;
   }
-  absl::StrAppend(&out, "},\"total\":", TotalRequests(), "}");
+  absl::StrAppend(&out, "},\"total\":", TotalRequests(), ",\"gauges\":{");
+  first = true;
+  for (const auto& [name, value] : gauges) {
+    absl::StrAppend(&out, first ? "" : ",", "\"", name, "\":", value);
+    first = false;
+  }
+  absl::StrAppend(&out, "}}");
   return out;
 }
 

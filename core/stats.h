@@ -10,10 +10,15 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/fuse_abi.h"
 
 namespace lamina {
+
+// Named values a filesystem reports beside the request counters.
+using Gauges = std::vector<std::pair<std::string, uint64_t>>;
 
 class Stats {
  public:
@@ -31,8 +36,9 @@ class Stats {
   Snapshot Get(uint32_t opcode) const;
   uint64_t TotalRequests() const;
 
-  std::string ToText() const;
-  std::string ToJson() const;
+  std::string ToText(const Gauges& gauges = {}) const;
+  // {"ops":{NAME:{count,errors,total_ns,buckets_us}},"total":N,"gauges":{NAME:N}}
+  std::string ToJson(const Gauges& gauges = {}) const;
 
  private:
   struct Counters {

@@ -74,6 +74,13 @@ OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t 
       shedder_(descriptor_limit,
                [this](size_t descriptors) { return PickNodesToShed(descriptors); }) {}
 
+Gauges OverlayFs::GetGauges() const {
+  return {{"nodes", node_count()},
+          {"node_descriptors", held_descriptors()},
+          {"descriptor_limit", max_descriptors()},
+          {"nodes_offered", nodes_offered()}};
+}
+
 std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
   // Nodes hold one descriptor (a lower file), two (a copied-up file) or
   // several (a merged directory): ask for the average's worth.

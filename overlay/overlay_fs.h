@@ -153,6 +153,8 @@ class OverlayFs : public Filesystem {
                            std::span<std::byte> out) override;
 
   size_t node_count() const { return table_.size(); }
+  // nodes, descriptors they hold, nodes offered to the kernel to forget.
+  Gauges GetGauges() const override;
   // Descriptors held by nodes, and the shedding they caused (for tests).
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
   size_t max_descriptors() const { return shedder_.limit(); }

@@ -490,8 +490,25 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
           renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_EXCHANGE));
       if (ok.ok() && !source_below) ok = CheckSyscall(unlinkat(from_upper, from_name.c_str(), 0));
     } else if (ok.ok()) {
-      ok = CheckSyscall(renameat(from_upper, from_name.c_str(), to_upper, to_name.c_str()));
-      if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
+      // With the old name present below, the move and the whiteout that
+      // hides it must happen in one step: after a crash between a plain
+      // rename and the whiteout the lower object would show again under
+      // the old name, beside the moved one. RENAME_WHITEOUT does both (as
+      // the kernel's overlayfs does); where the upper filesystem refuses it,
+      // the two steps remain.
+      bool moved = false;
+      if (source_below) {
+        if (renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_WHITEOUT) ==
+            0) {
+          moved = true;
+        } else if (errno != EINVAL && errno != EPERM && errno != EOPNOTSUPP) {
+          ok = Errno{errno};
+        }
+      }
+      if (ok.ok() && !moved) {
+        ok = CheckSyscall(renameat(from_upper, from_name.c_str(), to_upper, to_name.c_str()));
+        if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
+      }
     }
   }
   if (ok.ok() && replaced_fd >= 0) overlay::DropIndexIfUnlinked(layers_, replaced_fd);

@@ -41,8 +41,17 @@ TEST(StatsTest, TextAndJson) {
   EXPECT_EQ(json.rfind("{\"ops\":{\"LOOKUP\":{\"count\":2,\"errors\":1,\"total_ns\":2000,", 0), 0U)
       << json;
   EXPECT_NE(json.find("\"UNKNOWN\":{\"count\":1,\"errors\":1"), std::string::npos) << json;
-  EXPECT_NE(json.find("},\"total\":3}"), std::string::npos) << json;
-  EXPECT_EQ(Stats().ToJson(), "{\"ops\":{},\"total\":0}");
+  EXPECT_NE(json.find("},\"total\":3,\"gauges\":{}}"), std::string::npos) << json;
+  EXPECT_EQ(Stats().ToJson(), "{\"ops\":{},\"total\":0,\"gauges\":{}}");
+}
+
+// A filesystem's gauges (its node count, say) follow the request counters.
+TEST(StatsTest, Gauges) {
+  Gauges gauges = {{"nodes", 12}, {"node_descriptors", 30}};
+  EXPECT_EQ(Stats().ToJson(gauges),
+            "{\"ops\":{},\"total\":0,\"gauges\":{\"nodes\":12,\"node_descriptors\":30}}");
+  std::string text = Stats().ToText(gauges);
+  EXPECT_NE(text.find("nodes                    12\n"), std::string::npos) << text;
 }
 
 TEST(OpcodeNameTest, KnownAndUnknown) {
