@@ -87,6 +87,9 @@ class Node {
   // kernel opens directories without asking: no OPENDIR). A change to the
   // directory through this mount drops it; the next READDIR lists anew.
   std::shared_ptr<const DirListing> listing ABSL_GUARDED_BY(mu);
+  // Directories: see RememberAbsent().
+  std::string absent_name ABSL_GUARDED_BY(mu);
+  bool absent_over_whiteout ABSL_GUARDED_BY(mu) = false;
   // Kernel passthrough pins one backing file to a kernel inode while any
   // open uses it. Opens of the lower file made before a copy-up: how many
   // are live, and the node id (kernel inode) they pinned the lower file to.
@@ -118,10 +121,29 @@ class Node {
     return fd;
   }
   bool HasLower() const { return !lowers.empty(); }
-  // A name in this directory changed: the next READDIR lists it anew.
+  // A name in this directory changed: the next READDIR lists it anew, and
+  // the absent name a lookup saw may exist now.
   void DropListing() {
     std::unique_lock lock(mu);
     listing.reset();
+    absent_name.clear();
+  }
+  // Directories: a lookup found `name` absent (a whiteout in the upper
+  // layer hiding it, or not). The kernel creates right after such a lookup,
+  // under its lock on the directory; remembering the answer spares the
+  // create a second walk of the layers. Lower layers never change, and any
+  // change in the directory through this mount calls DropListing().
+  void RememberAbsent(std::string_view name, bool over_whiteout) {
+    std::unique_lock lock(mu);
+    absent_name.assign(name);
+    absent_over_whiteout = over_whiteout;
+  }
+  bool TakeAbsent(std::string_view name, bool* over_whiteout) {
+    std::unique_lock lock(mu);
+    if (absent_name.empty() || absent_name != name) return false;
+    *over_whiteout = absent_over_whiteout;
+    absent_name.clear();
+    return true;
   }
 
   // Adds the node's descriptors to `*held` now and as the upper one comes

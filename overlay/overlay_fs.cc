@@ -335,7 +335,8 @@ Entry OverlayFs::MakeEntry(NodeId id, const Node& node, const struct stat& st) c
   return entry;
 }
 
-Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Resolved r) {
+Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Resolved r,
+                               bool created) {
   // Identity: the topmost lower object if any, else the upper one.
   bool from_lower = !r.lowers.empty();
   int identity_fd = from_lower ? r.lowers.front().fd : r.upper_fd;
@@ -371,7 +372,9 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   if (adopted) {
     shedder_.Added(held_descriptors());
     const int upper = handle.node->UpperFd();
-    if (upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) EnforceProtection(upper, r.type);
+    if (!created && upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) {
+      EnforceProtection(upper, r.type);
+    }
   } else {
     // A known object: keep its descriptors, but follow it to this name.
     {
@@ -399,11 +402,13 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
-  Result<Resolved> r = Resolve(**dir, name);
+  bool over_whiteout = false;
+  Result<Resolved> r = Resolve(**dir, name, &over_whiteout);
   if (!r.ok()) {
     // Out of descriptors: have the kernel forget nodes so that later
     // lookups succeed again.
     if (r.error() == EMFILE || r.error() == ENFILE) shedder_.OutOfDescriptors(held_descriptors());
+    if (r.error() == ENOENT) (*dir)->RememberAbsent(name, over_whiteout);
     if (r.error() == ENOENT && options_.negative_timeout > 0) {
       Entry negative;
       negative.entry_timeout = options_.negative_timeout;

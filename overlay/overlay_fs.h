@@ -194,8 +194,10 @@ class OverlayFs : public Filesystem {
   Result<Resolved> Resolve(const overlay::Node& dir, std::string_view name,
                            bool* upper_whiteout = nullptr) const;
   // Turns a resolution into a referenced node (reusing the node for the
-  // same identity) and its entry.
-  Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved);
+  // same identity) and its entry. `created`: an object this mount just made
+  // (it carries no protection flags another overlay recorded).
+  Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved,
+                      bool created = false);
   Result<Attributes> AttributesOf(const overlay::Node& node) const;
   Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
   // What the view shows of a layer object's attributes; every attribute

@@ -130,12 +130,14 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
   bool over_whiteout = false;
-  Result<Resolved> existing = Resolve(**dir, name, &over_whiteout);
-  if (existing.ok()) {
-    existing->Release();
-    return Errno{EEXIST};
+  if (!(*dir)->TakeAbsent(name, &over_whiteout)) {
+    Result<Resolved> existing = Resolve(**dir, name, &over_whiteout);
+    if (existing.ok()) {
+      existing->Release();
+      return Errno{EEXIST};
+    }
+    if (existing.error() != ENOENT) return Errno{existing.error()};
   }
-  if (existing.error() != ENOENT) return Errno{existing.error()};
   // (A directory copied up just now has no whiteouts; one that had an
   // upper directory was looked at by Resolve, under the kernel's lock on
   // the directory, so over_whiteout stays true.)
@@ -167,7 +169,10 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   const bool is_dir = S_ISDIR(type);
   const overlay::IdMap& ids = options_.ids;
   gid_t gid = (dir_st.st_mode & S_ISGID) ? dir_st.st_gid : ids.GidToLayer(ctx.gid);
-  if (ok.ok() && new_inode) {
+  // (The daemon's own ids need no chown: it made the object with them.)
+  if (ok.ok() && new_inode &&
+      (ids.UidToLayer(ctx.uid) != geteuid() ||
+       gid != ((dir_st.st_mode & S_ISGID) ? dir_st.st_gid : getegid()))) {
     const uid_t uid = ids.UidToLayer(ctx.uid);
     ok = CheckSyscall(made_fd.fd >= 0
                           ? fchown(made_fd.fd, uid, gid)
@@ -225,7 +230,7 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
     created.lower_path = (*dir)->lower_path + "/" + target;
   }
   (*dir)->DropListing();
-  Result<Entry> entry = Adopt(*dir, name, std::move(created));
+  Result<Entry> entry = Adopt(*dir, name, std::move(created), /*created=*/true);
   if (entry.ok() && opened != nullptr) std::swap(*opened, made_fd.fd);
   return entry;
 }
