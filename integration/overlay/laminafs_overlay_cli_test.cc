@@ -2,10 +2,12 @@
 // return, the containers/storage option string, and clear errors that leave
 // nothing mounted and no process behind.
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -20,7 +22,8 @@ using std::chrono::seconds;
 class LaminafsOverlayCliTest : public LaminafsCliTest {
  protected:
   void SetUp() override {
-    for (const char* name : {"l1", "l1/sub", "l:2", "upper", "upper/w", "work", "mnt"}) dir_.Subdir(name);
+    for (const char* name : {"l1", "l1/sub", "l:2", "upper", "upper/w", "work", "mnt"})
+      dir_.Subdir(name);
     WriteFile(dir_.path() + "/l1/top", "top");
     WriteFile(dir_.path() + "/l:2/bottom", "bottom");
   }
@@ -60,6 +63,10 @@ TEST_F(LaminafsOverlayCliTest, BadInputIsAnErrorAndMountsNothing) {
   };
   std::string l1 = dir_.path() + "/l1";
   std::string up = ",upperdir=" + dir_.path() + "/upper,workdir=" + dir_.path() + "/work";
+  // A work dir on another filesystem than the upper (TempDir detaches it).
+  const std::string other_fs = dir_.Subdir("other-fs");
+  ASSERT_EQ(mount("tmpfs", other_fs.c_str(), "tmpfs", 0, nullptr), 0) << strerror(errno);
+  dir_.Subdir("other-fs/w");
   const std::vector<Case> cases = {
       {{"-o", "upperdir=/tmp", mnt()}, 2, "no lowerdir"},
       {{"-o", "lowerdir=" + dir_.path() + "/missing", mnt()}, 2, "missing"},
@@ -82,6 +89,18 @@ TEST_F(LaminafsOverlayCliTest, BadInputIsAnErrorAndMountsNothing) {
       {{"-o", "lowerdir=" + l1, dir_.path() + "/l1/sub"}, 2, "is inside lowerdir " + l1},
       {{"-o", "lowerdir=" + dir_.path() + "/upper/w" + up, mnt()}, 1, "overlaps upperdir"},
       {{"-o", "lowerdir=" + l1 + ":" + l1 + up, mnt()}, 1, "overlaps lowerdir " + l1},
+      {{"-o", "lowerdir=" + l1 + "/top", mnt()}, 1, "lowerdir " + l1 + "/top: Not a directory"},
+      {{"-o", "lowerdir=" + l1 + ",upperdir=" + dir_.path() + "/upper,workdir=" + other_fs + "/w",
+        mnt()},
+       1,
+       "workdir and upperdir are on different filesystems"},
+      {{"-o", "lowerdir=" + l1 + up + ",uidmapping=0:1000", mnt()},
+       2,
+       "uidmapping: '0:1000' is not FROM:TO:COUNT"},
+      {{"-o", "lowerdir=" + l1 + up + ",gidmapping=0:x:1", mnt()}, 2, "gidmapping"},
+      {{"-o", "lowerdir=" + l1 + up + ",userxattr,index=on", mnt()},
+       2,
+       "index=on conflicts with userxattr"},
   };
   for (const Case& c : cases) {
     std::string output;

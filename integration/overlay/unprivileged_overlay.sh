@@ -26,6 +26,7 @@
 # Usage: unprivileged_overlay.sh LAMINAFS   (LAMINA_KEEP=1 keeps the work directory)
 set -euo pipefail
 laminafs=$(realpath "$1")
+as_user=$(cd "$(dirname "$0")/../harness" && pwd)/as_user_with_fuse.sh
 user=nobody
 group=$(id -gn "$user")
 uid=$(id -u "$user")
@@ -163,15 +164,7 @@ trap - EXIT
 wait "$daemon" || { echo "daemon exited with $?"; exit 1; }
 ! grep -q " $d/mnt " /proc/self/mounts
 EOF
-mkdir "$work/dev"
-unshare -m --propagation private bash -euo pipefail -c '
-  work=$1; laminafs=$2; user=$3
-  mount -t tmpfs tmpfs "$work/dev"
-  mknod -m 666 "$work/dev/fuse" c 10 229
-  mount --bind "$work/dev/fuse" /dev/fuse
-  timeout 120 setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups -- \
-    bash "$work/host/run.sh" "$work" "$laminafs"
-' _ "$work" "$laminafs" "$user" || { cat "$d/log" >&2; fail "host mount through fusermount3"; }
+"$as_user" "$work/dev" "$user" 120 bash "$work/host/run.sh" "$work" "$laminafs" || { cat "$d/log" >&2; fail "host mount through fusermount3"; }
 t_host=$(date +%s.%N)
 
 # --- userns: laminafs and kernel overlayfs side by side in unshare -Urm --
@@ -195,14 +188,8 @@ umount "$d/mnt"
 trap - EXIT
 wait "$daemon" || { echo "daemon exited with $?"; exit 1; }
 EOF
-unshare -m --propagation private bash -euo pipefail -c '
-  work=$1; laminafs=$2; user=$3
-  mount -t tmpfs tmpfs "$work/dev"
-  mknod -m 666 "$work/dev/fuse" c 10 229
-  mount --bind "$work/dev/fuse" /dev/fuse
-  timeout 120 setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups -- \
-    unshare -Urm --propagation private bash "$work/userns.sh" "$work" "$laminafs"
-' _ "$work" "$laminafs" "$user" || { cat "$work/userns/log" >&2; fail "user-namespace mounts"; }
+"$as_user" "$work/dev" "$user" 120 \
+  unshare -Urm --propagation private bash "$work/userns.sh" "$work" "$laminafs" || { cat "$work/userns/log" >&2; fail "user-namespace mounts"; }
 t_userns=$(date +%s.%N)
 
 # --- compare -------------------------------------------------------------

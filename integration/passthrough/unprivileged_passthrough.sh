@@ -8,6 +8,7 @@
 # Usage: unprivileged_passthrough.sh LAMINAFS
 set -euo pipefail
 laminafs=$(realpath "$1")
+as_user=$(cd "$(dirname "$0")/../harness" && pwd)/as_user_with_fuse.sh
 user=nobody
 group=$(id -gn "$user")
 work=$(mktemp -d /tmp/lamina-unpriv-pt-XXXXXX)
@@ -73,14 +74,7 @@ echo done > "$work/u/result"
 EOF
 
 t0=$(date +%s.%N)
-unshare -m --propagation private bash -euo pipefail -c '
-  work=$1; laminafs=$2; user=$3
-  mount -t tmpfs tmpfs "$work/dev"
-  mknod -m 666 "$work/dev/fuse" c 10 229
-  mount --bind "$work/dev/fuse" /dev/fuse
-  timeout 60 setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups -- \
-    bash "$work/run.sh" "$work" "$laminafs"
-' _ "$work" "$laminafs" "$user" || { cat "$work/u/log" >&2; echo "unprivileged passthrough: FAIL" >&2; exit 1; }
+"$as_user" "$work/dev" "$user" 60 bash "$work/run.sh" "$work" "$laminafs" || { cat "$work/u/log" >&2; echo "unprivileged passthrough: FAIL" >&2; exit 1; }
 t1=$(date +%s.%N)
 
 # What the user did, seen in SOURCE by root: owned by the user.

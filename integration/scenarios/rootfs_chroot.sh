@@ -251,16 +251,10 @@ EOF
 # listing() for the namespace, then the script.
 { declare -f listing; cat "$work/inside.sh"; } > "$work/inside.run"
 t_before=$(date +%s)
-if ! unshare -m --propagation private bash -euo pipefail -c '
-  work=$1; laminafs=$2; tree=$3; user=$4; base=$5
-  mount -t tmpfs tmpfs "$work/dev"
-  mknod -m 666 "$work/dev/fuse" c 10 229
-  mount --bind "$work/dev/fuse" /dev/fuse
-  timeout 900 setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups -- \
-    unshare --user --map-users="$base,0,65536" --map-groups="$base,0,65536" \
-      --setuid 0 --setgid 0 -m --propagation private \
-      bash "$work/inside.run" "$work" "$laminafs" "$tree"
-' _ "$work" "$laminafs" "$rootfs_shifted" "$user" "$shift_base"; then
+if ! "$here/../harness/as_user_with_fuse.sh" "$work/dev" "$user" 900 \
+  unshare --user --map-users="$shift_base,0,65536" --map-groups="$shift_base,0,65536" \
+  --setuid 0 --setgid 0 -m --propagation private \
+  bash "$work/inside.run" "$work" "$laminafs" "$rootfs_shifted"; then
   echo "rootfs-unprivileged: FAIL" >&2
   tail -20 "$work/u/daemon.log" >&2 || true
   exit 1
