@@ -64,8 +64,8 @@ Result<void> CopyRange(int from, int to, off_t offset, off_t length) {
 }
 
 // Copies extended attributes except overlayfs' own, from a "/proc/self/fd/N"
-// path to a staging path (regular files and directories: symlinks' xattrs
-// cannot be reached race-free through a descriptor and are not copied).
+// path to a staging path. (The path of an O_PATH descriptor of a symlink
+// reaches the symlink itself, so symlinks' xattrs are copied too.)
 Result<void> CopyXattrs(const overlay::LayerStack& layers, const std::string& from,
                         const std::string& to) {
   ssize_t size = listxattr(from.c_str(), nullptr, 0);
@@ -214,7 +214,7 @@ Result<void> OverlayFs::CopyUpLocked(Node& node, int parent_upper_fd, const std:
     result = CheckSyscall(fchmodat(staging, staged.c_str(), st.st_mode & 07777, 0));
   }
   bool symlink = S_ISLNK(st.st_mode);
-  if (result.ok() && !symlink) result = CopyXattrs(layers_, FdPath(lower.fd), staged_path);
+  if (result.ok()) result = CopyXattrs(layers_, FdPath(lower.fd), staged_path);
   // Like the kernel, a lower hard link records its origin only when it is
   // indexed: a copy of one name alone is a new object, not the lower one.
   const bool indexed = UsesIndex(node) && S_ISREG(st.st_mode);
