@@ -79,7 +79,7 @@ void NodeShedder::Shed(size_t load) {
 
 size_t DefaultNodeDescriptorLimit(rlim_t file_limit, size_t cap) {
   if (file_limit == RLIM_INFINITY) return cap;
-  return std::clamp<size_t>(static_cast<size_t>(file_limit / 2), 1, cap);
+  return std::clamp<size_t>(static_cast<size_t>(file_limit - file_limit / 4), 1, cap);
 }
 
 }  // namespace lamina

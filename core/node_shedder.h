@@ -67,9 +67,9 @@ class NodeShedder {
   std::atomic<uint64_t> forgotten_{0};
 };
 
-// The default limit for descriptors pinned by nodes: half the soft
-// descriptor limit `file_limit`, leaving the rest for open files (each FUSE
-// open holds one) and everything else the process does; at most `cap`.
+// The default limit for descriptors pinned by nodes: three quarters of the
+// soft descriptor limit `file_limit`, leaving the rest for open files (each
+// FUSE open holds one) and everything else the process does; at most `cap`.
 size_t DefaultNodeDescriptorLimit(rlim_t file_limit, size_t cap);
 
 }  // namespace lamina

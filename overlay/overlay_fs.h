@@ -66,7 +66,7 @@ struct OverlayOptions {
   bool posix_acl = true;
   // Descriptors the nodes the kernel knows may hold before the least
   // recently used are offered to the kernel to forget (core/node_limit.h;
-  // needs FUSE 7.45). Unset: half the descriptor limit, at most
+  // needs FUSE 7.45). Unset: three quarters of the descriptor limit, at most
   // kMaxNodeDescriptorsCap. 0: no limit.
   std::optional<size_t> max_descriptors;
   // fuse-overlayfs' static_nlink: directories report st_nlink 1.

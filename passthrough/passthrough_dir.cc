@@ -3,6 +3,13 @@
 // The kernel's READDIR offset is the backing filesystem's d_off of the last
 // entry it consumed, so a seekdir/telldir through the mount maps straight
 // onto lseek of the backing directory.
+//
+// With kernel caching on (the default), OPENDIR answers ENOSYS: the kernel
+// then opens directories without a round trip and keeps what READDIR
+// returns in its readdir cache, so walking a cached tree again reaches the
+// daemon not at all. Such a READDIR carries no handle; it opens the
+// directory for that one request and seeks to the offset. With caching off
+// (timeout=0), each open keeps its own stream.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,12 +52,12 @@ struct PassthroughFs::DirHandle {
 Result<OpenReply> PassthroughFs::OpenDir(const Ctx&, NodeId node, int flags) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
+  if (options_.entry_timeout > 0) return Errno{ENOSYS};
   // "." relative to the O_PATH descriptor is the directory itself.
   int fd = openat(inode->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (flags & O_NOATIME));
   if (fd < 0) return LastErrno();
   OpenReply reply;
   reply.fh = dirs_.Add(std::make_unique<DirHandle>(fd));
-  if (options_.entry_timeout > 0) reply.open_flags |= abi::kFopenCacheDir | abi::kFopenKeepCache;
   return reply;
 }
 
@@ -58,8 +65,17 @@ Result<void> PassthroughFs::ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64
                                     DirentWriter& out) {
   InodePtr dir = Node(node);
   if (dir == nullptr) return Errno{ESTALE};
-  DirHandle* handle = dirs_.Get(fh);
-  if (handle == nullptr) return Errno{EBADF};
+  std::unique_ptr<DirHandle> for_this_request;
+  DirHandle* handle;
+  if (fh == 0) {
+    int fd = openat(dir->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return LastErrno();
+    for_this_request = std::make_unique<DirHandle>(fd);
+    handle = for_this_request.get();
+  } else {
+    handle = dirs_.Get(fh);
+    if (handle == nullptr) return Errno{EBADF};
+  }
   std::lock_guard<std::mutex> lock(handle->mu);
   if (offset != handle->offset) {
     if (lseek(handle->fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrno();
@@ -100,7 +116,16 @@ Result<void> PassthroughFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {
   return Ok();
 }
 
-Result<void> PassthroughFs::FsyncDir(const Ctx&, NodeId, uint64_t fh, bool datasync) {
+Result<void> PassthroughFs::FsyncDir(const Ctx&, NodeId node, uint64_t fh, bool datasync) {
+  if (fh == 0) {
+    InodePtr dir = Node(node);
+    if (dir == nullptr) return Errno{ESTALE};
+    int fd = openat(dir->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return LastErrno();
+    Result<void> result = CheckSyscall(datasync ? fdatasync(fd) : fsync(fd));
+    close(fd);
+    return result;
+  }
   DirHandle* handle = dirs_.Get(fh);
   if (handle == nullptr) return Errno{EBADF};
   int fd = handle->fd;

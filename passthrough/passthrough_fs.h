@@ -51,7 +51,7 @@ struct PassthroughOptions {
   PassthroughMode passthrough = PassthroughMode::kAuto;
   // Nodes (one descriptor each) to keep before asking the kernel to forget
   // the least recently used (core/node_limit.h; needs FUSE protocol 7.45, Linux
-  // 6.18). Unset: half the descriptor limit, at most kMaxNodesCap. 0: no
+  // 6.18). Unset: three quarters of the descriptor limit, at most kMaxNodesCap. 0: no
   // limit.
   std::optional<size_t> max_nodes;
   // The largest WRITE the kernel may send; 0 keeps the core's default.

@@ -99,6 +99,7 @@ class MountedPassthrough {
   const std::string& twin() const { return twin_; }
   const std::string& mnt() const { return mountpoint_; }
   PassthroughFs& fs() { return *fs_; }
+  FuseServer& server() { return *server_; }
 
  private:
   static MountSetup WithTimeout(double timeout) {

@@ -298,6 +298,44 @@ TEST_P(PassthroughCachingTest, NegativeLookupIsCached) {
   EXPECT_EQ(stat(Mnt("now").c_str(), &st), 0);
 }
 
+// With caching on, OPENDIR answers ENOSYS and the kernel keeps listings:
+// reading a directory again costs no request, a change through the mount
+// shows at once, and a listing read in pieces still seeks.
+TEST_P(PassthroughCachingTest, ListingsAreCachedByTheKernel) {
+  for (int i = 0; i < 500; ++i) WriteFile(Src("file-with-a-long-name-" + std::to_string(i)), "");
+  const Stats& stats = mount_->server().session().stats();
+  std::vector<std::string> first = ListDir(Mnt());
+  EXPECT_EQ(first, ListDir(Src()));
+  const uint64_t reads = stats.Get(abi::kReaddir).count + stats.Get(abi::kReaddirplus).count;
+  EXPECT_GT(reads, 0u);
+  EXPECT_EQ(ListDir(Mnt()), first);
+  EXPECT_EQ(stats.Get(abi::kReaddir).count + stats.Get(abi::kReaddirplus).count, reads);
+  EXPECT_EQ(stats.Get(abi::kOpendir).count, 1u);  // the one that answered ENOSYS
+
+  WriteFile(Mnt("made-through-the-mount"), "");
+  ASSERT_EQ(unlink(Mnt("file-with-a-long-name-7").c_str()), 0);
+  EXPECT_EQ(ListDir(Mnt()), ListDir(Src()));
+
+  DIR* dir = opendir(Mnt().c_str());
+  ASSERT_NE(dir, nullptr);
+  for (int i = 0; i < 200; ++i) ASSERT_NE(readdir(dir), nullptr);
+  long pos = telldir(dir);
+  std::string expected = readdir(dir)->d_name;
+  while (readdir(dir) != nullptr) {
+  }
+  seekdir(dir, pos);
+  struct dirent* again = readdir(dir);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(expected, again->d_name);
+  closedir(dir);
+
+  // fsync of a directory opened without a handle reaches the source.
+  int fd = open(Mnt().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(fsync(fd), 0) << strerror(errno);
+  close(fd);
+}
+
 INSTANTIATE_TEST_SUITE_P(passthrough, PassthroughCachingTest, LAMINA_PASSTHROUGH_PARAMS, ParamName);
 
 }  // namespace
