@@ -109,11 +109,17 @@ class InodeTable {
   // kernel to forget them and is refused for some (they are in use) gets
   // other nodes from the next call instead of the same ones forever.
   std::vector<NodeId> LeastRecentlyUsed(size_t count) {
+    return LeastRecentlyUsed(count, [](const Node&) { return true; });
+  }
+  // The same among the nodes for which `eligible(node)` holds (called under
+  // the table's lock: it must be cheap and take no lock of its own).
+  template <typename F>
+  std::vector<NodeId> LeastRecentlyUsed(size_t count, F&& eligible) {
     std::shared_lock lock(mu_);
     std::vector<std::pair<uint64_t, NodeId>> order;
     order.reserve(nodes_.size());
     for (const auto& [id, slot] : nodes_) {
-      if (id != kRootNodeId) order.emplace_back(slot.used.Load(), id);
+      if (id != kRootNodeId && eligible(*slot.node)) order.emplace_back(slot.used.Load(), id);
     }
     count = std::min(count, order.size());
     std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(count), order.end());
@@ -171,6 +177,24 @@ class InodeTable {
     if (id_it == ids_.end() || id_it->second != id) return;
     ids_.erase(id_it);
     renumbered_[it->second.key] = id;
+  }
+
+  // Replaces the node behind `id` with `replace(old)` (a new
+  // shared_ptr<Node>, or null to keep the old one) if the table holds the
+  // only reference to it: no request is using it, and none can start to
+  // while `replace` runs (requests get nodes through the table, under its
+  // lock). For giving back resources a node can recreate on its next use:
+  // the old node is returned, and the caller releases it outside the lock;
+  // being its last owner, it sees every earlier holder's use of it as done.
+  // Null if nothing was replaced.
+  template <typename F>
+  std::shared_ptr<Node> ReplaceUnshared(NodeId id, F&& replace) {
+    std::unique_lock lock(mu_);
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || it->second.node.use_count() != 1) return nullptr;
+    std::shared_ptr<Node> fresh = replace(*it->second.node);
+    if (fresh == nullptr) return nullptr;
+    return std::exchange(it->second.node, std::move(fresh));
   }
 
   // Whether a node for `key` exists (not counted as a use).

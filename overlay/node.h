@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,7 +50,9 @@ class Node {
     if (held_ != nullptr) held_->fetch_sub(Descriptors(), std::memory_order_relaxed);
     if (upper_fd >= 0) close(upper_fd);
     if (upper_read_fd >= 0) close(upper_read_fd);
-    for (const LowerRef& lower : lowers) close(lower.fd);
+    for (const LowerRef& lower : lowers) {
+      if (lower.fd >= 0) close(lower.fd);
+    }
   }
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -62,13 +65,14 @@ class Node {
   // Guards the fields below and serialises copy-up of this object.
   mutable std::shared_mutex mu;
   // O_PATH descriptor of the upper object, -1 while it lives only below.
-  // Set once (creation or copy-up) and kept for the node's life, so a
-  // descriptor read under `mu` stays valid while the node is referenced.
+  // Set once (creation or copy-up) and kept while the node is referenced,
+  // so a descriptor read under `mu` stays valid while one holds the node
+  // (parking takes descriptors only from nodes nobody holds).
   int upper_fd ABSL_GUARDED_BY(mu) = -1;
   DirMarks upper_marks ABSL_GUARDED_BY(mu);
   // Directories: every lower directory merged under this one, top first,
   // stopping at an opaque one. Others: the topmost lower object, if any.
-  // Fixed at creation.
+  // Fixed at creation (parking closes and reopens the descriptor only).
   std::vector<LowerRef> lowers;
   // Non-directories: the lower object's link count (a lower hard link is
   // indexed on copy-up, see index.h). Fixed at creation; 0 without a lower.
@@ -99,6 +103,20 @@ class Node {
   // readable descriptor of the upper file for those opens' reads, opened
   // on the first such read and kept for the node's life.
   int upper_read_fd ABSL_GUARDED_BY(mu) = -1;
+
+  // FUSE opens of this node that are not released yet.
+  std::atomic<int> opens{0};
+  // A parked node (overlay/node_parking.cc) stands in for one that gave its
+  // descriptors back while the kernel still knew it and no request held it;
+  // OverlayFs reopens them by parent and name before any request uses the
+  // node. Cleared with the descriptors set, under `mu`; read without it.
+  std::atomic<bool> parked{false};
+  // What a parked node had, to check what reopening finds.
+  struct ParkedObjects {
+    std::optional<NodeKey> upper;
+    std::optional<NodeKey> lower;
+  };
+  ParkedObjects parked_as ABSL_GUARDED_BY(mu);
 
   int UpperFd() const {
     std::shared_lock lock(mu);
@@ -160,10 +178,20 @@ class Node {
     upper_fd = fd;
     if (held_ != nullptr) held_->fetch_add(1, std::memory_order_relaxed);
   }
+  // Gives a parked node its reopened descriptors (-1 for an object it did
+  // not have); the node owns them from now on.
+  void Unpark(int upper, int lower) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    upper_fd = upper;
+    if (!lowers.empty()) lowers.front().fd = lower;
+    if (held_ != nullptr) held_->fetch_add(Descriptors(), std::memory_order_relaxed);
+    parked.store(false, std::memory_order_release);
+  }
 
  private:
   size_t Descriptors() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return (upper_fd >= 0 ? 1 : 0) + (upper_read_fd >= 0 ? 1 : 0) + lowers.size();
+    size_t held = (upper_fd >= 0 ? 1 : 0) + (upper_read_fd >= 0 ? 1 : 0);
+    for (const LowerRef& lower : lowers) held += lower.fd >= 0 ? 1 : 0;
+    return held;
   }
 
   std::atomic<size_t>* held_ = nullptr;

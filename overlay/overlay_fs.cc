@@ -78,15 +78,32 @@ Gauges OverlayFs::GetGauges() const {
   return {{"nodes", node_count()},
           {"node_descriptors", held_descriptors()},
           {"descriptor_limit", max_descriptors()},
-          {"nodes_offered", nodes_offered()}};
+          {"nodes_offered", nodes_offered()},
+          {"nodes_parked", nodes_parked()}};
 }
 
 std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
-  // Nodes hold one descriptor (a lower file), two (a copied-up file) or
-  // several (a merged directory): ask for the average's worth.
-  const size_t nodes = std::max<size_t>(table_.size(), 1);
-  const size_t held = std::max<size_t>(held_descriptors_.load(std::memory_order_relaxed), nodes);
-  return table_.LeastRecentlyUsed(std::max<size_t>(descriptors * nodes / held, 1));
+  // Nodes hold one descriptor (a lower file), two (a copied-up file),
+  // several (a merged directory) or none (parked, skipped: the kernel
+  // could give back nothing either), so `descriptors` nodes are enough.
+  const size_t before = held_descriptors();
+  std::vector<NodeId> offer;
+  auto holding = [](const Node& node) { return !node.parked.load(std::memory_order_relaxed); };
+  for (NodeId id : table_.LeastRecentlyUsed(std::max<size_t>(descriptors, 1), holding)) {
+    if (before - std::min(before, held_descriptors()) >= descriptors) break;
+    if (Park(id)) continue;
+    NodePtr node = table_.Get(id);
+    if (node != nullptr && !node->parked.load(std::memory_order_relaxed)) offer.push_back(id);
+  }
+  return offer;
+}
+
+OverlayFs::NodePtr OverlayFs::Get(NodeId id) const {
+  NodePtr node = table_.Get(id);
+  if (node != nullptr && node->parked.load(std::memory_order_acquire) && !Unpark(*node).ok()) {
+    return nullptr;
+  }
+  return node;
 }
 
 void OverlayFs::Init(InitConfig& config) {
@@ -179,7 +196,9 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
         }
         redirect = *recorded;
       }
-    } else if (overlay::HasOciWhiteout(dir_upper, name)) {
+    } else if (!dir.lowers.empty() && overlay::HasOciWhiteout(dir_upper, name)) {
+      // (Without merged lowers there is nothing for such a marker to hide:
+      // a new directory's lookups of new names cost one stat.)
       return Errno{ENOENT};
     }
   }
@@ -376,7 +395,21 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       EnforceProtection(upper, r.type);
     }
   } else {
-    // A known object: keep its descriptors, but follow it to this name.
+    // A known object: keep its descriptors, but follow it to this name
+    // (by which a parked node reopens them: it resolved just now).
+    if (handle.node->parked.load(std::memory_order_acquire)) {
+      {
+        std::unique_lock lock(handle.node->mu);
+        handle.node->parent = parent;
+        handle.node->name = std::string(name);
+      }
+      Result<void> back = Unpark(*handle.node);
+      if (!back.ok()) {
+        r.Release();
+        table_.Forget(handle.id, 1);
+        return Errno{back.error()};
+      }
+    }
     {
       std::unique_lock lock(handle.node->mu);
       if (handle.node->upper_fd < 0 && r.upper_fd >= 0) {

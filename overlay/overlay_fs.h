@@ -159,6 +159,7 @@ class OverlayFs : public Filesystem {
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
   size_t max_descriptors() const { return shedder_.limit(); }
   uint64_t nodes_offered() const { return shedder_.offered(); }
+  uint64_t nodes_parked() const { return parked_.load(std::memory_order_relaxed); }
   const overlay::LayerStack& layers() const { return layers_; }
 
  private:
@@ -182,12 +183,26 @@ class OverlayFs : public Filesystem {
 
   OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
 
-  // Node ids holding about `descriptors` descriptors, least recently used
-  // first: what the shedder offers the kernel to forget.
+  // Frees about `descriptors` descriptors, least recently used nodes
+  // first: parks what it can, and returns the nodes the shedder should offer
+  // the kernel to forget instead (directories, open or unparkable files).
   std::vector<NodeId> PickNodesToShed(size_t descriptors);
 
-  // overlay_fs.cc
-  NodePtr Get(NodeId id) const { return table_.Get(id); }
+  // node_parking.cc. A non-directory that no request holds can give back
+  // its descriptors and stay known to the kernel: the kernel keeps its
+  // inode, attributes and dentry, so a walk of a tree larger than the
+  // descriptor limit stays cached there, and the node reopens its objects
+  // by parent and name (checking they are the same) when a request needs
+  // them. Only directories (which hold the names' parents) and nodes that
+  // cannot be parked are offered to the kernel to forget.
+  bool Park(NodeId id);
+  // Reopens a parked node's descriptors; ESTALE if its name no longer leads
+  // to its objects.
+  Result<void> Unpark(overlay::Node& node) const;
+
+  // overlay_fs.cc. The node behind `id`, unparked; null if unknown (or
+  // parked with its name gone).
+  NodePtr Get(NodeId id) const;
   Result<NodePtr> Dir(NodeId id) const;
   // With `upper_whiteout`, reports whether a whiteout in the upper layer is
   // what hid the name (ENOENT).
@@ -293,9 +308,10 @@ class OverlayFs : public Filesystem {
   overlay::LayerStack layers_;
   // Before the nodes that count into it (members die in reverse order).
   std::atomic<size_t> held_descriptors_{0};
+  std::atomic<uint64_t> parked_{0};  // nodes parked so far
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
-  NodeShedder shedder_;
+  mutable NodeShedder shedder_;  // thread-safe; unparking (const) adds load
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
 };

@@ -104,6 +104,7 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     }
   }
   reply.fh = MakeHandle(fd, backed, !top_is_upper);
+  node->opens.fetch_add(1, std::memory_order_relaxed);  // not parked while open
   return reply;
 }
 
@@ -181,6 +182,7 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
     node->CountDescriptorsIn(&held_descriptors_);
     return node;
   });
+  handle.node->opens.fetch_add(1, std::memory_order_relaxed);
   CreateReply reply;
   reply.entry = MakeEntry(handle.id, *handle.node, st);
   reply.open.fh = MakeHandle(fd, /*backed=*/false, /*lower=*/false);
@@ -217,6 +219,7 @@ Result<size_t> OverlayFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
 
 Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
   close(HandleFd(fh));
+  if (NodePtr node = table_.Get(id)) node->opens.fetch_sub(1, std::memory_order_relaxed);
   if (HandleBacked(fh) && backing_ != nullptr) {
     NodePtr node = HandleLower(fh) ? Get(id) : nullptr;
     if (node != nullptr) {

@@ -119,7 +119,7 @@ Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
   if (!resolved.ok()) return Errno{resolved.error()};
   Result<Entry> entry = Adopt(dir, name, std::move(*resolved));
   if (!entry.ok()) return Errno{entry.error()};
-  return std::make_pair(entry->node, table_.Get(entry->node));
+  return std::make_pair(entry->node, Get(entry->node));
 }
 
 Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string_view name,
@@ -334,7 +334,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
     // records the view's link count, then remove it as an upper name.
     Result<Entry> pinned = Adopt(*dir, name, std::move(*victim));
     if (!pinned.ok()) return Errno{pinned.error()};
-    NodePtr node = table_.Get(pinned->node);
+    NodePtr node = Get(pinned->node);
     ok = node != nullptr ? CopyUpAs(node, *dir, std::string(name)) : Result<void>(Errno{ENOENT});
     table_.Forget(pinned->node, 1);
     if (!ok.ok()) return ok;

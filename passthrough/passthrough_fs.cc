@@ -60,8 +60,17 @@ PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const stru
     : options_(std::move(options)),
       source_on_overlay_(source_on_overlay),
       shedder_(options_.max_nodes.value_or(0),
-               [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {
+               [this](size_t count) { return PickNodesToShed(count); }) {
   table_.SetRoot(InodeKey::Of(root), std::make_shared<Inode>(root_fd, root.st_mode));
+  if (!ParkingPossible(root_fd)) {
+    spdlog::debug(
+        "files cannot be reopened by handle here: past the node limit, the kernel "
+        "is asked to forget nodes");
+  }
+}
+
+PassthroughFs::~PassthroughFs() {
+  if (handle_mount_fd_ >= 0) close(handle_mount_fd_);
 }
 
 void PassthroughFs::Init(InitConfig& config) {
@@ -115,10 +124,17 @@ Result<Entry> PassthroughFs::MakeEntry(int fd) {
     used = true;
     return std::make_shared<Inode>(fd, st->st_mode);
   });
-  if (!used) close(fd);  // the node already had a descriptor
+  if (!used) {
+    // The node has a descriptor already, or gets this one if parked.
+    if (handle.node->parked()) {
+      (void)Unpark(*handle.node, fd);
+    } else {
+      close(fd);
+    }
+  }
   // Only a new node can push the table over the limit. The offer is sent
   // by the notifier's thread: the kernel may need locks this request holds.
-  if (used) shedder_.Added(table_.size());
+  if (used) shedder_.Added(Load());
   Entry entry;
   entry.node = handle.id;
   entry.attr = *st;
@@ -133,11 +149,11 @@ Result<Entry> PassthroughFs::LookupChild(const Inode& parent, std::string_view n
     const int error = errno;
     // Out of descriptors (the limit is above what is left, or open files
     // took the rest): shed nodes now so that later lookups succeed again.
-    if (error == EMFILE || error == ENFILE) shedder_.OutOfDescriptors(table_.size());
+    if (error == EMFILE || error == ENFILE) shedder_.OutOfDescriptors(Load());
     return Errno{error};
   }
   // Only a name that exists may add a node, so negative lookups never wait.
-  shedder_.MakeRoom([this] { return table_.size(); });
+  shedder_.MakeRoom([this] { return Load(); });
   return MakeEntry(fd);
 }
 
@@ -159,7 +175,14 @@ Result<Entry> PassthroughFs::Lookup(const Ctx&, NodeId parent, std::string_view 
 void PassthroughFs::Forget(NodeId node, uint64_t nlookup) {
   // The returned node (if removed) closes its descriptor here, outside
   // the table's lock.
-  if (table_.Forget(node, nlookup) != nullptr) shedder_.Forgotten();
+  if (InodePtr gone = table_.Forget(node, nlookup)) {
+    std::lock_guard<std::mutex> lock(gone->park_mu());
+    if (gone->parked()) {
+      gone->Unpark(-1);  // nothing to reopen: the kernel is done with it
+      parked_now_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    shedder_.Forgotten();
+  }
 }
 
 Result<Attributes> PassthroughFs::GetAttr(const Ctx&, NodeId node, std::optional<uint64_t>) {

@@ -64,6 +64,7 @@ inline constexpr size_t kMaxNodesCap = size_t{1} << 18;
 
 class PassthroughFs : public Filesystem {
  public:
+  ~PassthroughFs() override;
   // Opens the source and raises RLIMIT_NOFILE to its hard limit (every
   // node the kernel knows pins one descriptor); the default max_nodes is
   // derived from the raised limit.
@@ -138,6 +139,9 @@ class PassthroughFs : public Filesystem {
   // to the kernel to forget so far.
   size_t max_nodes() const { return shedder_.limit(); }
   uint64_t nodes_offered() const { return shedder_.offered(); }
+  uint64_t nodes_parked() const { return parked_total_.load(std::memory_order_relaxed); }
+  // Descriptors nodes hold now (one per node that is not parked).
+  size_t node_descriptors() const { return Load(); }
   // Lookups that waited at the limit for FORGETs (core/node_limit.h).
   uint64_t limit_waits() const { return shedder_.waits(); }
   // Whether file data currently bypasses the daemon.
@@ -150,7 +154,22 @@ class PassthroughFs : public Filesystem {
   PassthroughFs(PassthroughOptions options, int root_fd, const struct stat& root,
                 bool source_on_overlay);
 
-  InodePtr Node(NodeId id) const { return table_.Get(id); }
+  // The inode behind `id`, unparked; null if unknown or its file is gone.
+  InodePtr Node(NodeId id) const;
+
+  // passthrough_parking.cc. Parking lets the kernel keep more inodes than
+  // the daemon may hold descriptors: see there.
+  // Whether files can be reopened by handle here (sets handle_mount_fd_).
+  bool ParkingPossible(int source_fd);
+  bool Park(NodeId id);
+  // Gives a parked inode its descriptor back: `fd` if >= 0 (a lookup just
+  // opened the file), else reopened by handle.
+  Result<void> Unpark(passthrough::Inode& inode, int fd = -1) const;
+  // Frees about `count` descriptors, least recently used nodes first: parks
+  // what it can, returns the nodes to offer the kernel to forget instead.
+  std::vector<NodeId> PickNodesToShed(size_t count);
+  // Descriptors held by nodes: the load the shedder bounds.
+  size_t Load() const { return table_.size() - parked_now_.load(std::memory_order_relaxed); }
   Result<InodePtr> Dir(NodeId id) const;
   // Looks `name` up under `parent` and takes a lookup reference on it.
   Result<Entry> LookupChild(const passthrough::Inode& parent, std::string_view name);
@@ -177,8 +196,13 @@ class PassthroughFs : public Filesystem {
   PassthroughOptions options_;
   bool source_on_overlay_;
   HandleTable<DirHandle> dirs_;
-  Table table_;
-  NodeShedder shedder_;  // bounds table_ (one descriptor per node)
+  mutable Table table_;
+  // Bounds the descriptors nodes hold (one each, none while parked).
+  mutable NodeShedder shedder_;
+  int handle_mount_fd_ = -1;  // readable source root, for open_by_handle_at
+  int source_mount_id_ = -1;
+  mutable std::atomic<size_t> parked_now_{0};
+  std::atomic<uint64_t> parked_total_{0};
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;  // set when kernel passthrough is negotiated
 };

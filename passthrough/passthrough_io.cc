@@ -71,6 +71,7 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
     if (id.ok()) {
       reply.fh = passthrough::FileHandle(fd, /*backed=*/true);
       reply.backing_id = *id;
+      inode.opens.fetch_add(1, std::memory_order_relaxed);  // not parked while open
       return reply;
     }
     // Other opens of this inode may already pass through; only uncached
@@ -81,6 +82,7 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
     reply.open_flags |= abi::kFopenKeepCache;
   }
   reply.fh = passthrough::FileHandle(fd, /*backed=*/false);
+  inode.opens.fetch_add(1, std::memory_order_relaxed);
   return reply;
 }
 
@@ -176,6 +178,7 @@ Result<size_t> PassthroughFs::Write(const Ctx&, NodeId, const WriteRequest& req)
 
 Result<void> PassthroughFs::Release(const Ctx&, NodeId node, uint64_t fh, int) {
   close(HandleFd(fh));
+  if (InodePtr inode = table_.Get(node)) inode->opens.fetch_sub(1, std::memory_order_relaxed);
   if (HandleBacked(fh) && backing_ != nullptr) backing_->Release(node);
   return Ok();
 }
