@@ -72,6 +72,11 @@ class NodeShedder {
 // FUSE open holds one) and everything else the process does; at most `cap`.
 size_t DefaultNodeDescriptorLimit(rlim_t file_limit, size_t cap);
 
+// How many nodes (parked ones included: they hold no descriptor, only a
+// few hundred bytes of memory) a filesystem keeps before offering the least
+// recently used to the kernel to forget, by default.
+inline constexpr size_t kDefaultMaxCachedNodes = size_t{1} << 18;
+
 }  // namespace lamina
 
 #endif  // LAMINA_CORE_NODE_SHEDDER_H_

@@ -72,7 +72,9 @@ OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t 
     : options_(std::move(options)),
       layers_(std::move(layers)),
       shedder_(descriptor_limit,
-               [this](size_t descriptors) { return PickNodesToShed(descriptors); }) {}
+               [this](size_t descriptors) { return PickNodesToShed(descriptors); }),
+      cached_nodes_(options_.max_cached_nodes,
+                    [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {}
 
 Gauges OverlayFs::GetGauges() const {
   return {{"nodes", node_count()},
@@ -124,6 +126,7 @@ void OverlayFs::Connected(Connection& connection) {
     backing_ = connection.backing();
   }
   shedder_.Connected(connection);
+  cached_nodes_.Connected(connection);
 }
 
 Result<OverlayFs::NodePtr> OverlayFs::Dir(NodeId id) const {
@@ -390,6 +393,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   });
   if (adopted) {
     shedder_.Added(held_descriptors());
+    cached_nodes_.Added(table_.size());
     const int upper = handle.node->UpperFd();
     if (!created && upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) {
       EnforceProtection(upper, r.type);
@@ -453,7 +457,10 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
 }
 
 void OverlayFs::Forget(NodeId node, uint64_t nlookup) {
-  if (table_.Forget(node, nlookup) != nullptr) shedder_.Forgotten();
+  if (table_.Forget(node, nlookup) != nullptr) {
+    shedder_.Forgotten();
+    cached_nodes_.Forgotten();
+  }
 }
 
 Result<Attributes> OverlayFs::AttributesOf(const Node& node) const {

@@ -69,6 +69,9 @@ struct OverlayOptions {
   // needs FUSE 7.45). Unset: three quarters of the descriptor limit, at most
   // kMaxNodeDescriptorsCap. 0: no limit.
   std::optional<size_t> max_descriptors;
+  // Nodes, parked ones included, before the least recently used are
+  // offered to the kernel to forget (bounds the daemon's memory). 0: none.
+  size_t max_cached_nodes = kDefaultMaxCachedNodes;
   // fuse-overlayfs' static_nlink: directories report st_nlink 1.
   bool static_nlink = false;
   // Owners as the view shows them (uidmapping=, gidmapping=, squash_*).
@@ -158,7 +161,7 @@ class OverlayFs : public Filesystem {
   // Descriptors held by nodes, and the shedding they caused (for tests).
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
   size_t max_descriptors() const { return shedder_.limit(); }
-  uint64_t nodes_offered() const { return shedder_.offered(); }
+  uint64_t nodes_offered() const { return shedder_.offered() + cached_nodes_.offered(); }
   uint64_t nodes_parked() const { return parked_.load(std::memory_order_relaxed); }
   const overlay::LayerStack& layers() const { return layers_; }
 
@@ -312,6 +315,7 @@ class OverlayFs : public Filesystem {
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   mutable NodeShedder shedder_;  // thread-safe; unparking (const) adds load
+  NodeShedder cached_nodes_;     // bounds the node count (parked nodes too)
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
 };

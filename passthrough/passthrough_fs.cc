@@ -60,7 +60,9 @@ PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const stru
     : options_(std::move(options)),
       source_on_overlay_(source_on_overlay),
       shedder_(options_.max_nodes.value_or(0),
-               [this](size_t count) { return PickNodesToShed(count); }) {
+               [this](size_t count) { return PickNodesToShed(count); }),
+      cached_nodes_(options_.max_cached_nodes,
+                    [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {
   table_.SetRoot(InodeKey::Of(root), std::make_shared<Inode>(root_fd, root.st_mode));
   if (!ParkingPossible(root_fd)) {
     spdlog::debug(
@@ -94,6 +96,7 @@ void PassthroughFs::Connected(Connection& connection) {
   connection_ = &connection;
   if (connection.Has(abi::kPassthrough)) backing_ = connection.backing();
   shedder_.Connected(connection);
+  cached_nodes_.Connected(connection);
 }
 
 bool PassthroughFs::passthrough_active() const {
@@ -134,7 +137,10 @@ Result<Entry> PassthroughFs::MakeEntry(int fd) {
   }
   // Only a new node can push the table over the limit. The offer is sent
   // by the notifier's thread: the kernel may need locks this request holds.
-  if (used) shedder_.Added(Load());
+  if (used) {
+    shedder_.Added(Load());
+    cached_nodes_.Added(table_.size());
+  }
   Entry entry;
   entry.node = handle.id;
   entry.attr = *st;
@@ -182,6 +188,7 @@ void PassthroughFs::Forget(NodeId node, uint64_t nlookup) {
       parked_now_.fetch_sub(1, std::memory_order_relaxed);
     }
     shedder_.Forgotten();
+    cached_nodes_.Forgotten();
   }
 }
 

@@ -49,11 +49,14 @@ struct PassthroughOptions {
   double negative_timeout = 86400;
   // Kernel passthrough of file data: kAuto uses it when possible, kOff never.
   PassthroughMode passthrough = PassthroughMode::kAuto;
-  // Nodes (one descriptor each) to keep before asking the kernel to forget
-  // the least recently used (core/node_limit.h; needs FUSE protocol 7.45, Linux
-  // 6.18). Unset: three quarters of the descriptor limit, at most kMaxNodesCap. 0: no
-  // limit.
+  // Descriptors nodes may hold (one each, none while parked) before the
+  // least recently used are parked or offered to the kernel to forget
+  // (core/node_limit.h; offers need FUSE 7.45, Linux 6.18). Unset: three
+  // quarters of the descriptor limit, at most kMaxNodesCap. 0: no limit.
   std::optional<size_t> max_nodes;
+  // Nodes, parked ones included, before the least recently used are
+  // offered to the kernel to forget (bounds the daemon's memory). 0: none.
+  size_t max_cached_nodes = kDefaultMaxCachedNodes;
   // The largest WRITE the kernel may send; 0 keeps the core's default.
   uint32_t max_write = 0;
 };
@@ -138,7 +141,7 @@ class PassthroughFs : public Filesystem {
   // The node limit in force (0: none), and how many nodes have been offered
   // to the kernel to forget so far.
   size_t max_nodes() const { return shedder_.limit(); }
-  uint64_t nodes_offered() const { return shedder_.offered(); }
+  uint64_t nodes_offered() const { return shedder_.offered() + cached_nodes_.offered(); }
   uint64_t nodes_parked() const { return parked_total_.load(std::memory_order_relaxed); }
   // Descriptors nodes hold now (one per node that is not parked).
   size_t node_descriptors() const { return Load(); }
@@ -199,6 +202,7 @@ class PassthroughFs : public Filesystem {
   mutable Table table_;
   // Bounds the descriptors nodes hold (one each, none while parked).
   mutable NodeShedder shedder_;
+  NodeShedder cached_nodes_;  // bounds the node count (parked nodes too)
   int handle_mount_fd_ = -1;  // readable source root, for open_by_handle_at
   int source_mount_id_ = -1;
   mutable std::atomic<size_t> parked_now_{0};

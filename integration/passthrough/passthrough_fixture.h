@@ -57,6 +57,7 @@ inline Outcome Call(long rc) {
 struct MountSetup {
   double timeout = 0;  // entry, attribute and negative timeouts
   std::optional<size_t> max_nodes;
+  std::optional<size_t> max_cached_nodes;
   // A tmpfs at the source: large trees are then made and removed without
   // disk I/O, which other jobs on the machine can slow down a hundredfold.
   bool tmpfs_source = false;
@@ -82,6 +83,7 @@ class MountedPassthrough {
     options.passthrough = mode;
     options.entry_timeout = options.attr_timeout = options.negative_timeout = setup.timeout;
     options.max_nodes = setup.max_nodes;
+    if (setup.max_cached_nodes) options.max_cached_nodes = *setup.max_cached_nodes;
     auto fs = PassthroughFs::Create(options);
     if (!fs.ok()) throw std::runtime_error(fs.status().ToString());
     fs_ = std::move(*fs);

@@ -141,10 +141,12 @@ class Walker {
 class PassthroughPruneTest : public ::testing::Test {
  protected:
   // Mounts a fresh tree of `files_per_dir` * 100 files.
-  void Mount(int files_per_dir, size_t max_nodes) {
+  void Mount(int files_per_dir, size_t max_nodes,
+             std::optional<size_t> max_cached_nodes = std::nullopt) {
     MountSetup setup;
     setup.timeout = 86400;
     setup.max_nodes = max_nodes;
+    setup.max_cached_nodes = max_cached_nodes;
     setup.tmpfs_source = true;
     mount_ = std::make_unique<MountedPassthrough>(PassthroughMode::kAuto, std::move(setup));
     const Clock::time_point start = Clock::now();
@@ -225,6 +227,21 @@ TEST_F(PassthroughPruneTest, ParkedInodesStayCachedAndWork) {
   // A directory parked too: creating in it reopens it.
   WriteFile(mnt + "/d8/s8/new", "new");
   EXPECT_EQ(ReadFile(src + "/d8/s8/new"), "new");
+}
+
+// Parked nodes cost memory: past max_cached_nodes the least recently used
+// are offered to the kernel to forget, parked or not.
+TEST_F(PassthroughPruneTest, CachedNodesStayNearTheirLimit) {
+  ASSERT_NO_FATAL_FAILURE(Mount(100, 500, 3000));  // 10,000 files
+  WalkResult walk = Walk("node cap");
+  EXPECT_EQ(walk.mismatched, 0);
+  EXPECT_EQ(walk.checked, expected_);
+  EXPECT_GT(mount_->fs().nodes_offered(), 0U);
+  // FORGETs trail the offers; the count settles at the low mark (3/4).
+  for (int i = 0; i < 100 && mount_->fs().node_count() > 3000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LE(mount_->fs().node_count(), 3000u);
 }
 
 TEST_F(PassthroughPruneTest, WithoutALimitNothingIsOffered) {
