@@ -33,7 +33,7 @@ struct DirListing {
 struct DirSources {
   int upper_fd = -1;
   DirMarks upper_marks;
-  const std::vector<LowerRef>* lowers = nullptr;
+  const LowerRefs* lowers = nullptr;
   uint64_t ino = 0;         // the directory's own st_ino, for "."
   uint64_t parent_ino = 0;  // its parent's, for ".." (readdir skips inode 0)
 };

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "absl/container/inlined_vector.h"
 #include "overlay/layer_object.h"
 
 namespace lamina::overlay {
@@ -42,10 +43,15 @@ struct LowerRef {
   int fd = -1;
   DirMarks marks;  // directories only
 };
+// A file has at most one lower object: kept inline, without an allocation.
+using LowerRefs = absl::InlinedVector<LowerRef, 1>;
 
 class Node {
  public:
-  Node(mode_t type, uint64_t ino) : type(type & S_IFMT), ino(ino) {}
+  Node(mode_t type, uint64_t ino)
+      : type(type & S_IFMT),
+        ino(ino),
+        dir(S_ISDIR(type) ? std::make_unique<DirState>() : nullptr) {}
   ~Node() {
     if (held_ != nullptr) held_->fetch_sub(Descriptors(), std::memory_order_relaxed);
     if (upper_fd >= 0) close(upper_fd);
@@ -59,21 +65,30 @@ class Node {
 
   bool is_dir() const { return S_ISDIR(type); }
 
-  const mode_t type;   // S_IFMT bits; never change for one node
-  const uint64_t ino;  // the st_ino the merged view reports
-
-  // Guards the fields below and serialises copy-up of this object.
-  mutable std::shared_mutex mu;
+  // Fields are ordered to pack: a cached file's node is most of the daemon's
+  // memory per inode.
+  const mode_t type;  // S_IFMT bits; never change for one node
   // O_PATH descriptor of the upper object, -1 while it lives only below.
   // Set once (creation or copy-up) and kept while the node is referenced,
   // so a descriptor read under `mu` stays valid while one holds the node
   // (parking takes descriptors only from nodes nobody holds).
   int upper_fd ABSL_GUARDED_BY(mu) = -1;
+  const uint64_t ino;  // the st_ino the merged view reports
+
+  // Guards the fields below and serialises copy-up of this object.
+  mutable std::shared_mutex mu;
   DirMarks upper_marks ABSL_GUARDED_BY(mu);
+  // A parked node (overlay/node_parking.cc) stands in for one that gave its
+  // descriptors back while the kernel still knew it and no request held it;
+  // OverlayFs reopens them by parent and name before any request uses the
+  // node. Cleared with the descriptors set, under `mu`; read without it.
+  std::atomic<bool> parked{false};
+  // FUSE opens of this node that are not released yet.
+  std::atomic<int> opens{0};
   // Directories: every lower directory merged under this one, top first,
   // stopping at an opaque one. Others: the topmost lower object, if any.
   // Fixed at creation (parking closes and reopens the descriptor only).
-  std::vector<LowerRef> lowers;
+  LowerRefs lowers;
   // Non-directories: the lower object's link count (a lower hard link is
   // indexed on copy-up, see index.h). Fixed at creation; 0 without a lower.
   nlink_t lower_nlink = 0;
@@ -81,42 +96,34 @@ class Node {
   // parents; updated by rename.
   std::shared_ptr<Node> parent ABSL_GUARDED_BY(mu);
   std::string name ABSL_GUARDED_BY(mu);
-  // Directories: where the layer right below the upper finds this
-  // directory, as a path from the layer roots ("" for the root). It differs
-  // from the merged path after a rename (the upper's overlay.redirect), and
-  // is what a later rename records; records in lower layers redirect the
-  // layers below them, not this path.
-  std::string lower_path ABSL_GUARDED_BY(mu);
-  // Directories: the merged listing READDIR serves to every reader (the
-  // kernel opens directories without asking: no OPENDIR). A change to the
-  // directory through this mount drops it; the next READDIR lists anew.
-  std::shared_ptr<const DirListing> listing ABSL_GUARDED_BY(mu);
-  // Directories: see RememberAbsent().
-  std::string absent_name ABSL_GUARDED_BY(mu);
-  bool absent_over_whiteout ABSL_GUARDED_BY(mu) = false;
+  // What only directories have, allocated for them alone (most nodes are
+  // files). Fields guarded by `mu`.
+  struct DirState {
+    // Where the layer right below the upper finds this directory, as a path
+    // from the layer roots ("" for the root). It differs from the merged
+    // path after a rename (the upper's overlay.redirect), and is what a
+    // later rename records; records in lower layers redirect the layers
+    // below them, not this path.
+    std::string lower_path;
+    // The merged listing READDIR serves to every reader (the kernel opens
+    // directories without asking: no OPENDIR). A change to the directory
+    // through this mount drops it; the next READDIR lists anew.
+    std::shared_ptr<const DirListing> listing;
+    // See RememberAbsent().
+    std::string absent_name;
+    bool absent_over_whiteout = false;
+  };
+  // Null for non-directories; set at construction, never replaced.
+  const std::unique_ptr<DirState> dir;
   // Kernel passthrough pins one backing file to a kernel inode while any
   // open uses it. Opens of the lower file made before a copy-up: how many
   // are live, and the node id (kernel inode) they pinned the lower file to.
   int lower_backed_opens ABSL_GUARDED_BY(mu) = 0;
-  uint64_t lower_backed_id ABSL_GUARDED_BY(mu) = 0;
   // Regular files copied up while opens of the lower file were live: a
   // readable descriptor of the upper file for those opens' reads, opened
   // on the first such read and kept for the node's life.
   int upper_read_fd ABSL_GUARDED_BY(mu) = -1;
-
-  // FUSE opens of this node that are not released yet.
-  std::atomic<int> opens{0};
-  // A parked node (overlay/node_parking.cc) stands in for one that gave its
-  // descriptors back while the kernel still knew it and no request held it;
-  // OverlayFs reopens them by parent and name before any request uses the
-  // node. Cleared with the descriptors set, under `mu`; read without it.
-  std::atomic<bool> parked{false};
-  // What a parked node had, to check what reopening finds.
-  struct ParkedObjects {
-    std::optional<NodeKey> upper;
-    std::optional<NodeKey> lower;
-  };
-  ParkedObjects parked_as ABSL_GUARDED_BY(mu);
+  uint64_t lower_backed_id ABSL_GUARDED_BY(mu) = 0;
 
   int UpperFd() const {
     std::shared_lock lock(mu);
@@ -142,9 +149,10 @@ class Node {
   // A name in this directory changed: the next READDIR lists it anew, and
   // the absent name a lookup saw may exist now.
   void DropListing() {
+    if (dir == nullptr) return;
     std::unique_lock lock(mu);
-    listing.reset();
-    absent_name.clear();
+    dir->listing.reset();
+    dir->absent_name.clear();
   }
   // Directories: a lookup found `name` absent (a whiteout in the upper
   // layer hiding it, or not). The kernel creates right after such a lookup,
@@ -152,15 +160,17 @@ class Node {
   // create a second walk of the layers. Lower layers never change, and any
   // change in the directory through this mount calls DropListing().
   void RememberAbsent(std::string_view name, bool over_whiteout) {
+    if (dir == nullptr) return;
     std::unique_lock lock(mu);
-    absent_name.assign(name);
-    absent_over_whiteout = over_whiteout;
+    dir->absent_name.assign(name);
+    dir->absent_over_whiteout = over_whiteout;
   }
   bool TakeAbsent(std::string_view name, bool* over_whiteout) {
+    if (dir == nullptr) return false;
     std::unique_lock lock(mu);
-    if (absent_name.empty() || absent_name != name) return false;
-    *over_whiteout = absent_over_whiteout;
-    absent_name.clear();
+    if (dir->absent_name.empty() || dir->absent_name != name) return false;
+    *over_whiteout = dir->absent_over_whiteout;
+    dir->absent_name.clear();
     return true;
   }
 

@@ -34,38 +34,16 @@ namespace lamina {
 
 using overlay::LowerRef;
 using overlay::Node;
-using overlay::NodeKey;
 
 namespace {
 
-std::optional<NodeKey> IdentityOf(int fd) {
-  struct stat st;
-  if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
-  return NodeKey{st.st_dev, st.st_ino};
-}
-
-// `fd`'s object, if `name` in `dir_fd` is that very object.
-std::optional<NodeKey> FoundByName(int fd, int dir_fd, const std::string& name) {
-  if (fd < 0 || dir_fd < 0) return std::nullopt;
-  std::optional<NodeKey> held = IdentityOf(fd);
-  struct stat st;
-  if (!held || fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-      NodeKey{st.st_dev, st.st_ino} != *held) {
-    return std::nullopt;
-  }
-  return held;
-}
-
-// Opens `name` in `dir_fd` if it is still `want`; -1 otherwise.
-int ReopenAs(int dir_fd, const std::string& name, const NodeKey& want) {
-  if (dir_fd < 0) return -1;
-  int fd = openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return -1;
-  if (IdentityOf(fd) != want) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+// Whether `name` in `dir_fd` is the object `fd` holds.
+bool FoundByName(int fd, int dir_fd, const std::string& name) {
+  struct stat held, named;
+  return fd >= 0 && dir_fd >= 0 &&
+         fstatat(fd, "", &held, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+         fstatat(dir_fd, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+         held.st_dev == named.st_dev && held.st_ino == named.st_ino;
 }
 
 int LowerDirFd(const Node& dir, int layer) {
@@ -80,7 +58,8 @@ int LowerDirFd(const Node& dir, int layer) {
 bool OverlayFs::Park(NodeId id) {
   // Look first, holding the node (so nothing closes its descriptors
   // meanwhile); park after letting go of it, if nobody took it meanwhile.
-  Node::ParkedObjects as;
+  // Only a node with one object is parked: its st_ino is that object's
+  // (Adopt), which is how reopening checks it found the same one.
   int upper_fd = -1, lower_fd = -1;
   {
     NodePtr node = table_.Get(id);
@@ -90,28 +69,38 @@ bool OverlayFs::Park(NodeId id) {
     }
     NodePtr parent;
     std::string name;
+    // Shedding never waits for a node's lock: its holder may be waiting for
+    // the table, or be this very thread (a node in use is no candidate).
     {
-      std::shared_lock lock(node->mu);
+      std::shared_lock lock(node->mu, std::try_to_lock);
+      if (!lock.owns_lock()) return false;
       if (node->lower_backed_opens > 0 || node->upper_read_fd >= 0) return false;
       parent = node->parent;
       name = node->name;
       upper_fd = node->upper_fd;
     }
-    if (parent == nullptr || name.empty()) return false;
-    if (upper_fd >= 0) {
-      as.upper = FoundByName(upper_fd, parent->UpperFd(), name);
-      if (!as.upper) return false;
+    if (parent == nullptr || name.empty() || (upper_fd >= 0) == !node->lowers.empty()) {
+      return false;
     }
+    int parent_upper;
+    {
+      std::shared_lock lock(parent->mu, std::try_to_lock);
+      if (!lock.owns_lock()) return false;
+      parent_upper = parent->upper_fd;
+    }
+    if (upper_fd >= 0 && !FoundByName(upper_fd, parent_upper, name)) return false;
     if (!node->lowers.empty()) {
       lower_fd = node->lowers.front().fd;
-      as.lower = FoundByName(lower_fd, LowerDirFd(*parent, node->lowers.front().layer), name);
-      if (!as.lower) return false;
+      if (!FoundByName(lower_fd, LowerDirFd(*parent, node->lowers.front().layer), name)) {
+        return false;
+      }
     }
   }
   // The stand-in: everything but the descriptors. The old node closes them
   // when released below, as its last owner.
   NodePtr old = table_.ReplaceUnshared(id, [&](Node& node) -> NodePtr {
-    std::shared_lock lock(node.mu);
+    std::shared_lock lock(node.mu, std::try_to_lock);
+    if (!lock.owns_lock()) return nullptr;
     // Unchanged since the look above (no copy-up, no open in between)?
     const int lower_now = node.lowers.empty() ? -1 : node.lowers.front().fd;
     if (node.upper_fd != upper_fd || lower_now != lower_fd ||
@@ -122,12 +111,9 @@ bool OverlayFs::Park(NodeId id) {
     auto parked = std::make_shared<Node>(node.type, node.ino);
     {
       std::unique_lock parked_lock(parked->mu);
-      parked->upper_marks = node.upper_marks;
       parked->parent = node.parent;
       parked->name = node.name;
-      parked->lower_path = node.lower_path;
       parked->lower_backed_id = node.lower_backed_id;
-      parked->parked_as = as;
     }
     for (const LowerRef& lower : node.lowers) {
       parked->lowers.push_back(LowerRef{lower.layer, -1, lower.marks});
@@ -146,35 +132,32 @@ bool OverlayFs::Park(NodeId id) {
 Result<void> OverlayFs::Unpark(Node& node) const {
   NodePtr parent;
   std::string name;
-  Node::ParkedObjects as;
   {
     std::shared_lock lock(node.mu);
     if (!node.parked.load(std::memory_order_relaxed)) return Ok();
     parent = node.parent;
     name = node.name;
-    as = node.parked_as;
   }
   if (parent == nullptr) return Errno{ESTALE};
-  int upper = -1, lower = -1;
-  if (as.upper) {
-    upper = ReopenAs(parent->UpperFd(), name, *as.upper);
-    if (upper < 0) return Errno{ESTALE};
+  // Its one object: the lower one if it has one, else the upper one.
+  const bool lower = !node.lowers.empty();
+  const int layer = lower ? node.lowers.front().layer : 0;
+  const int dir_fd = lower ? LowerDirFd(*parent, layer) : parent->UpperFd();
+  int fd = dir_fd < 0 ? -1 : openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != node.type ||
+                  layers_.MergedInode(layer, st.st_ino) != node.ino)) {
+    close(fd);
+    fd = -1;
   }
-  if (as.lower) {
-    lower = ReopenAs(LowerDirFd(*parent, node.lowers.front().layer), name, *as.lower);
-    if (lower < 0) {
-      if (upper >= 0) close(upper);
-      return Errno{ESTALE};
-    }
-  }
+  if (fd < 0) return Errno{ESTALE};
   {
     std::unique_lock lock(node.mu);
     if (!node.parked.load(std::memory_order_relaxed)) {  // another request was first
-      if (upper >= 0) close(upper);
-      if (lower >= 0) close(lower);
+      close(fd);
       return Ok();
     }
-    node.Unpark(upper, lower);
+    node.Unpark(lower ? -1 : fd, lower ? fd : -1);
   }
   // Reopened descriptors count like new ones (and may make others park).
   shedder_.Added(held_descriptors());

@@ -73,12 +73,12 @@ Result<OpenReply> OverlayFs::OpenDir(const Ctx&, NodeId id, int) {
 std::shared_ptr<const overlay::DirListing> OverlayFs::NodeListing(Node& dir) {
   {
     std::shared_lock lock(dir.mu);
-    if (dir.listing != nullptr) return dir.listing;
+    if (dir.dir->listing != nullptr) return dir.dir->listing;
   }
   auto fresh = std::make_shared<overlay::DirListing>();
   fresh->items = Listing(layers_, dir);
   std::unique_lock lock(dir.mu);
-  dir.listing = fresh;
+  dir.dir->listing = fresh;
   return fresh;
 }
 

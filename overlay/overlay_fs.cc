@@ -173,7 +173,7 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     std::shared_lock lock(dir.mu);
     dir_upper = dir.upper_fd;
     dir_upper_marks = dir.upper_marks;
-    r.lower_path = dir.lower_path + "/" + std::string(name);
+    r.lower_path = dir.dir->lower_path + "/" + std::string(name);
   }
   std::string redirect;
   if (dir_upper >= 0) {
@@ -219,7 +219,7 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
         r.lower_path = to;
       } else {
         std::shared_lock lock(dir.mu);
-        r.lower_path = dir.lower_path + "/" + to;
+        r.lower_path = dir.dir->lower_path + "/" + to;
       }
     }
     redirect = to;
@@ -383,7 +383,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       node->upper_marks = r.upper_marks;
       node->parent = parent;
       node->name = std::string(name);
-      node->lower_path = r.lower_path;
+      if (node->dir != nullptr) node->dir->lower_path = r.lower_path;
     }
     node->lowers = std::move(r.lowers);
     if (from_lower && !S_ISDIR(r.type)) node->lower_nlink = identity.st_nlink;

@@ -173,7 +173,7 @@ class OverlayFs : public Filesystem {
   struct Resolved {
     int upper_fd = -1;  // owned until handed to a Node
     overlay::DirMarks upper_marks;
-    std::vector<overlay::LowerRef> lowers;  // owned until handed to a Node
+    overlay::LowerRefs lowers;  // owned until handed to a Node
     mode_t type = 0;
     std::string lower_path;  // directories: see Node::lower_path
     struct stat top {};      // stat of the topmost object

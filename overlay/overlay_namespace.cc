@@ -227,7 +227,7 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   created.upper_marks.opaque = opaque;
   {
     std::shared_lock lock((*dir)->mu);
-    created.lower_path = (*dir)->lower_path + "/" + target;
+    created.lower_path = (*dir)->dir->lower_path + "/" + target;
   }
   (*dir)->DropListing();
   Result<Entry> entry = Adopt(*dir, name, std::move(created), /*created=*/true);
@@ -480,7 +480,7 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       std::string lower_path;
       {
         std::shared_lock lock(moving->mu);
-        lower_path = moving->lower_path;
+        lower_path = moving->dir->lower_path;
       }
       ok = overlay::WriteRedirect(layers_, moving->UpperFd(), lower_path);
     } else if (moving->is_dir() && target_below) {

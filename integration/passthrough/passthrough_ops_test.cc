@@ -310,13 +310,22 @@ TEST_P(PassthroughCachingTest, NegativeLookupIsCached) {
 TEST_P(PassthroughCachingTest, ListingsAreCachedByTheKernel) {
   for (int i = 0; i < 500; ++i) WriteFile(Src("file-with-a-long-name-" + std::to_string(i)), "");
   const Stats& stats = mount_->server().session().stats();
+  // The kernel resets a directory's cached listing when it sees a new
+  // mtime; the files above were made behind its back, so let it list once
+  // and refresh the directory's attributes (a listing marks its atime
+  // stale, so stat() asks) before counting.
+  ListDir(Mnt());
+  struct stat st;
+  ASSERT_EQ(stat(Mnt().c_str(), &st), 0);
   std::vector<std::string> first = ListDir(Mnt());
+  ASSERT_EQ(stat(Mnt().c_str(), &st), 0);
   EXPECT_EQ(first, ListDir(Src()));
   const uint64_t reads = stats.Get(abi::kReaddir).count + stats.Get(abi::kReaddirplus).count;
+  const uint64_t opens = stats.Get(abi::kOpendir).count;  // answered ENOSYS
   EXPECT_GT(reads, 0u);
   EXPECT_EQ(ListDir(Mnt()), first);
   EXPECT_EQ(stats.Get(abi::kReaddir).count + stats.Get(abi::kReaddirplus).count, reads);
-  EXPECT_EQ(stats.Get(abi::kOpendir).count, 1u);  // the one that answered ENOSYS
+  EXPECT_EQ(stats.Get(abi::kOpendir).count, opens);
 
   WriteFile(Mnt("made-through-the-mount"), "");
   ASSERT_EQ(unlink(Mnt("file-with-a-long-name-7").c_str()), 0);
