@@ -9,14 +9,16 @@
 // needs no descriptor while no request uses it: parking closes them and
 // leaves the node, its id and the kernel's cache as they were; the next
 // request that gets the node (Get, or a lookup that finds it) reopens them
-// by parent and name and checks each is the same object (device and inode).
+// by parent and name. Only a node with one layer object is parked; its
+// st_ino is that object's (Adopt), which checks the reopened one.
 //
 // Safety: a node is parked only while the inode table holds the only
 // reference (InodeTable::ReplaceUnshared, under the table's lock): the
 // table swaps in a stand-in without descriptors, and the old node, released
 // by its last owner, closes them after every request that used it is done.
-// Every request gets nodes from the table, which unparks first. Not parked: directories (their
-// descriptors are how children are found), open files, nodes whose upper
+// Every request gets nodes from the table, which unparks first. Not parked:
+// directories (their descriptors are how children are found), copied-up
+// files (an upper and a lower object), open files, nodes whose upper
 // file came from the index or whose lower object came from a redirect or an
 // origin record (their parent cannot find them by name), and unnamed ones.
 
