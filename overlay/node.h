@@ -18,6 +18,7 @@
 #include <shared_mutex>
 
 #include "absl/container/inlined_vector.h"
+#include "core/compact_shared_mutex.h"
 #include "overlay/layer_object.h"
 
 namespace lamina::overlay {
@@ -76,7 +77,7 @@ class Node {
   const uint64_t ino;  // the st_ino the merged view reports
 
   // Guards the fields below and serialises copy-up of this object.
-  mutable std::shared_mutex mu;
+  mutable CompactSharedMutex mu;
   DirMarks upper_marks ABSL_GUARDED_BY(mu);
   // A parked node (overlay/node_parking.cc) stands in for one that gave its
   // descriptors back while the kernel still knew it and no request held it;

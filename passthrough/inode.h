@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/compact_shared_mutex.h"
+
 namespace lamina::passthrough {
 
 // Identity of a backing file: device and inode number, so files of
@@ -56,7 +58,7 @@ class Inode {
   // replaced by a parked one, which keeps the file handle; the next request
   // that gets it reopens the file by handle.
   bool parked() const { return parked_.load(std::memory_order_acquire); }
-  std::mutex& park_mu() { return park_mu_; }
+  CompactSharedMutex& park_mu() { return park_mu_; }
   const std::vector<unsigned char>& handle() const { return handle_; }
   // Under park_mu(): the reopened descriptor, owned from now on.
   void Unpark(int fd) {
@@ -76,7 +78,7 @@ class Inode {
  private:
   int fd_;
   mode_t type_;  // the file type never changes for one inode
-  std::mutex park_mu_;
+  CompactSharedMutex park_mu_;
   std::atomic<bool> parked_{false};
   std::vector<unsigned char> handle_;  // struct file_handle, while parked
 };

@@ -182,7 +182,7 @@ void PassthroughFs::Forget(NodeId node, uint64_t nlookup) {
   // The returned node (if removed) closes its descriptor here, outside
   // the table's lock.
   if (InodePtr gone = table_.Forget(node, nlookup)) {
-    std::lock_guard<std::mutex> lock(gone->park_mu());
+    std::lock_guard lock(gone->park_mu());
     if (gone->parked()) {
       gone->Unpark(-1);  // nothing to reopen: the kernel is done with it
       parked_now_.fetch_sub(1, std::memory_order_relaxed);

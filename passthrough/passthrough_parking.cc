@@ -97,7 +97,7 @@ bool PassthroughFs::Park(NodeId id) {
 
 Result<void> PassthroughFs::Unpark(Inode& inode, int fd) const {
   {
-    std::lock_guard<std::mutex> lock(inode.park_mu());
+    std::lock_guard lock(inode.park_mu());
     if (!inode.parked()) {
       if (fd >= 0) close(fd);
       return Ok();
