@@ -108,7 +108,8 @@ class Node {
     std::string lower_path;
     // The merged listing READDIR serves to every reader (the kernel opens
     // directories without asking: no OPENDIR). A change to the directory
-    // through this mount drops it; the next READDIR lists anew.
+    // through this mount drops it, and so does a reader reaching its end
+    // (the kernel caches what it read); the next READDIR lists anew.
     std::shared_ptr<const DirListing> listing;
     // See RememberAbsent().
     std::string absent_name;
@@ -154,6 +155,12 @@ class Node {
     std::unique_lock lock(mu);
     dir->listing.reset();
     dir->absent_name.clear();
+  }
+  // A reader read `served` to its end: the kernel has the listing cached,
+  // so the node need not keep it (unless a newer one replaced it).
+  void ReleaseListing(const DirListing* served) {
+    std::unique_lock lock(mu);
+    if (dir->listing.get() == served) dir->listing.reset();
   }
   // Directories: a lookup found `name` absent (a whiteout in the upper
   // layer hiding it, or not). The kernel creates right after such a lookup,

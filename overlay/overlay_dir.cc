@@ -88,6 +88,11 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
   if (!dir.ok()) return Errno{dir.error()};
   if (fh == 0) {
     std::shared_ptr<const overlay::DirListing> listing = NodeListing(**dir);
+    // The kernel reads on until a READDIR returns nothing.
+    if (overlay::FirstAfter(listing->items, offset) == listing->items.size()) {
+      (*dir)->ReleaseListing(listing.get());
+      return Ok();
+    }
     ServeListing(*dir, listing->items, offset, out);
     return Ok();
   }
