@@ -30,10 +30,10 @@ inline void CpuRelax() {
 
 }  // namespace
 
-bool CompactSharedMutex::try_lock() {
+bool CompactSharedMutex::TryAcquire(uint32_t blocked_by, uint32_t add) {
   uint32_t seen = state_.load(std::memory_order_relaxed);
-  while ((seen & kHolders) == 0) {
-    if (state_.compare_exchange_weak(seen, seen | kWriter, std::memory_order_acquire,
+  while ((seen & blocked_by) == 0) {
+    if (state_.compare_exchange_weak(seen, seen + add, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
       return true;
     }
@@ -41,11 +41,11 @@ bool CompactSharedMutex::try_lock() {
   return false;
 }
 
-void CompactSharedMutex::lock() {
+void CompactSharedMutex::Acquire(uint32_t blocked_by, uint32_t add) {
   for (int spin = 0;; ++spin) {
-    if (try_lock()) return;
+    if (TryAcquire(blocked_by, add)) return;
     uint32_t seen = state_.load(std::memory_order_relaxed);
-    if ((seen & kHolders) == 0) continue;
+    if ((seen & blocked_by) == 0) continue;
     if (spin < kSpins) {
       CpuRelax();
     } else {
@@ -56,30 +56,6 @@ void CompactSharedMutex::lock() {
 
 void CompactSharedMutex::unlock() {
   if (state_.exchange(0, std::memory_order_release) & kWaiters) FutexWakeAll(&state_);
-}
-
-bool CompactSharedMutex::try_lock_shared() {
-  uint32_t seen = state_.load(std::memory_order_relaxed);
-  while ((seen & kWriter) == 0) {
-    if (state_.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
-                                     std::memory_order_relaxed)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-void CompactSharedMutex::lock_shared() {
-  for (int spin = 0;; ++spin) {
-    if (try_lock_shared()) return;
-    uint32_t seen = state_.load(std::memory_order_relaxed);
-    if ((seen & kWriter) == 0) continue;
-    if (spin < kSpins) {
-      CpuRelax();
-    } else {
-      Wait(seen);
-    }
-  }
 }
 
 void CompactSharedMutex::unlock_shared() {

@@ -24,12 +24,13 @@ class ABSL_LOCKABLE CompactSharedMutex {
   CompactSharedMutex(const CompactSharedMutex&) = delete;
   CompactSharedMutex& operator=(const CompactSharedMutex&) = delete;
 
-  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION();
-  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true);
+  // A writer needs no holders at all; a reader, no writer.
+  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { Acquire(kHolders, kWriter); }
+  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) { return TryAcquire(kHolders, kWriter); }
   void unlock() ABSL_UNLOCK_FUNCTION();
 
-  void lock_shared() ABSL_SHARED_LOCK_FUNCTION();
-  bool try_lock_shared() ABSL_SHARED_TRYLOCK_FUNCTION(true);
+  void lock_shared() ABSL_SHARED_LOCK_FUNCTION() { Acquire(kWriter, 1); }
+  bool try_lock_shared() ABSL_SHARED_TRYLOCK_FUNCTION(true) { return TryAcquire(kWriter, 1); }
   void unlock_shared() ABSL_UNLOCK_FUNCTION();
 
  private:
@@ -39,6 +40,10 @@ class ABSL_LOCKABLE CompactSharedMutex {
   static constexpr uint32_t kWaiters = 1u << 31;
   static constexpr uint32_t kHolders = kWaiters - 1;
 
+  // Adds `add` to the state unless it has any of the `blocked_by` bits.
+  bool TryAcquire(uint32_t blocked_by, uint32_t add);
+  // The same, spinning and then sleeping until it succeeds.
+  void Acquire(uint32_t blocked_by, uint32_t add);
   // Sleeps until state_ is no longer `seen` (which has holders).
   void Wait(uint32_t seen);
   // The lock became free with kWaiters set: clears it and wakes everyone.

@@ -10,7 +10,9 @@
 namespace lamina {
 namespace {
 
-TEST(CompactSharedMutexTest, IsFourBytes) { EXPECT_EQ(sizeof(CompactSharedMutex), 4u); }
+TEST(CompactSharedMutexTest, IsFourBytes) {
+  EXPECT_EQ(sizeof(CompactSharedMutex), 4u);
+}
 
 TEST(CompactSharedMutexTest, TryLockRespectsHolders) {
   CompactSharedMutex mu;
