@@ -179,6 +179,23 @@ class InodeTable {
     renumbered_[it->second.key] = id;
   }
 
+  // Forgets which node `key` names (only if it is `id`, when `id` is not 0),
+  // while the node stays valid under its id until the kernel forgets it;
+  // the next Acquire() of `key` makes a new node. For when the object is
+  // gone (its last name removed) or `key` now names another object: a
+  // filesystem may give a freed inode number to a new object before the
+  // kernel has sent FORGET for the old node, and a node that holds no
+  // descriptor (a parked one) does not keep the number from being reused.
+  void Unmap(const Key& key, NodeId id = 0) {
+    std::unique_lock lock(mu_);
+    for (auto* map : {&ids_, &renumbered_}) {
+      auto it = map->find(key);
+      if (it != map->end() && it->second != kRootNodeId && (id == 0 || it->second == id)) {
+        map->erase(it);
+      }
+    }
+  }
+
   // Replaces the node behind `id` with `replace(old)` (a new
   // shared_ptr<Node>, or null to keep the old one) if the table holds the
   // only reference to it: no request is using it, and none can start to
@@ -195,6 +212,13 @@ class InodeTable {
     std::shared_ptr<Node> fresh = replace(*it->second.node);
     if (fresh == nullptr) return nullptr;
     return std::exchange(it->second.node, std::move(fresh));
+  }
+
+  // The node `key` names, or null (not counted as a use).
+  std::shared_ptr<Node> Find(const Key& key) const {
+    std::shared_lock lock(mu_);
+    auto it = ids_.find(key);
+    return it == ids_.end() ? nullptr : nodes_.at(it->second).node;
   }
 
   // Whether a node for `key` exists (not counted as a use).

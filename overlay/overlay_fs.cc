@@ -374,7 +374,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   NodeKey key{identity.st_dev, identity.st_ino};
   shedder_.MakeRoom([this] { return held_descriptors(); });
   bool adopted = false;
-  auto handle = table_.Acquire(key, [&] {
+  auto make = [&] {
     auto node =
         std::make_shared<Node>(r.type, layers_.MergedInode(identity_layer, identity.st_ino));
     {
@@ -390,7 +390,17 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     node->CountDescriptorsIn(&held_descriptors_);
     adopted = true;
     return node;
-  });
+  };
+  auto handle = table_.Acquire(key, make);
+  if (!adopted && handle.node->type != (r.type & S_IFMT)) {
+    // The key's inode number now belongs to another object: the node's was
+    // deleted behind the mount's back while parked (removals through the
+    // mount keep it, see KeepIfKnown), and the kernel has not forgotten the
+    // node yet. The new object gets a node of its own.
+    table_.Unmap(key, handle.id);
+    Forget(handle.id, 1);
+    handle = table_.Acquire(key, make);
+  }
   if (adopted) {
     shedder_.Added(held_descriptors());
     cached_nodes_.Added(table_.size());

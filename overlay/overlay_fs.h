@@ -285,6 +285,16 @@ class OverlayFs : public Filesystem {
   Result<Entry> CreateObject(const Ctx& ctx, NodeId parent, std::string_view name, mode_t type,
                              MakeFn make, bool new_inode = true, int* opened = nullptr);
   Result<void> RemoveName(NodeId parent, std::string_view name, bool directory);
+  // Called before this mount removes a name of the upper object `st`: the
+  // node the kernel knows for it (null if none), unparked, for the caller
+  // to hold until the removal is done. A node that holds a descriptor
+  // keeps its object, and so the object's inode number, until the kernel
+  // forgets the node: requests on the deleted object still work (fstat of
+  // a held descriptor), and the upper filesystem cannot give the number to
+  // a new object the kernel would then see as the old node. A parked node
+  // holds no descriptor, and once its name is gone could not reopen one.
+  // (Rename holds both ends through Pin, which unparks.)
+  NodePtr KeepIfKnown(const struct stat& st) const;
   // The directory's names changed: its next READDIR from the start lists
   // them anew.
   void DropListing(NodeId dir);

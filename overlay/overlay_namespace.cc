@@ -308,6 +308,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
         Result<int> fd = overlay::OpenPathAt(upper_dir, name);
         if (fd.ok()) inode_fd = *fd;
       }
+      const NodePtr kept = KeepIfKnown(*st);
       Result<void> removed = NameExistsBelow(**dir, name)
                                  ? WhiteoutName(upper_dir, name, /*replace=*/true)
                                  : CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
@@ -363,8 +364,20 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   if (!ok.ok()) return ok;
   const int upper_dir = (*dir)->UpperFd();
   // A deleted lower object leaves a whiteout; nothing is ever copied up.
+  const NodePtr kept = in_upper ? KeepIfKnown(victim->top) : nullptr;
   if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, in_upper);
   return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), is_dir ? AT_REMOVEDIR : 0));
+}
+
+OverlayFs::NodePtr OverlayFs::KeepIfKnown(const struct stat& st) const {
+  // Other names keep the object alive; directories are never parked.
+  if (S_ISDIR(st.st_mode) || st.st_nlink > 1) return nullptr;
+  NodePtr node = table_.Find(overlay::NodeKey{st.st_dev, st.st_ino});
+  if (node == nullptr || !node->parked.load(std::memory_order_acquire)) return node;
+  // Reopened while its name still leads to it (an unknown outcome leaves
+  // the node parked, as before: its requests then answer ESTALE).
+  (void)Unpark(*node);
+  return node;
 }
 
 Result<void> OverlayFs::Unlink(const Ctx&, NodeId parent, std::string_view name) {

@@ -123,10 +123,20 @@ Result<Entry> PassthroughFs::MakeEntry(int fd) {
     return Errno{st.error()};
   }
   bool used = false;
-  Table::Handle handle = table_.Acquire(InodeKey::Of(*st), [&] {
+  const InodeKey key = InodeKey::Of(*st);
+  auto make = [&] {
     used = true;
     return std::make_shared<Inode>(fd, st->st_mode);
-  });
+  };
+  Table::Handle handle = table_.Acquire(key, make);
+  if (!used && !IsSameFile(*handle.node, fd, st->st_mode)) {
+    // The inode number now belongs to another file: the node's file was
+    // deleted while parked, and the kernel has not forgotten the node yet.
+    // The new file gets a node of its own.
+    table_.Unmap(key, handle.id);
+    Forget(handle.id, 1);
+    handle = table_.Acquire(key, make);
+  }
   if (!used) {
     // The node has a descriptor already, or gets this one if parked.
     if (handle.node->parked()) {

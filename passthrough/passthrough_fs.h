@@ -168,6 +168,16 @@ class PassthroughFs : public Filesystem {
   // Gives a parked inode its descriptor back: `fd` if >= 0 (a lookup just
   // opened the file), else reopened by handle.
   Result<void> Unpark(passthrough::Inode& inode, int fd = -1) const;
+  // Whether `fd` (of type `mode`), found under the key of `inode`, is
+  // inode's file: a parked inode holds no descriptor, so its file may be
+  // deleted and its inode number given to a new file.
+  bool IsSameFile(passthrough::Inode& inode, int fd, mode_t mode) const;
+  // Called before removing `name` in `dir_fd` (unlink, rmdir, rename over
+  // it): the inode the kernel knows for it, unparked, for the caller to
+  // hold until the removal is done. Holding a descriptor keeps the file
+  // (and its inode number) until the kernel forgets the node, so requests
+  // on the deleted file still work, which a handle could not reopen.
+  InodePtr KeepIfKnown(int dir_fd, const std::string& name) const;
   // Frees about `count` descriptors, least recently used nodes first: parks
   // what it can, returns the nodes to offer the kernel to forget instead.
   std::vector<NodeId> PickNodesToShed(size_t count);

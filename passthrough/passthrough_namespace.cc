@@ -96,14 +96,18 @@ Result<void> PassthroughFs::Unlink(const Ctx&, NodeId parent, std::string_view n
   if (Result<void> valid = CheckName(name); !valid.ok()) return valid;
   Result<InodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
-  return CheckSyscall(unlinkat((*dir)->fd(), std::string(name).c_str(), 0));
+  const std::string n(name);
+  const InodePtr kept = KeepIfKnown((*dir)->fd(), n);
+  return CheckSyscall(unlinkat((*dir)->fd(), n.c_str(), 0));
 }
 
 Result<void> PassthroughFs::Rmdir(const Ctx&, NodeId parent, std::string_view name) {
   if (Result<void> valid = CheckName(name); !valid.ok()) return valid;
   Result<InodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
-  return CheckSyscall(unlinkat((*dir)->fd(), std::string(name).c_str(), AT_REMOVEDIR));
+  const std::string n(name);
+  const InodePtr kept = KeepIfKnown((*dir)->fd(), n);
+  return CheckSyscall(unlinkat((*dir)->fd(), n.c_str(), AT_REMOVEDIR));
 }
 
 Result<void> PassthroughFs::Rename(const Ctx&, NodeId parent, std::string_view name,
@@ -114,8 +118,11 @@ Result<void> PassthroughFs::Rename(const Ctx&, NodeId parent, std::string_view n
   if (!from.ok()) return Errno{from.error()};
   Result<InodePtr> to = Dir(new_parent);
   if (!to.ok()) return Errno{to.error()};
-  return CheckSyscall(renameat2((*from)->fd(), std::string(name).c_str(), (*to)->fd(),
-                                std::string(new_name).c_str(), flags));
+  const std::string to_name(new_name);
+  const InodePtr kept =
+      (flags & RENAME_EXCHANGE) != 0 ? nullptr : KeepIfKnown((*to)->fd(), to_name);
+  return CheckSyscall(
+      renameat2((*from)->fd(), std::string(name).c_str(), (*to)->fd(), to_name.c_str(), flags));
 }
 
 }  // namespace lamina

@@ -16,15 +16,20 @@
 // reference (InodeTable::ReplaceUnshared, under the table's lock): the
 // table swaps in a parked inode, and the old one, released by its last
 // owner, closes its descriptor after every request that used it is done.
-// Every request gets inodes through Node() or a lookup, which unpark first. Not parked: the
-// root, open files (a handle may not reopen an unlinked file), and files on
-// another mount than the source's (the handle is opened against the
-// source's mount).
+// Every request gets inodes through Node() or a lookup, which unpark first.
+// Not parked: the root, open files and deleted ones (a handle does not
+// reopen an unlinked file; removals through the mount unpark first, see
+// KeepIfKnown), and files on another mount than the source's (the handle
+// is opened against the source's mount). A parked file deleted behind the
+// mount's back may see its inode number reused: a lookup compares handles
+// (IsSameFile) and gives the new file its own node.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <shared_mutex>
 #include <vector>
 
 #include "passthrough/passthrough_fs.h"
@@ -79,6 +84,9 @@ bool PassthroughFs::Park(NodeId id) {
     if (inode == nullptr || inode->parked() || inode->opens.load(std::memory_order_relaxed) > 0) {
       return false;
     }
+    // A deleted file stays held: a handle would not reopen it.
+    struct stat st;
+    if (fstat(inode->fd(), &st) != 0 || st.st_nlink == 0) return false;
     handle = HandleOf(inode->fd(), source_mount_id_);
     if (handle.empty()) return false;
   }
@@ -114,6 +122,26 @@ Result<void> PassthroughFs::Unpark(Inode& inode, int fd) const {
   // A reopened descriptor counts like a new node's (and may park others).
   shedder_.Added(Load());
   return Ok();
+}
+
+bool PassthroughFs::IsSameFile(Inode& inode, int fd, mode_t mode) const {
+  if (inode.type() != (mode & S_IFMT)) return false;
+  // A node holding a descriptor keeps its inode number from being reused;
+  // a parked one holds only the handle, which names one inode generation.
+  std::shared_lock lock(inode.park_mu());
+  if (!inode.parked()) return true;
+  std::vector<unsigned char> handle = HandleOf(fd, source_mount_id_);
+  return handle.empty() || handle == inode.handle();
+}
+
+PassthroughFs::InodePtr PassthroughFs::KeepIfKnown(int dir_fd, const std::string& name) const {
+  if (parked_now_.load(std::memory_order_relaxed) == 0) return nullptr;
+  struct stat st;
+  if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return nullptr;
+  InodePtr inode = table_.Find(passthrough::InodeKey::Of(st));
+  // Reopened while the file exists; otherwise it stays parked, as before.
+  if (inode != nullptr && inode->parked()) (void)Unpark(*inode);
+  return inode;
 }
 
 PassthroughFs::InodePtr PassthroughFs::Node(NodeId id) const {

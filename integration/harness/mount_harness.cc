@@ -159,6 +159,16 @@ std::string OverlayOptionString(const std::vector<std::string>& lowers, const st
   return options;
 }
 
+bool MountExt4Image(const std::string& dir, int mib, std::string* error) {
+  const std::string image = dir + ".img";
+  const std::string command = "truncate -s " + std::to_string(mib) + "M " + image +
+                              " && mkfs.ext4 -q -F -m 0 " + image + " && mount -o loop " + image +
+                              " " + dir;
+  if (system(command.c_str()) == 0) return true;
+  *error = "could not make an ext4 filesystem: " + command;
+  return false;
+}
+
 bool IsFuseMounted(const std::string& path) {
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;

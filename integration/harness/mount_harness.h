@@ -91,6 +91,13 @@ class LaminafsMount {
 std::string OverlayOptionString(const std::vector<std::string>& lowers,
                                 const std::string& upper = "", const std::string& work = "");
 
+// Loop-mounts a new journalled ext4 of `mib` MiB, in the image file
+// `dir`.img, at `dir` (TempDir detaches it again). Unlike the tmpfs and the
+// journal-less root filesystem of the test machines, it gives a freed inode
+// number to the next new file at once, as a busy upper filesystem does.
+// False, with the command in `*error`, if that failed.
+bool MountExt4Image(const std::string& dir, int mib, std::string* error);
+
 // Whether `path` is a mount point of a FUSE filesystem (per mountinfo).
 bool IsFuseMounted(const std::string& path);
 // Polls `condition` every 10 ms until true or the timeout.

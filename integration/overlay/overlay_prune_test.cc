@@ -6,6 +6,8 @@
 // still answer every name correctly as nodes come and go.
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -35,15 +37,19 @@ class OverlayPruneTest : public ::testing::Test {
  protected:
   void Build(int files) {
     const std::string bottom = dir_.Subdir("lower1"), top = dir_.Subdir("lower0");
-    dir_.Subdir("upper");
-    dir_.Subdir("work");
+    if (upper_.empty()) {
+      upper_ = dir_.path() + "/upper";
+      work_ = dir_.path() + "/work";
+    }
+    ASSERT_EQ(mkdir(upper_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(work_.c_str(), 0755), 0);
     mnt_ = dir_.Subdir("mnt");
     for (int t = 0; t < kTop; ++t) {
       for (const std::string& layer : {bottom, top}) {
         ASSERT_EQ(mkdir((layer + Top(t)).c_str(), 0755), 0);
       }
       if (t == 0) {
-        ASSERT_EQ(mkdir((dir_.path() + "/upper" + Top(t)).c_str(), 0755), 0);
+        ASSERT_EQ(mkdir((upper_ + Top(t)).c_str(), 0755), 0);
       }
       for (int s = 0; s < kSub; ++s) {
         const std::string sub = Top(t) + "/s" + std::to_string(s);
@@ -56,19 +62,29 @@ class OverlayPruneTest : public ::testing::Test {
         }
         WriteFile(top + sub + "/top", sub + "/top");
         if (t == 0) {
-          ASSERT_EQ(mkdir((dir_.path() + "/upper" + sub).c_str(), 0755), 0);
-          WriteFile(dir_.path() + "/upper" + sub + "/f0", "upper" + sub);
+          ASSERT_EQ(mkdir((upper_ + sub).c_str(), 0755), 0);
+          WriteFile(upper_ + sub + "/f0", "upper" + sub);
         }
       }
     }
     expected_entries_ = kTop + kTop * kSub * (files + 2);
   }
 
+  // Upper and work directory on a loop-mounted ext4 (see MountExt4Image);
+  // called before Build().
+  void PutUpperOnExt4() {
+    const std::string fs = dir_.Subdir("ext4");
+    std::string error;
+    ASSERT_TRUE(MountExt4Image(fs, 64, &error)) << error;
+    upper_ = fs + "/upper";
+    work_ = fs + "/work";
+  }
+
   void Mount(size_t max_descriptors) {
     OverlayOptions options;
     options.layers.lowers = {dir_.path() + "/lower0", dir_.path() + "/lower1"};
-    options.layers.upper = dir_.path() + "/upper";
-    options.layers.work = dir_.path() + "/work";
+    options.layers.upper = upper_;
+    options.layers.work = work_;
     options.max_descriptors = max_descriptors;
     auto fs = OverlayFs::Create(options);
     ASSERT_TRUE(fs.ok()) << fs.status().ToString();
@@ -165,7 +181,7 @@ class OverlayPruneTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::string mnt_;
+  std::string upper_, work_, mnt_;
   std::unique_ptr<OverlayFs> fs_;
   std::unique_ptr<FuseServer> server_;
   int expected_entries_ = 0;
@@ -205,7 +221,7 @@ TEST_F(OverlayPruneTest, WalkOfManyFilesStaysNearTheDescriptorLimit) {
 TEST_F(OverlayPruneTest, ParkedFilesWorkAsBefore) {
   ASSERT_NO_FATAL_FAILURE(Build(100));
   ASSERT_NO_FATAL_FAILURE(Mount(600));
-  const std::string upper = dir_.path() + "/upper";
+  const std::string upper = upper_;
   // Made first, so least recently used; outside the walked directories.
   ASSERT_EQ(mkdir((mnt_ + "/extra").c_str(), 0755), 0);
   WriteFile(mnt_ + "/extra/new", "new");  // an upper-only file
@@ -260,6 +276,69 @@ TEST_F(OverlayPruneTest, CopyUpAndOpenFilesSurviveOffers) {
   EXPECT_EQ(ReadFile(dir_.path() + "/upper/d9/s9/f1"), "/d9/s9/f1+");
   EXPECT_EQ(ReadFile(dir_.path() + "/lower1/d9/s9/f1"), "/d9/s9/f1");
   EXPECT_GT(fs_->nodes_offered(), 0U);
+}
+
+// Whether this process holds a descriptor of the file at `path`.
+bool HoldsDescriptorOf(const std::string& path) {
+  for (const std::string& fd : ListDir("/proc/self/fd")) {
+    char target[PATH_MAX];
+    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target));
+    if (n > 0 && std::string(target, static_cast<size_t>(n)) == path) return true;
+  }
+  return false;
+}
+
+// A parked node holds no descriptor. Were its file deleted so, the upper
+// filesystem could give the file's inode number to the next new object
+// while the kernel still knows the node (here held by an O_PATH descriptor;
+// in practice FORGET is on its way), and the new object would be taken for
+// the old node: GNU tar replaces a placeholder file with a symlink exactly
+// so. Deleting reopens the node first: the deleted file keeps its number,
+// fstat of the held descriptor works, and new objects get nodes of their own.
+TEST_F(OverlayPruneTest, DeletedParkedFilesKeepTheirNodes) {
+  ASSERT_NO_FATAL_FAILURE(PutUpperOnExt4());  // reuses a freed number at once
+  ASSERT_NO_FATAL_FAILURE(Build(30));
+  ASSERT_NO_FATAL_FAILURE(Mount(200));
+  ASSERT_EQ(mkdir((mnt_ + "/extra").c_str(), 0755), 0);
+  // Upper-only files, made first so that the walks park them.
+  const std::string placeholder = "/extra/placeholder", replaced = "/extra/replaced";
+  WriteFile(mnt_ + placeholder, "placeholder");
+  WriteFile(mnt_ + replaced, "old");
+  int held_placeholder = open((mnt_ + placeholder).c_str(), O_PATH | O_CLOEXEC);
+  int held_replaced = open((mnt_ + replaced).c_str(), O_PATH | O_CLOEXEC);
+  ASSERT_GE(held_placeholder, 0);
+  ASSERT_GE(held_replaced, 0);
+  struct stat placeholder_st, replaced_st, st;
+  ASSERT_EQ(stat((upper_ + placeholder).c_str(), &placeholder_st), 0);
+  ASSERT_EQ(stat((upper_ + replaced).c_str(), &replaced_st), 0);
+  ASSERT_EQ(RunWalk().wrong, 0);
+  ASSERT_EQ(RunWalk().wrong, 0);
+  ASSERT_FALSE(HoldsDescriptorOf(upper_ + placeholder)) << "the walks did not park it";
+  ASSERT_FALSE(HoldsDescriptorOf(upper_ + replaced)) << "the walks did not park it";
+
+  // A symlink in the placeholder's place.
+  ASSERT_EQ(unlink((mnt_ + placeholder).c_str()), 0) << strerror(errno);
+  ASSERT_EQ(symlink("target", (mnt_ + "/extra/link").c_str()), 0) << strerror(errno);
+  ASSERT_EQ(lstat((upper_ + "/extra/link").c_str(), &st), 0);
+  EXPECT_NE(st.st_ino, placeholder_st.st_ino) << "the deleted file's number was given away";
+  char target[16] = {};
+  EXPECT_EQ(readlink((mnt_ + "/extra/link").c_str(), target, sizeof(target) - 1), 6);
+  EXPECT_STREQ(target, "target");
+  ASSERT_EQ(lstat((mnt_ + "/extra/link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(fstat(held_placeholder, &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_nlink, 0u);
+
+  // A file of the same type under the same name.
+  ASSERT_EQ(unlink((mnt_ + replaced).c_str()), 0) << strerror(errno);
+  WriteFile(mnt_ + replaced, "new");
+  EXPECT_EQ(ReadFile(mnt_ + replaced), "new");
+  ASSERT_EQ(stat((mnt_ + replaced).c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  ASSERT_EQ(fstat(held_replaced, &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_nlink, 0u);
+  close(held_placeholder);
+  close(held_replaced);
 }
 
 }  // namespace

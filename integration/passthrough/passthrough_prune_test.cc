@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -142,12 +143,13 @@ class PassthroughPruneTest : public ::testing::Test {
  protected:
   // Mounts a fresh tree of `files_per_dir` * 100 files.
   void Mount(int files_per_dir, size_t max_nodes,
-             std::optional<size_t> max_cached_nodes = std::nullopt) {
+             std::optional<size_t> max_cached_nodes = std::nullopt, bool ext4 = false) {
     MountSetup setup;
     setup.timeout = 86400;
     setup.max_nodes = max_nodes;
     setup.max_cached_nodes = max_cached_nodes;
-    setup.tmpfs_source = true;
+    setup.tmpfs_source = !ext4;
+    setup.ext4_source = ext4;
     mount_ = std::make_unique<MountedPassthrough>(PassthroughMode::kAuto, std::move(setup));
     const Clock::time_point start = Clock::now();
     MakeTree(mount_->source(), files_per_dir);
@@ -288,6 +290,62 @@ TEST_F(PassthroughPruneTest, FilesInUseSurviveOffers) {
     EXPECT_EQ(fstat(open_files[static_cast<size_t>(s)], &st), 0);
     close(open_files[static_cast<size_t>(s)]);
   }
+}
+
+// Whether this process holds a descriptor of the file at `path`.
+bool HoldsDescriptorOf(const std::string& path) {
+  for (const std::string& fd : ListDir("/proc/self/fd")) {
+    char target[PATH_MAX];
+    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target));
+    if (n > 0 && std::string(target, static_cast<size_t>(n)) == path) return true;
+  }
+  return false;
+}
+
+// A parked inode holds no descriptor. Deleting its file through the mount
+// reopens it first, so the kernel's node keeps the file (fstat of a held
+// descriptor still works) and its inode number; a file deleted behind the
+// mount's back may give its number to a new file, which a lookup tells
+// apart by its handle and gives a node of its own.
+TEST_F(PassthroughPruneTest, DeletedParkedFilesKeepTheirNodesApart) {
+  ASSERT_NO_FATAL_FAILURE(Mount(30, 200, std::nullopt, /*ext4=*/true));  // 3,000 files
+  const std::string mnt = mount_->mnt(), src = mount_->source();
+  const std::string via_mount = "/d0/s0/" + FileName(1), outside = "/d0/s0/" + FileName(2);
+  int held_via_mount = open((mnt + via_mount).c_str(), O_PATH | O_CLOEXEC);
+  int held_outside = open((mnt + outside).c_str(), O_PATH | O_CLOEXEC);
+  ASSERT_GE(held_via_mount, 0);
+  ASSERT_GE(held_outside, 0);
+  struct stat via_mount_st, outside_st, st;
+  ASSERT_EQ(stat((src + via_mount).c_str(), &via_mount_st), 0);
+  ASSERT_EQ(stat((src + outside).c_str(), &outside_st), 0);
+  Walk("walk");  // d0 first, so its files are the least recently used
+  Walk("walk again");
+  ASSERT_FALSE(HoldsDescriptorOf(src + via_mount)) << "the walks did not park it";
+  ASSERT_FALSE(HoldsDescriptorOf(src + outside)) << "the walks did not park it";
+
+  ASSERT_EQ(unlink((mnt + via_mount).c_str()), 0) << strerror(errno);
+  ASSERT_EQ(symlink("target", (mnt + "/d0/s0/link").c_str()), 0) << strerror(errno);
+  ASSERT_EQ(lstat((src + "/d0/s0/link").c_str(), &st), 0);
+  EXPECT_NE(st.st_ino, via_mount_st.st_ino) << "the deleted file's number was given away";
+  ASSERT_EQ(fstat(held_via_mount, &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_nlink, 0u);
+  EXPECT_EQ(st.st_ino, via_mount_st.st_ino);
+
+  // The same type under another name: only the handle tells them apart.
+  ASSERT_EQ(unlink((src + outside).c_str()), 0);
+  WriteFile(src + "/d0/s0/other", "other");
+  ASSERT_EQ(lstat((src + "/d0/s0/other").c_str(), &st), 0);
+  ASSERT_EQ(st.st_ino, outside_st.st_ino) << "ext4 did not reuse the number";
+  EXPECT_EQ(ReadFile(mnt + "/d0/s0/other"), "other");
+  ASSERT_EQ(stat((mnt + "/d0/s0/other").c_str(), &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_nlink, 1u);
+  // The deleted file's node did not become the new one: the kernel still
+  // has the deleted file's attributes for it (cached: it changed behind
+  // the mount's back), not the new file's.
+  ASSERT_EQ(fstat(held_outside, &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_size, outside_st.st_size);
+  close(held_via_mount);
+  close(held_outside);
 }
 
 }  // namespace

@@ -37,12 +37,9 @@ std::string MountSmallFs(const std::string& dir, int mib) {
     if (ok) return "tmpfs";
     umount2(dir.c_str(), MNT_DETACH);
   }
-  std::string image = dir + ".img";
-  std::string command = "truncate -s " + std::to_string(mib) + "M " + image +
-                        " && mkfs.ext4 -q -F -m 0 " + image + " && mount -o loop " + image + " " +
-                        dir;
-  if (system(command.c_str()) != 0) {
-    ADD_FAILURE() << "could not make a small filesystem: " << command;
+  std::string error;
+  if (!MountExt4Image(dir, mib, &error)) {
+    ADD_FAILURE() << error;
     return "";
   }
   return "ext4";

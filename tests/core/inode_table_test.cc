@@ -111,6 +111,36 @@ TEST(InodeTableTest, RekeyMovesTheIdentity) {
   EXPECT_EQ(table.size(), 1U);
 }
 
+TEST(InodeTableTest, UnmapLetsAReusedKeyMakeANewNode) {
+  Table table;
+  table.SetRoot("/", Make("root"));
+  auto gone = table.Acquire("dev:14", [] { return Make("deleted file"); });
+  // Another id given: nothing changes.
+  table.Unmap("dev:14", gone.id + 1);
+  EXPECT_EQ(table.Acquire("dev:14", [] { return Make("x"); }).id, gone.id);
+  EXPECT_EQ(table.lookups(gone.id), 2U);
+  table.Unmap("dev:14", gone.id);
+  // The number now names a new object: it gets its own node, while the old
+  // node lives on until the kernel forgets it.
+  auto reused = table.Acquire("dev:14", [] { return Make("new symlink"); });
+  EXPECT_NE(reused.id, gone.id);
+  EXPECT_EQ(*reused.node, "new symlink");
+  EXPECT_EQ(*table.Get(gone.id), "deleted file");
+  // Forgetting the old node leaves the new one's mapping alone.
+  EXPECT_NE(table.Forget(gone.id, 2), nullptr);
+  EXPECT_EQ(table.Acquire("dev:14", [] { return Make("y"); }).id, reused.id);
+  // Without an id, whichever node the key names; never the root.
+  table.Unmap("dev:14");
+  EXPECT_NE(table.Acquire("dev:14", [] { return Make("z"); }).id, reused.id);
+  table.Unmap("/");
+  EXPECT_TRUE(table.Contains("/"));
+  // A renumbered key is unmapped too.
+  auto pinned = table.Acquire("dev:20", [] { return Make("pinned"); });
+  table.Renumber(pinned.id);
+  table.Unmap("dev:20");
+  EXPECT_EQ(*table.Acquire("dev:20", [] { return Make("fresh"); }).node, "fresh");
+}
+
 TEST(InodeTableTest, LeastRecentlyUsedFollowsUse) {
   Table table;
   table.SetRoot("/", Make("root"));
