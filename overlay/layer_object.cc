@@ -67,21 +67,40 @@ bool HasOciWhiteout(int dir_fd, std::string_view name) {
 
 DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
   DirMarks marks;
-  std::string path = FdPath(dir_fd);
+  const std::string path = FdPath(dir_fd);
+  // One listxattr says which markers exist: most directories carry none,
+  // and each getxattr is a path walk through /proc. A list too long for
+  // the buffer (or none at all) falls back to asking for each marker.
+  char list[1024];
+  const ssize_t size = listxattr(path.c_str(), list, sizeof(list));
+  auto listed = [&](std::string_view name) {
+    if (size < 0) return true;
+    for (size_t at = 0; at < static_cast<size_t>(size);) {
+      std::string_view entry(list + at);
+      if (entry == name) return true;
+      at += entry.size() + 1;
+    }
+    return false;
+  };
+  const std::string opaque = layers.PrivateXattr("opaque");
   char value[8];
-  for (const std::string& name :
-       {layers.PrivateXattr("opaque"), std::string("trusted.overlay.opaque"),
-        std::string("user.overlay.opaque")}) {
-    ssize_t n = getxattr(path.c_str(), name.c_str(), value, sizeof(value));
+  const std::string_view names[] = {opaque, "trusted.overlay.opaque", "user.overlay.opaque"};
+  for (size_t i = 0; i < std::size(names); ++i) {
+    const std::string_view name = names[i];
+    if (!listed(name) || (i > 0 && name == opaque)) continue;  // asked already
+    ssize_t n = getxattr(path.c_str(), std::string(name).c_str(), value, sizeof(value));
     if (n == 1 && value[0] == 'y') marks.opaque = true;
     if (n == 1 && value[0] == 'x') marks.xattr_whiteouts = true;
   }
-  if (!marks.opaque) marks.opaque = XattrEquals(path, "user.fuseoverlayfs.opaque", "y");
+  if (!marks.opaque && listed("user.fuseoverlayfs.opaque")) {
+    marks.opaque = XattrEquals(path, "user.fuseoverlayfs.opaque", "y");
+  }
   if (!marks.opaque) {
     struct stat st;
     marks.opaque =
         fstatat(dir_fd, std::string(kOciOpaqueMarker).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   }
+  marks.redirected = listed(layers.PrivateXattr("redirect"));
   return marks;
 }
 

@@ -29,6 +29,7 @@ inline constexpr std::string_view kOciOpaqueMarker = ".wh..wh..opq";
 struct DirMarks {
   bool opaque = false;           // hides every layer below
   bool xattr_whiteouts = false;  // may hold xattr whiteouts (opaque "x")
+  bool redirected = false;       // has an overlay.redirect (see ReadRedirect)
 };
 
 // "/proc/self/fd/N", the path form of an O_PATH descriptor for calls that
@@ -47,7 +48,8 @@ bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, con
                 const DirMarks& marks);
 // Whether the layer directory `dir_fd` has an OCI whiteout for `name`.
 bool HasOciWhiteout(int dir_fd, std::string_view name);
-// Reads a layer directory's opaque markers (xattrs and the OCI marker).
+// Reads a layer directory's markers (opaque in its xattr forms and the OCI
+// marker; whether it records a redirect).
 DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd);
 
 // A renamed directory's overlay.redirect: where its lower directories are.

@@ -192,7 +192,9 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
       if (S_ISDIR(r.type)) {
         r.upper_marks = overlay::ReadDirMarks(layers_, r.upper_fd);
         if (r.upper_marks.opaque) return r;
-        Result<std::string> recorded = overlay::ReadRedirect(layers_, r.upper_fd);
+        Result<std::string> recorded = r.upper_marks.redirected
+                                           ? overlay::ReadRedirect(layers_, r.upper_fd)
+                                           : Result<std::string>(std::string());
         if (!recorded.ok()) {
           r.Release();
           return Errno{recorded.error()};
@@ -300,7 +302,8 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     }
     if (!S_ISDIR(type) || ref.marks.opaque) break;
     // A lower layer's own rename record redirects the layers beneath it.
-    Result<std::string> recorded = overlay::ReadRedirect(layers_, *fd);
+    Result<std::string> recorded = ref.marks.redirected ? overlay::ReadRedirect(layers_, *fd)
+                                                        : Result<std::string>(std::string());
     if (!recorded.ok()) {
       status = Errno{recorded.error()};
       break;

@@ -34,6 +34,13 @@ void BuildLayer(const std::string& root, const std::vector<std::string>& spec) {
       if (link((root + "/" + rest).c_str(), full.c_str()) != 0) {
         ADD_FAILURE() << "cannot link " << rest << " as " << path;
       }
+    } else if (kind == "x") {
+      const size_t space = rest.find(' ');
+      const std::string name = rest.substr(0, space);
+      const std::string value = space == std::string::npos ? "" : rest.substr(space + 1);
+      if (lsetxattr(full.c_str(), name.c_str(), value.data(), value.size(), 0) != 0) {
+        ADD_FAILURE() << "cannot set " << name << " on " << path;
+      }
     } else if (kind == "w") {
       mknod(full.c_str(), S_IFCHR | 0, makedev(0, 0));
     } else {

@@ -27,6 +27,7 @@ namespace lamina::testing {
 //   "w path"            0/0 character-device whiteout
 //   "o path"            directory marked opaque (trusted.overlay.opaque=y)
 //   "h path existing"   hard link to an earlier entry
+//   "x path name value" extended attribute of an earlier entry
 void BuildLayer(const std::string& root, const std::vector<std::string>& spec);
 
 // A canonical description of the tree under `root`: one sorted line per

@@ -67,6 +67,35 @@ TEST_F(OverlaySemanticsTest, MergedViewMatchesKernel) {
       "dot entries");
 }
 
+// Directory markers are found by one listxattr where the names fit its
+// buffer (1 KiB) and by asking for each marker where they do not: an opaque
+// directory and a plain one, each with 40 other xattrs, and the same
+// without them, in a lower layer over another.
+class OverlayMarkersTest : public OverlayPair {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> top = {
+        "o opaque",      "f opaque/top top",      "d plain",      "f plain/top top",
+        "o opaque-many", "f opaque-many/top top", "d plain-many", "f plain-many/top top"};
+    for (int i = 0; i < 40; ++i) {
+      const std::string name = "user.an-xattr-with-a-long-name-" + std::to_string(i);
+      top.push_back("x opaque-many " + name + " v");
+      top.push_back("x plain-many " + name + " v");
+    }
+    std::vector<std::string> bottom;
+    for (const char* dir : {"opaque", "plain", "opaque-many", "plain-many"}) {
+      bottom.push_back(std::string("f ") + dir + "/below below");
+    }
+    Mount({top, bottom}, {});
+  }
+};
+
+TEST_F(OverlayMarkersTest, OpaqueDirectoriesHideLowerLayersHoweverManyXattrsTheyHave) {
+  ExpectSame(Tree, "merged tree");
+  EXPECT_EQ(ListDir(lamina_root() + "/opaque-many"), std::vector<std::string>{"top"});
+  EXPECT_EQ(ListDir(lamina_root() + "/plain-many"), (std::vector<std::string>{"below", "top"}));
+}
+
 TEST_F(OverlaySemanticsTest, AppendCopiesUpAndKeepsLowerIntact) {
   ExpectSame(
       [](const std::string& r) {
