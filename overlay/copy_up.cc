@@ -140,15 +140,17 @@ Result<void> OverlayFs::CopyUpAs(const NodePtr& node, const NodePtr& parent,
   int parent_upper = parent->UpperFd();
   std::unique_lock lock(node->mu);
   const bool copy = node->upper_fd < 0;  // else another request finished it first
-  if (copy) {
-    Result<void> copied = CopyUpLocked(*node, parent_upper, name);
-    if (!copied.ok() || !indexed) return copied;
+  Result<void> result = copy ? CopyUpLocked(*node, parent_upper, name) : Ok();
+  if (result.ok() && indexed) {
+    result = LinkUpLocked(*node, *parent, parent_upper, name);
+    // The protection flags copied from below, now that the link exists.
+    if (result.ok() && copy) ApplyProtection(node->upper_fd, false, ReadProtection(node->upper_fd));
   }
-  if (!indexed) return Ok();
-  Result<void> linked = LinkUpLocked(*node, *parent, parent_upper, name);
-  // The protection flags copied from below, now that the link exists.
-  if (linked.ok() && copy) ApplyProtection(node->upper_fd, false, ReadProtection(node->upper_fd));
-  return linked;
+  lock.unlock();
+  // The name now has an upper object: a listing of the parent that says
+  // which layer has it (DirItem::layer) is out of date.
+  if (copy || indexed) parent->DropListing();
+  return result;
 }
 
 Result<void> OverlayFs::LinkUpLocked(Node& node, const Node& parent, int parent_upper_fd,

@@ -103,7 +103,7 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
       }
       if (source.layer == 0 && layers.has_upper()) from_upper[e.name] = items.size();
       items.push_back(DirItem{e.name, e.type, layers.MergedInode(source.layer, e.ino),
-                              NodeKey{layers.layer(source.layer).dev, e.ino}});
+                              NodeKey{layers.layer(source.layer).dev, e.ino}, 0, source.layer});
     }
     for (std::string& name : hidden_below) decided.insert(std::move(name));
     if (source.marks.opaque) break;

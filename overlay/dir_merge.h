@@ -22,6 +22,10 @@ struct DirItem {
   std::optional<NodeKey> identity;
   // Where a READDIR resumes after this item (see MergeListing).
   uint64_t cookie = 0;
+  // The topmost layer that has the name (0: the upper). True while the
+  // listing is current: lower layers never change, and a change in the
+  // upper directory through the mount drops the listing.
+  int layer = 0;
 };
 
 // A snapshot of a merged listing.

@@ -15,6 +15,7 @@
 // changed from outside), each open takes its own snapshot and rewinding
 // takes a fresh one.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -93,7 +94,7 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
       (*dir)->ReleaseListing(listing.get());
       return Ok();
     }
-    ServeListing(*dir, listing->items, offset, out);
+    ServeListing(*dir, listing->items, offset, /*current=*/true, out);
     return Ok();
   }
   DirHandle* handle = dirs_.Get(fh);
@@ -101,12 +102,12 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
   std::unique_lock lock(handle->mu);
   if (offset == 0 && handle->served) handle->items = Listing(layers_, **dir);
   handle->served = true;
-  ServeListing(*dir, handle->items, offset, out);
+  ServeListing(*dir, handle->items, offset, /*current=*/false, out);
   return Ok();
 }
 
 void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items,
-                             uint64_t offset, DirentWriter& out) {
+                             uint64_t offset, bool current, DirentWriter& out) {
   for (size_t i = overlay::FirstAfter(items, offset); i < items.size(); ++i) {
     const overlay::DirItem& item = items[i];
     const uint64_t next = item.cookie;
@@ -123,9 +124,15 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
       out.Add(item.name, item.ino, item.type, next);
       continue;
     }
+    if (current && item.layer > 0) {
+      if (std::optional<Result<Entry>> entry = AdoptUnopened(dir, item)) {
+        if (entry->ok()) out.AddPlus(item.name, **entry, next);
+        continue;
+      }
+    }
     // The entry carries attributes: resolve it as a lookup would, which
     // also takes the lookup reference the kernel will hold.
-    Result<Resolved> resolved = Resolve(*dir, item.name);
+    Result<Resolved> resolved = Resolve(*dir, item.name, nullptr, current ? item.layer : 0);
     if (!resolved.ok()) {
       // Removed since the snapshot: left out. Refused: listed without
       // attributes where the kernel lists it too.
@@ -138,6 +145,27 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
     if (!entry.ok()) continue;
     out.AddPlus(item.name, *entry, next);
   }
+}
+
+std::optional<Result<Entry>> OverlayFs::AdoptUnopened(const NodePtr& dir,
+                                                      const overlay::DirItem& item) {
+  if (item.type == DT_DIR || item.type == DT_UNKNOWN) return std::nullopt;
+  int dir_fd = -1;
+  for (const overlay::LowerRef& lower : dir->lowers) {
+    if (lower.layer == item.layer) dir_fd = lower.fd;
+  }
+  struct stat st;
+  if (dir_fd < 0 || fstatat(dir_fd, item.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      S_ISDIR(st.st_mode) || st.st_nlink > 1) {
+    return std::nullopt;
+  }
+  Resolved r;
+  r.lowers.push_back(overlay::LowerRef{item.layer, -1, {}});
+  r.type = st.st_mode & S_IFMT;
+  r.top = st;
+  r.lower_nlink = st.st_nlink;
+  r.unopened = true;
+  return Adopt(dir, item.name, std::move(r));
 }
 
 bool OverlayFs::ListsUnresolvable(const overlay::Node& dir, std::string_view name) const {

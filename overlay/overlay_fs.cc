@@ -27,7 +27,9 @@ using overlay::NodeKey;
 
 void OverlayFs::Resolved::Release() {
   if (upper_fd >= 0) close(upper_fd);
-  for (const LowerRef& lower : lowers) close(lower.fd);
+  for (const LowerRef& lower : lowers) {
+    if (lower.fd >= 0) close(lower.fd);
+  }
   upper_fd = -1;
   lowers.clear();
 }
@@ -163,7 +165,7 @@ struct Candidate {
 }  // namespace
 
 Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name,
-                                               bool* upper_whiteout) const {
+                                               bool* upper_whiteout, int first_layer) const {
   if (overlay::IsHiddenName(name)) return Errno{ENOENT};
   Resolved r;
   bool found = false;
@@ -176,7 +178,7 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
     r.lower_path = dir.dir->lower_path + "/" + std::string(name);
   }
   std::string redirect;
-  if (dir_upper >= 0) {
+  if (dir_upper >= 0 && first_layer == 0) {
     std::optional<struct stat> st = overlay::StatAt(dir_upper, name);
     if (st) {
       if (overlay::IsWhiteout(layers_, dir_upper, name, *st, dir_upper_marks)) {
@@ -230,7 +232,7 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
   Result<void> status = Ok();
   int last_layer = found ? 0 : -1;
   for (const overlay::Layer& layer : layers_.layers()) {
-    if (layer.upper || layer.index <= last_layer) continue;
+    if (layer.upper || layer.index <= last_layer || layer.index < first_layer) continue;
     Candidate c{layer.index, -1, redirect.empty() ? std::string(name) : redirect, {}, false};
     if (redirect.empty() || redirect[0] != '/') {
       auto merged = std::find_if(dir.lowers.begin(), dir.lowers.end(),
@@ -390,6 +392,8 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     }
     node->lowers = std::move(r.lowers);
     if (from_lower && !S_ISDIR(r.type)) node->lower_nlink = identity.st_nlink;
+    // Born parked: its lower object is opened by name on first use.
+    if (r.unopened) node->parked.store(true, std::memory_order_relaxed);
     node->CountDescriptorsIn(&held_descriptors_);
     adopted = true;
     return node;
@@ -413,8 +417,9 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     }
   } else {
     // A known object: keep its descriptors, but follow it to this name
-    // (by which a parked node reopens them: it resolved just now).
-    if (handle.node->parked.load(std::memory_order_acquire)) {
+    // (by which a parked node reopens them: it resolved just now; an
+    // unopened resolution opened nothing to check, so it stays parked).
+    if (handle.node->parked.load(std::memory_order_acquire) && !r.unopened) {
       {
         std::unique_lock lock(handle.node->mu);
         handle.node->parent = parent;

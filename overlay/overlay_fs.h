@@ -181,7 +181,10 @@ class OverlayFs : public Filesystem {
     // handle, not a name in the upper directory (see index.h).
     bool upper_from_index = false;
     nlink_t lower_nlink = 0;  // of the topmost lower object
-    void Release();           // closes the descriptors (when no node took them)
+    // A lower-only file whose descriptor was not opened (lowers hold -1):
+    // its node starts parked and opens it on first use (see ServeListing).
+    bool unopened = false;
+    void Release();  // closes the descriptors (when no node took them)
   };
 
   OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
@@ -208,9 +211,11 @@ class OverlayFs : public Filesystem {
   NodePtr Get(NodeId id) const;
   Result<NodePtr> Dir(NodeId id) const;
   // With `upper_whiteout`, reports whether a whiteout in the upper layer is
-  // what hid the name (ENOENT).
+  // what hid the name (ENOENT). A `first_layer` above 0 says the name is
+  // known to be absent, and not whited out, in every layer above that one
+  // (a current listing says so), which are then not asked.
   Result<Resolved> Resolve(const overlay::Node& dir, std::string_view name,
-                           bool* upper_whiteout = nullptr) const;
+                           bool* upper_whiteout = nullptr, int first_layer = 0) const;
   // Turns a resolution into a referenced node (reusing the node for the
   // same identity) and its entry. `created`: an object this mount just made
   // (it carries no protection flags another overlay recorded).
@@ -310,9 +315,17 @@ class OverlayFs : public Filesystem {
   struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
   // The node-owned snapshot READDIR serves (see overlay_dir.cc).
   std::shared_ptr<const overlay::DirListing> NodeListing(overlay::Node& dir);
-  // Fills `out` with the items after the cookie `offset`.
+  // Fills `out` with the items after the cookie `offset`. `current`: the
+  // items' layers are still where their names are (a node-owned listing;
+  // see DirItem::layer).
   void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t offset,
-                    DirentWriter& out);
+                    bool current, DirentWriter& out);
+  // READDIRPLUS of a plain file that only lower layer `layer` has: its
+  // entry from a stat of the name, its node parked (nothing opened until a
+  // request uses it), so a walk that only stats opens no file. nullopt
+  // where that does not apply (a directory, a hard link, a stat failing):
+  // the item is then resolved as a lookup would.
+  std::optional<Result<Entry>> AdoptUnopened(const NodePtr& dir, const overlay::DirItem& item);
   // Whether the kernel lists `name` of `dir` although its lookup fails
   // (e.g. a redirect it may not follow).
   bool ListsUnresolvable(const overlay::Node& dir, std::string_view name) const;

@@ -278,6 +278,28 @@ TEST_F(OverlayPruneTest, CopyUpAndOpenFilesSurviveOffers) {
   EXPECT_GT(fs_->nodes_offered(), 0U);
 }
 
+// A listing gives the kernel each entry's attributes (READDIRPLUS); a plain
+// file only a lower layer has is listed from a stat of its name, and its
+// node opens the file on first use, so a walk that only stats opens no file.
+TEST_F(OverlayPruneTest, ListedLowerFilesHoldNoDescriptorsUntilUsed) {
+  ASSERT_NO_FATAL_FAILURE(Build(10));  // 11 lower files per leaf: one READDIRPLUS
+  ASSERT_NO_FATAL_FAILURE(Mount(100000));
+  const size_t before = fs_->held_descriptors();
+  const std::string leaf = "/d1/s1";
+  std::vector<std::string> names = ListDir(mnt_ + leaf);
+  ASSERT_EQ(names.size(), 11u);
+  for (const std::string& name : names) {
+    struct stat st;
+    ASSERT_EQ(lstat((mnt_ + leaf + "/" + name).c_str(), &st), 0) << name;
+    EXPECT_TRUE(S_ISREG(st.st_mode)) << name;
+  }
+  // d1 and d1/s1 merge both lowers: two descriptors each; no file's.
+  EXPECT_EQ(fs_->held_descriptors() - before, 4u);
+  EXPECT_EQ(ReadFile(mnt_ + leaf + "/f3"), Expected(leaf + "/f3"));
+  EXPECT_EQ(ReadFile(mnt_ + leaf + "/top"), leaf + "/top");
+  EXPECT_EQ(fs_->held_descriptors() - before, 6u);
+}
+
 // Whether this process holds a descriptor of the file at `path`.
 bool HoldsDescriptorOf(const std::string& path) {
   for (const std::string& fd : ListDir("/proc/self/fd")) {

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,10 +21,12 @@
 namespace lamina::testing {
 namespace {
 
-// 300 names in the lower, 300 in the upper, 100 of them in both.
+// 300 names in the lower, 300 in the upper, 100 of them in both; and 300
+// files only the lower has.
 std::vector<std::string> LowerSpec() {
-  std::vector<std::string> spec = {"d big"};
+  std::vector<std::string> spec = {"d big", "d low"};
   for (int i = 0; i < 300; ++i) spec.push_back("f big/n" + std::to_string(i) + " lower");
+  for (int i = 0; i < 300; ++i) spec.push_back("f low/p" + std::to_string(i) + " lower");
   return spec;
 }
 std::vector<std::string> UpperSpec() {
@@ -107,6 +110,51 @@ std::string ReadWhileChanging(const std::string& root) {
 TEST_F(OverlayReaddirTest, SurvivingNamesAppearOnceWhileTheDirectoryChanges) {
   EXPECT_EQ(ReadWhileChanging(lamina_root()), "ok");
   EXPECT_EQ(ReadWhileChanging(kernel_root()), "ok");
+}
+
+// Entries of a listing are resolved from the layer the listing found them
+// in, and plain lower files are listed without being opened. A file copied
+// up while the listing is being read (and forgotten by the kernel meanwhile)
+// must be listed with its upper object's attributes.
+std::string CopiedUpWhileListed(const std::string& root) {
+  const std::string dir = root + "/low";
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return "open failed";
+  std::map<std::string, int> seen;
+  ReadSome(fd, 1024, seen);
+  std::vector<std::string> changed;
+  for (int i = 0; i < 300 && changed.size() < 20; ++i) {
+    const std::string name = "p" + std::to_string(i);
+    if (seen.count(name) == 0 && chmod((dir + "/" + name).c_str(), 0600) == 0) {
+      changed.push_back(name);
+    }
+  }
+  // The kernel forgets the changed files (their dentries are unused).
+  sync();
+  int drop = open("/proc/sys/vm/drop_caches", O_WRONLY);
+  if (drop < 0 || write(drop, "2", 1) != 1) return "drop_caches failed";
+  close(drop);
+  usleep(200 * 1000);  // FORGETs are asynchronous
+  while (ReadSome(fd, 1024, seen)) {
+  }
+  close(fd);
+  std::string problems;
+  if (seen.size() != 300) problems += std::to_string(seen.size()) + " names; ";
+  for (const std::string& name : changed) {
+    struct stat st;
+    if (lstat((dir + "/" + name).c_str(), &st) != 0 || (st.st_mode & 07777) != 0600) {
+      problems += name + " lost its mode; ";
+    }
+  }
+  for (int i = 0; i < 300; i += 37) {
+    if (ReadFile(dir + "/p" + std::to_string(i)) != "lower") problems += "p" + std::to_string(i);
+  }
+  return problems.empty() ? "ok" : problems;
+}
+
+TEST_F(OverlayReaddirTest, FilesCopiedUpWhileListedShowTheirUpperObject) {
+  EXPECT_EQ(CopiedUpWhileListed(lamina_root()), "ok");
+  EXPECT_EQ(CopiedUpWhileListed(kernel_root()), "ok");
 }
 
 TEST_F(OverlayReaddirTest, InterleavedReadersAndRepeatedWalks) {
