@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "core/backing_registry.h"
 #include "core/connection.h"
 #include "core/node_shedder.h"
@@ -92,14 +93,30 @@ std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
   // could give back nothing either), so `descriptors` nodes are enough.
   const size_t before = held_descriptors();
   std::vector<NodeId> offer;
+  absl::flat_hash_set<const Node*> dirs;  // offered directories
   auto holding = [](const Node& node) { return !node.parked.load(std::memory_order_relaxed); };
   for (NodeId id : table_.LeastRecentlyUsed(std::max<size_t>(descriptors, 1), holding)) {
     if (before - std::min(before, held_descriptors()) >= descriptors) break;
     if (Park(id)) continue;
     NodePtr node = table_.Get(id);
-    if (node != nullptr && !node->parked.load(std::memory_order_relaxed)) offer.push_back(id);
+    if (node == nullptr || node->parked.load(std::memory_order_relaxed)) continue;
+    offer.push_back(id);
+    if (node->is_dir()) dirs.insert(node.get());
   }
-  return offer;
+  if (dirs.empty()) return offer;
+  // The kernel keeps a directory while it caches any entry of it, and
+  // parked files, holding no descriptor, are offered by nothing else: with
+  // more directories than the limit (an untar of a large tree), no
+  // directory could ever go. So an offered directory's parked entries are
+  // offered too, ahead of it, which lets the kernel drop both at once.
+  auto parked_entry = [&dirs](const Node& node) {
+    if (!node.parked.load(std::memory_order_relaxed)) return false;
+    std::shared_lock lock(node.mu, std::try_to_lock);  // never waits under the table's lock
+    return lock.owns_lock() && dirs.contains(node.parent.get());
+  };
+  std::vector<NodeId> entries = table_.LeastRecentlyUsed(table_.size(), parked_entry);
+  entries.insert(entries.end(), offer.begin(), offer.end());
+  return entries;
 }
 
 OverlayFs::NodePtr OverlayFs::Get(NodeId id) const {

@@ -300,6 +300,35 @@ TEST_F(OverlayPruneTest, ListedLowerFilesHoldNoDescriptorsUntilUsed) {
   EXPECT_EQ(fs_->held_descriptors() - before, 6u);
 }
 
+// Directories cannot be parked (they hold how their entries are found),
+// and the kernel keeps a directory while it keeps any entry of it, parked
+// ones included. Making more directories than the limit (an untar of a
+// large tree) must still let go of the old ones, not pin a descriptor per
+// directory until the process runs out (EMFILE).
+TEST_F(OverlayPruneTest, DirectoriesBeyondTheLimitAreLetGo) {
+  constexpr size_t kLimit = 200;
+  constexpr int kDirs = 600;
+  ASSERT_NO_FATAL_FAILURE(Build(1));
+  ASSERT_NO_FATAL_FAILURE(Mount(kLimit));
+  const std::string many = mnt_ + "/many";
+  ASSERT_EQ(mkdir(many.c_str(), 0755), 0);
+  for (int i = 0; i < kDirs; ++i) {
+    const std::string dir = many + "/d" + std::to_string(i);
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+    WriteFile(dir + "/a", "a" + std::to_string(i));
+    WriteFile(dir + "/b", "b" + std::to_string(i));
+  }
+  // FORGETs follow the offers asynchronously.
+  EXPECT_TRUE(WaitUntil([&] { return fs_->held_descriptors() <= kLimit + kLimit / 4; },
+                        std::chrono::seconds(10)))
+      << fs_->held_descriptors() << " descriptors held by " << fs_->node_count() << " nodes";
+  for (int i = 0; i < kDirs; i += 7) {
+    const std::string dir = many + "/d" + std::to_string(i);
+    EXPECT_EQ(ReadFile(dir + "/a"), "a" + std::to_string(i));
+    EXPECT_EQ(ReadFile(dir + "/b"), "b" + std::to_string(i));
+  }
+}
+
 // Whether this process holds a descriptor of the file at `path`.
 bool HoldsDescriptorOf(const std::string& path) {
   for (const std::string& fd : ListDir("/proc/self/fd")) {
