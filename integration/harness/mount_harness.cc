@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -235,6 +236,15 @@ std::vector<std::string> ListDir(const std::string& path) {
 
 std::string BuiltBinary(const std::string& relative) {
   return std::string(LAMINA_BUILD_DIR) + "/" + relative;
+}
+
+bool HoldsDescriptorOf(const std::string& path) {
+  for (const std::string& fd : ListDir("/proc/self/fd")) {
+    char target[PATH_MAX];
+    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target));
+    if (n > 0 && std::string(target, static_cast<size_t>(n)) == path) return true;
+  }
+  return false;
 }
 
 int CountFds(pid_t pid) {

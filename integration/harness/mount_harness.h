@@ -115,6 +115,9 @@ std::vector<std::string> ListDir(const std::string& path);
 std::string BuiltBinary(const std::string& relative);
 // Number of open descriptors of a process.
 int CountFds(pid_t pid);
+// Whether this process holds a descriptor of the file at `path` (as
+// /proc/self/fd shows it).
+bool HoldsDescriptorOf(const std::string& path);
 
 // Sets the fuse module's enable_uring parameter (FUSE-over-io_uring) for its
 // lifetime and puts the previous value back on destruction, also when the

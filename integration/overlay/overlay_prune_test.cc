@@ -7,7 +7,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -327,16 +326,6 @@ TEST_F(OverlayPruneTest, DirectoriesBeyondTheLimitAreLetGo) {
     EXPECT_EQ(ReadFile(dir + "/a"), "a" + std::to_string(i));
     EXPECT_EQ(ReadFile(dir + "/b"), "b" + std::to_string(i));
   }
-}
-
-// Whether this process holds a descriptor of the file at `path`.
-bool HoldsDescriptorOf(const std::string& path) {
-  for (const std::string& fd : ListDir("/proc/self/fd")) {
-    char target[PATH_MAX];
-    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target));
-    if (n > 0 && std::string(target, static_cast<size_t>(n)) == path) return true;
-  }
-  return false;
 }
 
 // A parked node holds no descriptor. Were its file deleted so, the upper

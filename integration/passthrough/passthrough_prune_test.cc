@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -290,16 +289,6 @@ TEST_F(PassthroughPruneTest, FilesInUseSurviveOffers) {
     EXPECT_EQ(fstat(open_files[static_cast<size_t>(s)], &st), 0);
     close(open_files[static_cast<size_t>(s)]);
   }
-}
-
-// Whether this process holds a descriptor of the file at `path`.
-bool HoldsDescriptorOf(const std::string& path) {
-  for (const std::string& fd : ListDir("/proc/self/fd")) {
-    char target[PATH_MAX];
-    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target));
-    if (n > 0 && std::string(target, static_cast<size_t>(n)) == path) return true;
-  }
-  return false;
 }
 
 // A parked inode holds no descriptor. Deleting its file through the mount
