@@ -21,6 +21,10 @@
 // files (an upper and a lower object), open files, nodes whose upper
 // file came from the index or whose lower object came from a redirect or an
 // origin record (their parent cannot find them by name), and unnamed ones.
+// A plain lower file listed by READDIRPLUS is born parked (AdoptUnopened):
+// it is reopened the same way on its first use. Before this mount removes
+// an upper object, KeepIfKnown unparks its node, so that a deleted object
+// keeps its descriptor (and inode number) until the kernel forgets it.
 
 #include <fcntl.h>
 #include <sys/stat.h>
