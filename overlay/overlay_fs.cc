@@ -92,23 +92,37 @@ std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
   // several (a merged directory) or none (parked, skipped: the kernel
   // could give back nothing either), so `descriptors` nodes are enough.
   const size_t before = held_descriptors();
+  auto enough = [&] { return before - std::min(before, held_descriptors()) >= descriptors; };
   std::vector<NodeId> offer;
   absl::flat_hash_set<const Node*> dirs;  // offered directories
   auto holding = [](const Node& node) { return !node.parked.load(std::memory_order_relaxed); };
   for (NodeId id : table_.LeastRecentlyUsed(std::max<size_t>(descriptors, 1), holding)) {
-    if (before - std::min(before, held_descriptors()) >= descriptors) break;
+    if (enough()) break;
     if (Park(id)) continue;
     NodePtr node = table_.Get(id);
     if (node == nullptr || node->parked.load(std::memory_order_relaxed)) continue;
     offer.push_back(id);
     if (node->is_dir()) dirs.insert(node.get());
   }
-  if (dirs.empty()) return offer;
-  // The kernel keeps a directory while it caches any entry of it, and
-  // parked files, holding no descriptor, are offered by nothing else: with
-  // more directories than the limit (an untar of a large tree), no
-  // directory could ever go. So an offered directory's parked entries are
-  // offered too, ahead of it, which lets the kernel drop both at once.
+  if (enough() || dirs.empty()) return offer;
+  // Short, because directories (and open files) took much of the least
+  // recently used: park files further down the order first.
+  auto parkable = [](const Node& node) {
+    return !node.is_dir() && !node.parked.load(std::memory_order_relaxed);
+  };
+  for (NodeId id : table_.LeastRecentlyUsed(4 * descriptors, parkable)) {
+    if (enough()) break;
+    Park(id);
+  }
+  if (enough()) return offer;
+  // Still short: directories hold most of the descriptors. The kernel
+  // keeps a directory while it caches any entry of it, and parked files,
+  // holding no descriptor, are offered by nothing else: with more
+  // directories than the limit (an untar of a large tree), no directory
+  // could ever go. So the offered directories' parked entries are offered
+  // too, ahead of them, which lets the kernel drop both at once. (Not
+  // sooner: a parked file the kernel forgets costs a lookup when used
+  // again.)
   auto parked_entry = [&dirs](const Node& node) {
     if (!node.parked.load(std::memory_order_relaxed)) return false;
     std::shared_lock lock(node.mu, std::try_to_lock);  // never waits under the table's lock

@@ -328,6 +328,35 @@ TEST_F(OverlayPruneTest, DirectoriesBeyondTheLimitAreLetGo) {
   }
 }
 
+// Offering a directory's parked entries costs the kernel's cache (their
+// next use is a lookup): it happens only when parking files cannot free
+// enough. Files made in many directories past the limit are parked, and
+// stay cached.
+TEST_F(OverlayPruneTest, ParkingFilesKeepsTheKernelCacheWhenItFreesEnough) {
+  constexpr size_t kLimit = 500;
+  ASSERT_NO_FATAL_FAILURE(Build(1));
+  ASSERT_NO_FATAL_FAILURE(Mount(kLimit));
+  const std::string made = mnt_ + "/made";
+  ASSERT_EQ(mkdir(made.c_str(), 0755), 0);
+  std::vector<std::string> files;
+  for (int d = 0; d < 40; ++d) {
+    const std::string dir = made + "/d" + std::to_string(d);
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    for (int f = 0; f < 50; ++f) {
+      files.push_back(dir + "/f" + std::to_string(f));
+      WriteFile(files.back(), "x");
+    }
+  }
+  ASSERT_GT(fs_->nodes_parked(), 0U);
+  const Stats& stats = server_->session().stats();
+  const uint64_t lookups = stats.Get(abi::kLookup).count;
+  for (const std::string& file : files) {
+    struct stat st;
+    ASSERT_EQ(lstat(file.c_str(), &st), 0) << file;
+  }
+  EXPECT_EQ(stats.Get(abi::kLookup).count - lookups, 0U);
+}
+
 // A parked node holds no descriptor. Were its file deleted so, the upper
 // filesystem could give the file's inode number to the next new object
 // while the kernel still knows the node (here held by an O_PATH descriptor;
