@@ -1,6 +1,8 @@
 #include "core/session.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
@@ -12,6 +14,23 @@ namespace {
 // kernel's are.
 std::span<std::byte> AsBytes(std::vector<uint64_t>& words) {
   return std::as_writable_bytes(std::span<uint64_t>(words));
+}
+
+// How long the forget-only worker of an io_uring session waits after a
+// FORGET before reading again. Forgets come one per evicted inode (an
+// `rm -rf` makes one per file); while nobody waits on /dev/fuse the kernel
+// queues them without waking a thread and hands them over as one
+// BATCH_FORGET. Measured on a 2-vCPU VM: unlinking 20,000 files over
+// io_uring took 0.51-0.67 s reading each forget at once, 0.39-0.46 s with
+// this pause. Forgets owe no reply, so nobody waits for them; an INTERRUPT
+// arriving meanwhile is read at most this much later.
+constexpr auto kForgetBatchingPause = std::chrono::milliseconds(1);
+
+bool IsForget(std::span<const std::byte> request) {
+  abi::InHeader header;
+  if (request.size() < sizeof header) return false;
+  std::memcpy(&header, request.data(), sizeof header);
+  return header.opcode == abi::kForget || header.opcode == abi::kBatchForget;
 }
 
 int DefaultThreads() {
@@ -78,11 +97,16 @@ void Session::Start() {
     channels_.push_back(std::move(*channel));
   }
   running_workers_.store(static_cast<int>(channels_.size()) + 1);
-  workers_.emplace_back([this] { Work(&transport_.primary()); });
-  for (auto& channel : channels_) workers_.emplace_back([this, c = channel.get()] { Work(c); });
+  const bool primary_carries_only_forgets = clones == 0 && !channels_.empty();
+  workers_.emplace_back([this, primary_carries_only_forgets] {
+    Work(&transport_.primary(), primary_carries_only_forgets);
+  });
+  for (auto& channel : channels_) {
+    workers_.emplace_back([this, c = channel.get()] { Work(c, /*batch_forgets=*/false); });
+  }
 }
 
-void Session::Work(Channel* channel) {
+void Session::Work(Channel* channel, bool batch_forgets) {
   std::vector<uint64_t> request(RequestBufferSize(connection_.max_write()) / 8);
   std::vector<uint64_t> scratch((std::max(connection_.max_read(), 64U * 1024) + 7) / 8);
   for (;;) {
@@ -94,6 +118,7 @@ void Session::Work(Channel* channel) {
       break;
     }
     dispatcher_.Handle(*received, *channel, AsBytes(scratch));
+    if (batch_forgets && IsForget(*received)) std::this_thread::sleep_for(kForgetBatchingPause);
   }
   // One worker seeing the end is enough for all: wake the others.
   transport_.Shutdown();

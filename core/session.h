@@ -6,8 +6,8 @@
 // start to finish, on its own thread: no queue, no hand-off. With
 // FUSE-over-io_uring the transport brings the channels instead: one worker
 // per CPU queue, pinned to that CPU, besides the primary /dev/fuse worker
-// (FORGET, INTERRUPT). The session ends when the transport reports ENODEV
-// (unmount, abort, shutdown).
+// (FORGET, INTERRUPT), which reads forgets in batches. The session ends when the transport reports
+// ENODEV (unmount, abort, shutdown).
 
 #ifndef LAMINA_CORE_SESSION_H_
 #define LAMINA_CORE_SESSION_H_
@@ -68,7 +68,11 @@ class Session {
   static size_t RequestBufferSize(uint32_t max_write);
 
  private:
-  void Work(Channel* channel);
+  // Serves `channel` until it reports the end. `batch_forgets`: the channel
+  // carries only FORGET and INTERRUPT (io_uring's primary), so pausing after
+  // a forget lets the kernel batch the next ones instead of waking us for
+  // each.
+  void Work(Channel* channel, bool batch_forgets);
 
   Filesystem& fs_;
   Transport& transport_;

@@ -135,6 +135,28 @@ TEST_P(MemfsIoUringTest, ConcurrentCreatesStatsAndUnlinks) {
       seconds(5)));
 }
 
+TEST_P(MemfsIoUringTest, ForgetsOfUnlinkedFilesArriveInBatches) {
+  constexpr int kFiles = 400;
+  for (int i = 0; i < kFiles; ++i) WriteFile(Path("f" + std::to_string(i)), "x");
+  Stats& stats = server_->session().stats();
+  auto forget_reads = [&] {
+    return stats.Get(abi::kForget).count + stats.Get(abi::kBatchForget).count;
+  };
+  const uint64_t reads_before = forget_reads();
+  const size_t nodes_before = fs_.referenced_nodes();
+  for (int i = 0; i < kFiles; ++i) {
+    ASSERT_EQ(unlink(Path("f" + std::to_string(i)).c_str()), 0) << i;
+  }
+  // Every unlinked file is forgotten, and the counts add up exactly...
+  ASSERT_TRUE(
+      WaitUntil([&] { return fs_.referenced_nodes() == nodes_before - kFiles; }, seconds(10)))
+      << fs_.referenced_nodes() << " nodes referenced, " << nodes_before - kFiles << " expected";
+  // ...but the forget worker was not woken once per file: each evicted
+  // inode queues one forget, and reading one every time would make
+  // kFiles reads.
+  EXPECT_LT(forget_reads() - reads_before, uint64_t{kFiles / 2});
+}
+
 TEST_P(MemfsIoUringTest, NotificationsStillReachTheKernel) {
   struct stat st;
   ASSERT_EQ(stat(Path("hello.txt").c_str(), &st), 0);
