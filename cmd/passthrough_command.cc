@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "cmd/daemon.h"
@@ -32,6 +33,11 @@ int RunPassthrough(const std::vector<std::string>& args) {
   fs_options.passthrough = command->passthrough;
   fs_options.max_nodes = command->max_nodes;
   fs_options.max_write = command->max_write.value_or(0);
+  // With default_permissions the kernel checks access; it must then know
+  // the ACLs too (unless noacl), or it would judge by mode bits alone.
+  const std::vector<std::string>& requested = command->mount_options;
+  fs_options.posix_acl = command->posix_acl && std::find(requested.begin(), requested.end(),
+                                                         "default_permissions") != requested.end();
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;

@@ -44,9 +44,6 @@ class ScopedCredentials {
 // layer filesystem as it creates, so that a default ACL of the parent
 // overrides it exactly as it would for the caller.
 void UseUmaskOnThisThread(mode_t mask);
-inline void UseZeroUmaskOnThisThread() {
-  UseUmaskOnThisThread(0);
-}
 
 }  // namespace lamina::passthrough
 

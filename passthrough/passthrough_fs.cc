@@ -81,6 +81,9 @@ void PassthroughFs::Init(InitConfig& config) {
   // POSIX record locks stay in the kernel: forwarding them to one open file
   // per FUSE open would make two descriptors of one process conflict.
   config.want &= ~abi::kPosixLocks;
+  if (options_.posix_acl && config.KernelOffers(abi::kPosixAcl | abi::kDontMask)) {
+    config.want |= abi::kPosixAcl | abi::kDontMask;
+  }
   if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
     config.want |= abi::kPassthrough;
     // Writeback caching and passthrough exclude each other (the kernel

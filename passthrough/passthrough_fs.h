@@ -59,6 +59,14 @@ struct PassthroughOptions {
   size_t max_cached_nodes = kDefaultMaxCachedNodes;
   // The largest WRITE the kernel may send; 0 keeps the core's default.
   uint32_t max_write = 0;
+  // POSIX ACLs enforced and cached by the kernel (FUSE_POSIX_ACL, which
+  // turns default_permissions on) and creation that honours the parent's
+  // default ACL (FUSE_DONT_MASK: the umask reaches the source's filesystem
+  // unapplied). Meant for mounts with default_permissions, whose mode-bit
+  // checks would otherwise ignore ACLs; without it the daemon's own access
+  // to the source is what is checked, and the kernel masks new modes with
+  // the umask before the parent's default ACL is consulted.
+  bool posix_acl = false;
 };
 
 // Ceiling of the default max_nodes: a larger kernel cache than this rarely
@@ -195,7 +203,8 @@ class PassthroughFs : public Filesystem {
   template <typename Make>
   Result<Entry> CreateNode(const Ctx& ctx, NodeId parent, std::string_view name, Make&& make,
                            std::span<const uint32_t> groups);
-  mode_t CreateMode(const Ctx& ctx, mode_t mode) const;
+  // Gives this thread the umask a create on the caller's behalf needs.
+  void UseCallerUmask(const Ctx& ctx) const;
 
   // passthrough_io.cc helpers.
   // Turns an opened descriptor into the reply for OPEN (taking the

@@ -110,10 +110,10 @@ Result<CreateReply> PassthroughFs::Create(const Ctx& ctx, NodeId parent, std::st
   int flags = (req.flags & ~(O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
   int fd;
   {
-    passthrough::UseZeroUmaskOnThisThread();
+    UseCallerUmask(ctx);
     passthrough::ScopedCredentials as_caller(ctx.uid, ctx.gid, ctx.kernel_groups);
     if (Result<void> s = as_caller.status(); !s.ok()) return Errno{s.error()};
-    fd = openat((*dir)->fd(), std::string(name).c_str(), flags, CreateMode(ctx, mode) & 07777);
+    fd = openat((*dir)->fd(), std::string(name).c_str(), flags, mode & 07777);
     if (fd < 0) return LastErrno();
   }
   return FinishCreate(fd, req.flags);
@@ -126,10 +126,10 @@ Result<CreateReply> PassthroughFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t
   int flags = (req.flags & ~kStrippedOpenFlags) | O_TMPFILE | O_CLOEXEC;
   int fd;
   {
-    passthrough::UseZeroUmaskOnThisThread();
+    UseCallerUmask(ctx);
     passthrough::ScopedCredentials as_caller(ctx.uid, ctx.gid, ctx.kernel_groups);
     if (Result<void> s = as_caller.status(); !s.ok()) return Errno{s.error()};
-    fd = openat((*dir)->fd(), ".", flags, CreateMode(ctx, mode) & 07777);
+    fd = openat((*dir)->fd(), ".", flags, mode & 07777);
     if (fd < 0) return LastErrno();
   }
   return FinishCreate(fd, req.flags);

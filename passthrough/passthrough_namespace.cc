@@ -22,12 +22,13 @@ namespace lamina {
 using passthrough::CheckName;
 using passthrough::ScopedCredentials;
 
-mode_t PassthroughFs::CreateMode(const Ctx& ctx, mode_t mode) const {
-  // The kernel applies the caller's umask itself unless POSIX ACLs were
-  // negotiated; then it is ours to apply (a default ACL would override it,
-  // which this layer does not emulate).
-  bool ours = connection_ != nullptr && connection_->Has(abi::kPosixAcl);
-  return ours ? (mode & ~ctx.umask) : mode;
+void PassthroughFs::UseCallerUmask(const Ctx& ctx) const {
+  // Without FUSE_DONT_MASK the kernel has applied the caller's umask to the
+  // mode. With it the umask reaches us unapplied, and the source's
+  // filesystem applies it as it creates, unless the parent has a default
+  // ACL, which then decides instead: exactly what the caller would get.
+  const bool ours = connection_ != nullptr && connection_->Has(abi::kDontMask);
+  passthrough::UseUmaskOnThisThread(ours ? ctx.umask : 0);
 }
 
 template <typename Make>
@@ -38,7 +39,7 @@ Result<Entry> PassthroughFs::CreateNode(const Ctx& ctx, NodeId parent, std::stri
   if (!dir.ok()) return Errno{dir.error()};
   const std::string path(name);
   {
-    passthrough::UseZeroUmaskOnThisThread();
+    UseCallerUmask(ctx);
     ScopedCredentials as_caller(ctx.uid, ctx.gid, groups);
     if (Result<void> s = as_caller.status(); !s.ok()) return Errno{s.error()};
     if (make((*dir)->fd(), path.c_str()) != 0) return LastErrno();
@@ -48,7 +49,6 @@ Result<Entry> PassthroughFs::CreateNode(const Ctx& ctx, NodeId parent, std::stri
 
 Result<Entry> PassthroughFs::Mknod(const Ctx& ctx, NodeId parent, std::string_view name,
                                    mode_t mode, dev_t rdev) {
-  mode = CreateMode(ctx, mode);
   return CreateNode(
       ctx, parent, name, [&](int dirfd, const char* n) { return mknodat(dirfd, n, mode, rdev); },
       ctx.kernel_groups);
@@ -56,7 +56,6 @@ Result<Entry> PassthroughFs::Mknod(const Ctx& ctx, NodeId parent, std::string_vi
 
 Result<Entry> PassthroughFs::Mkdir(const Ctx& ctx, NodeId parent, std::string_view name,
                                    mode_t mode) {
-  mode = CreateMode(ctx, mode);
   return CreateNode(
       ctx, parent, name, [&](int dirfd, const char* n) { return mkdirat(dirfd, n, mode); },
       ctx.kernel_groups);

@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <memory>
@@ -91,6 +92,9 @@ class MountedPassthrough {
     options.entry_timeout = options.attr_timeout = options.negative_timeout = setup.timeout;
     options.max_nodes = setup.max_nodes;
     if (setup.max_cached_nodes) options.max_cached_nodes = *setup.max_cached_nodes;
+    // As `laminafs passthrough` does: ACLs with the kernel's permission checks.
+    options.posix_acl = std::find(setup.mount_options.begin(), setup.mount_options.end(),
+                                  "default_permissions") != setup.mount_options.end();
     auto fs = PassthroughFs::Create(options);
     if (!fs.ok()) throw std::runtime_error(fs.status().ToString());
     fs_ = std::move(*fs);

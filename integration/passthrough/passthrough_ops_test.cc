@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -96,6 +97,15 @@ TEST_P(PassthroughOpsTest, SymlinksAndSpecialFiles) {
   EXPECT_EQ(Lstat(Src("null")).st_rdev, makedev(1, 3));
   ExpectSameMetadata(Lstat(Mnt("link")), Lstat(Src("link")));
   ExpectSameMetadata(Lstat(Mnt("null")), Lstat(Src("null")));
+  ASSERT_EQ(mknod(Mnt("loop").c_str(), S_IFBLK | 0660, makedev(7, 0)), 0);
+  EXPECT_TRUE(S_ISBLK(Lstat(Src("loop")).st_mode));
+  EXPECT_EQ(Lstat(Src("loop")).st_rdev, makedev(7, 0));
+  ASSERT_EQ(mknod(Mnt("sock").c_str(), S_IFSOCK | 0600, 0), 0);
+  EXPECT_TRUE(S_ISSOCK(Lstat(Src("sock")).st_mode));
+  ExpectSameMetadata(Lstat(Mnt("loop")), Lstat(Src("loop")));
+  ExpectSameMetadata(Lstat(Mnt("sock")), Lstat(Src("sock")));
+  // An existing name fails as it would on the plain directory.
+  EXPECT_EQ(Call(mknod(Mnt("sock").c_str(), S_IFIFO | 0600, 0)), (Outcome{-1, EEXIST}));
 }
 
 TEST_P(PassthroughOpsTest, UmaskAppliedOnceOnCreate) {
@@ -252,6 +262,65 @@ TEST_P(PassthroughOpsTest, FlockConflictsBetweenOpens) {
   close(c);
 }
 
+// POSIX record locks are kept by the kernel for the mount (FUSE_POSIX_LOCKS
+// is not negotiated): they must still conflict between processes, be
+// reported by F_GETLK, and follow OFD semantics between two opens.
+TEST_P(PassthroughOpsTest, PosixRecordLocksConflictBetweenProcesses) {
+  WriteFile(Mnt("records"), std::string(100, 'r'));
+  int fd = open(Mnt("records").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 10;
+  ASSERT_EQ(fcntl(fd, F_SETLK, &lock), 0) << strerror(errno);
+  const std::string path = Mnt("records");
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int code = 0;
+    int own = open(path.c_str(), O_RDWR);
+    struct flock want {};
+    want.l_type = F_RDLCK;
+    want.l_whence = SEEK_SET;
+    want.l_start = 5;
+    want.l_len = 10;
+    if (fcntl(own, F_SETLK, &want) == 0 || (errno != EAGAIN && errno != EACCES)) code |= 1;
+    struct flock probe = want;
+    if (fcntl(own, F_GETLK, &probe) != 0 || probe.l_type != F_WRLCK || probe.l_pid != parent ||
+        probe.l_start != 0 || probe.l_len != 10) {
+      code |= 2;
+    }
+    want.l_start = 10;  // just past the parent's range
+    if (fcntl(own, F_SETLK, &want) != 0) code |= 4;
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  // Open file description locks: two opens of one process conflict.
+  int a = open(Mnt("records").c_str(), O_RDWR);
+  int b = open(Mnt("records").c_str(), O_RDWR);
+  struct flock ofd {};
+  ofd.l_type = F_WRLCK;
+  ofd.l_whence = SEEK_SET;
+  ofd.l_start = 50;
+  ofd.l_len = 10;
+  ASSERT_EQ(fcntl(a, F_OFD_SETLK, &ofd), 0) << strerror(errno);
+  EXPECT_EQ(Call(fcntl(b, F_OFD_SETLK, &ofd)), (Outcome{-1, EAGAIN}));
+  ofd.l_type = F_UNLCK;
+  ASSERT_EQ(fcntl(a, F_OFD_SETLK, &ofd), 0);
+  ofd.l_type = F_WRLCK;
+  EXPECT_EQ(fcntl(b, F_OFD_SETLK, &ofd), 0);
+  close(a);
+  close(b);
+  close(fd);
+}
+
 TEST_P(PassthroughOpsTest, InodeFlagsIoctl) {
   WriteFile(Mnt("f"), "x");
   int fd = open(Mnt("f").c_str(), O_RDONLY);
@@ -267,6 +336,15 @@ TEST_P(PassthroughOpsTest, InodeFlagsIoctl) {
   struct fsxattr attr {};
   EXPECT_EQ(ioctl(fd, FS_IOC_FSGETXATTR, &attr), 0) << strerror(errno);
   EXPECT_NE(attr.fsx_xflags & FS_XFLAG_NOATIME, 0U);
+  // FSSETXATTR reaches the backing inode: clearing the flag that way is
+  // seen by GETFLAGS on the plain file.
+  attr.fsx_xflags &= ~FS_XFLAG_NOATIME;
+  ASSERT_EQ(ioctl(fd, FS_IOC_FSSETXATTR, &attr), 0) << strerror(errno);
+  ASSERT_EQ(ioctl(plain, FS_IOC_GETFLAGS, &seen), 0);
+  EXPECT_EQ(seen & FS_NOATIME_FL, 0);
+  struct fsxattr plain_attr {};
+  ASSERT_EQ(ioctl(plain, FS_IOC_FSGETXATTR, &plain_attr), 0);
+  EXPECT_EQ(plain_attr.fsx_xflags, attr.fsx_xflags);
   close(plain);
   close(fd);
 }

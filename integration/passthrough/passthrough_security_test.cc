@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "core/request_context.h"
 #include "integration/passthrough/passthrough_fixture.h"
@@ -172,6 +174,92 @@ TEST_P(PassthroughCredentialsTest, UnprivilegedWriteClearsSetuid) {
   ASSERT_EQ(stat(Src("suid").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0777U);
   EXPECT_EQ(ReadFile(Src("suid")), "xy");
+}
+
+// A default ACL granting user::rwx, group::rwx, other::--- in the kernel's
+// xattr form (version 2; entries sorted by tag).
+std::string DefaultAclUserGroupOnly() {
+  struct Entry {
+    uint16_t tag, perm;
+    uint32_t id;
+  };
+  constexpr uint32_t kVersion = 2, kUndefinedId = ~0U;
+  const Entry entries[] = {
+      {0x01, 7, kUndefinedId}, {0x04, 7, kUndefinedId}, {0x20, 0, kUndefinedId}};
+  std::string acl(reinterpret_cast<const char*>(&kVersion), sizeof kVersion);
+  acl.append(reinterpret_cast<const char*>(entries), sizeof entries);
+  return acl;
+}
+
+// What a caller makes in a setgid directory and under a default ACL is what
+// the same caller makes in the plain twin directory: owner, group, mode
+// (the ACL, not the umask, masks it) and the inherited ACL.
+TEST_P(PassthroughCredentialsTest, SetgidDirectoriesAndDefaultAclsActAsForTheCaller) {
+  ASSERT_EQ(geteuid(), 0U) << "needs root";
+  const std::string acl = DefaultAclUserGroupOnly();
+  for (const std::string& base : {Src(), Twin()}) {
+    ASSERT_EQ(chmod(base.c_str(), 0777), 0);
+    ASSERT_EQ(mkdir((base + "/sgid").c_str(), 0777), 0);
+    ASSERT_EQ(chown((base + "/sgid").c_str(), 0, 4321), 0);
+    ASSERT_EQ(chmod((base + "/sgid").c_str(), 02777), 0);
+    ASSERT_EQ(mkdir((base + "/acl").c_str(), 0777), 0);
+    ASSERT_EQ(chmod((base + "/acl").c_str(), 0777), 0);
+    if (setxattr((base + "/acl").c_str(), "system.posix_acl_default", acl.data(), acl.size(), 0) !=
+        0) {
+      GTEST_SKIP() << "the source filesystem takes no ACLs: " << strerror(errno);
+    }
+  }
+  const std::vector<std::string> bases = {Mnt(), Twin()};
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
+        setresuid(1000, 1000, 1000) != 0) {
+      _exit(100);
+    }
+    umask(022);
+    int code = 0;
+    for (const std::string& base : bases) {
+      for (const char* dir : {"/sgid", "/acl"}) {
+        int fd = open((base + dir + "/file").c_str(), O_CREAT | O_WRONLY, 0666);
+        if (fd < 0) code |= 1;
+        close(fd);
+        if (mkdir((base + dir + "/dir").c_str(), 0777) != 0) code |= 2;
+        if (mkfifo((base + dir + "/fifo").c_str(), 0666) != 0) code |= 4;
+      }
+    }
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  for (const char* name :
+       {"sgid/file", "sgid/dir", "sgid/fifo", "acl/file", "acl/dir", "acl/fifo"}) {
+    struct stat made {
+    }, plain{};
+    ASSERT_EQ(lstat(Src(name).c_str(), &made), 0) << name;
+    ASSERT_EQ(lstat(Twin(name).c_str(), &plain), 0) << name;
+    EXPECT_EQ(made.st_uid, plain.st_uid) << name;
+    EXPECT_EQ(made.st_gid, plain.st_gid) << name;
+    EXPECT_EQ(made.st_mode, plain.st_mode) << name;
+  }
+  // The kernel's rules, spelled out: the setgid directory's group and bit
+  // are inherited, and the ACL (0660/0770), not the umask (0644/0755), masks.
+  struct stat st {};
+  ASSERT_EQ(lstat(Src("sgid/file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 4321U);
+  ASSERT_EQ(lstat(Src("sgid/dir").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 02755U);
+  ASSERT_EQ(lstat(Src("acl/file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660U);
+  ASSERT_EQ(lstat(Src("acl/dir").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0770U);
+  char inherited[64];
+  ssize_t n =
+      getxattr(Src("acl/dir").c_str(), "system.posix_acl_default", inherited, sizeof inherited);
+  ASSERT_GT(n, 0) << strerror(errno);
+  EXPECT_EQ(std::string(inherited, static_cast<size_t>(n)), acl);
 }
 
 INSTANTIATE_TEST_SUITE_P(passthrough, PassthroughCredentialsTest, LAMINA_PASSTHROUGH_PARAMS,
