@@ -176,6 +176,47 @@ TEST_P(PassthroughCredentialsTest, UnprivilegedWriteClearsSetuid) {
   EXPECT_EQ(ReadFile(Src("suid")), "xy");
 }
 
+// Truncating (truncate(2), or O_TRUNC) as an unprivileged user drops
+// set-user-ID and set-group-ID as on the plain twin.
+TEST_P(PassthroughCredentialsTest, UnprivilegedTruncateClearsSetuidAndSetgid) {
+  for (const std::string& base : {Src(), Twin()}) {
+    for (const char* name : {"/by-truncate", "/by-open"}) {
+      WriteFile(base + name, "xyz");
+      ASSERT_EQ(chmod((base + name).c_str(), 06777), 0);
+    }
+  }
+  const std::vector<std::string> bases = {Mnt(), Twin()};
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
+        setresuid(1000, 1000, 1000) != 0) {
+      _exit(100);
+    }
+    int code = 0;
+    for (const std::string& base : bases) {
+      if (truncate((base + "/by-truncate").c_str(), 1) != 0) code |= 1;
+      int fd = open((base + "/by-open").c_str(), O_WRONLY | O_TRUNC);
+      if (fd < 0) code |= 2;
+      close(fd);
+    }
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  for (const char* name : {"by-truncate", "by-open"}) {
+    struct stat made {
+    }, plain{};
+    ASSERT_EQ(stat(Src(name).c_str(), &made), 0);
+    ASSERT_EQ(stat(Twin(name).c_str(), &plain), 0);
+    EXPECT_EQ(made.st_mode, plain.st_mode) << name;
+    EXPECT_EQ(made.st_mode & 07777, 0777U) << name;
+    EXPECT_EQ(made.st_size, plain.st_size) << name;
+  }
+}
+
 // A default ACL granting user::rwx, group::rwx, other::--- in the kernel's
 // xattr form (version 2; entries sorted by tag).
 std::string DefaultAclUserGroupOnly() {
