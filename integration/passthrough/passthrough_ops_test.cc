@@ -262,6 +262,15 @@ TEST_P(PassthroughOpsTest, FlockConflictsBetweenOpens) {
   close(c);
 }
 
+struct flock LockRange(short type, off_t start, off_t len) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = start;
+  lock.l_len = len;
+  return lock;
+}
+
 // POSIX record locks are kept by the kernel for the mount (FUSE_POSIX_LOCKS
 // is not negotiated): they must still conflict between processes, be
 // reported by F_GETLK, and follow OFD semantics between two opens.
@@ -269,11 +278,7 @@ TEST_P(PassthroughOpsTest, PosixRecordLocksConflictBetweenProcesses) {
   WriteFile(Mnt("records"), std::string(100, 'r'));
   int fd = open(Mnt("records").c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
-  struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  lock.l_start = 0;
-  lock.l_len = 10;
+  struct flock lock = LockRange(F_WRLCK, 0, 10);
   ASSERT_EQ(fcntl(fd, F_SETLK, &lock), 0) << strerror(errno);
   const std::string path = Mnt("records");
   const pid_t parent = getpid();
@@ -282,11 +287,7 @@ TEST_P(PassthroughOpsTest, PosixRecordLocksConflictBetweenProcesses) {
   if (pid == 0) {
     int code = 0;
     int own = open(path.c_str(), O_RDWR);
-    struct flock want {};
-    want.l_type = F_RDLCK;
-    want.l_whence = SEEK_SET;
-    want.l_start = 5;
-    want.l_len = 10;
+    struct flock want = LockRange(F_RDLCK, 5, 10);
     if (fcntl(own, F_SETLK, &want) == 0 || (errno != EAGAIN && errno != EACCES)) code |= 1;
     struct flock probe = want;
     if (fcntl(own, F_GETLK, &probe) != 0 || probe.l_type != F_WRLCK || probe.l_pid != parent ||
@@ -305,11 +306,7 @@ TEST_P(PassthroughOpsTest, PosixRecordLocksConflictBetweenProcesses) {
   // Open file description locks: two opens of one process conflict.
   int a = open(Mnt("records").c_str(), O_RDWR);
   int b = open(Mnt("records").c_str(), O_RDWR);
-  struct flock ofd {};
-  ofd.l_type = F_WRLCK;
-  ofd.l_whence = SEEK_SET;
-  ofd.l_start = 50;
-  ofd.l_len = 10;
+  struct flock ofd = LockRange(F_WRLCK, 50, 10);
   ASSERT_EQ(fcntl(a, F_OFD_SETLK, &ofd), 0) << strerror(errno);
   EXPECT_EQ(Call(fcntl(b, F_OFD_SETLK, &ofd)), (Outcome{-1, EAGAIN}));
   ofd.l_type = F_UNLCK;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,24 @@ TEST_P(PassthroughConfinementTest, DaemonRefusesNamesOutsideTheSource) {
 INSTANTIATE_TEST_SUITE_P(passthrough, PassthroughConfinementTest, LAMINA_PASSTHROUGH_PARAMS,
                          ParamName);
 
+// Runs `body` in a child process of uid and gid 1000 without supplementary
+// groups and returns its exit code (`body`'s result; 100 if the switch
+// failed, -1 if the child did not exit).
+int RunAsUser1000(const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
+        setresuid(1000, 1000, 1000) != 0) {
+      _exit(100);
+    }
+    _exit(body());
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
 class PassthroughCredentialsTest : public PassthroughTest {};
 
 // A process of uid/gid 1000 creates files through a root daemon: they
@@ -114,29 +133,21 @@ TEST_P(PassthroughCredentialsTest, CreatesAsTheCaller) {
   const std::string file = Mnt("user-file"), dir = Mnt("user-dir"), link = Mnt("user-link"),
                     fifo = Mnt("user-fifo"), denied = Mnt("rootonly/nope"),
                     tmpdir = Mnt("user-dir");
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
-        setresuid(1000, 1000, 1000) != 0) {
-      _exit(100);
-    }
-    int code = 0;
-    int fd = open(file.c_str(), O_CREAT | O_WRONLY, 0644);
-    if (fd < 0) code |= 1;
-    close(fd);
-    if (mkdir(dir.c_str(), 0755) != 0) code |= 2;
-    if (symlink("target", link.c_str()) != 0) code |= 4;
-    if (mkfifo(fifo.c_str(), 0600) != 0) code |= 8;
-    if (open(denied.c_str(), O_CREAT | O_WRONLY, 0644) >= 0 || errno != EACCES) code |= 16;
-    int tmp = open(tmpdir.c_str(), O_TMPFILE | O_RDWR, 0600);
-    if (tmp < 0) code |= 32;
-    _exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(RunAsUser1000([&] {
+              int code = 0;
+              int fd = open(file.c_str(), O_CREAT | O_WRONLY, 0644);
+              if (fd < 0) code |= 1;
+              close(fd);
+              if (mkdir(dir.c_str(), 0755) != 0) code |= 2;
+              if (symlink("target", link.c_str()) != 0) code |= 4;
+              if (mkfifo(fifo.c_str(), 0600) != 0) code |= 8;
+              if (open(denied.c_str(), O_CREAT | O_WRONLY, 0644) >= 0 || errno != EACCES)
+                code |= 16;
+              int tmp = open(tmpdir.c_str(), O_TMPFILE | O_RDWR, 0600);
+              if (tmp < 0) code |= 32;
+              return code;
+            }),
+            0);
   for (const char* name : {"user-file", "user-dir", "user-link", "user-fifo"}) {
     struct stat st {};
     ASSERT_EQ(lstat(Src(name).c_str(), &st), 0) << name;
@@ -157,19 +168,11 @@ TEST_P(PassthroughCredentialsTest, UnprivilegedWriteClearsSetuid) {
   WriteFile(Src("suid"), "x");
   ASSERT_EQ(chmod(Src("suid").c_str(), 04777), 0);
   const std::string path = Mnt("suid");
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
-        setresuid(1000, 1000, 1000) != 0) {
-      _exit(100);
-    }
-    int fd = open(path.c_str(), O_WRONLY | O_APPEND);
-    _exit(fd >= 0 && write(fd, "y", 1) == 1 ? 0 : 1);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(RunAsUser1000([&] {
+              int fd = open(path.c_str(), O_WRONLY | O_APPEND);
+              return fd >= 0 && write(fd, "y", 1) == 1 ? 0 : 1;
+            }),
+            0);
   struct stat st {};
   ASSERT_EQ(stat(Src("suid").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0777U);
@@ -186,26 +189,17 @@ TEST_P(PassthroughCredentialsTest, UnprivilegedTruncateClearsSetuidAndSetgid) {
     }
   }
   const std::vector<std::string> bases = {Mnt(), Twin()};
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
-        setresuid(1000, 1000, 1000) != 0) {
-      _exit(100);
-    }
-    int code = 0;
-    for (const std::string& base : bases) {
-      if (truncate((base + "/by-truncate").c_str(), 1) != 0) code |= 1;
-      int fd = open((base + "/by-open").c_str(), O_WRONLY | O_TRUNC);
-      if (fd < 0) code |= 2;
-      close(fd);
-    }
-    _exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_EQ(RunAsUser1000([&] {
+              int code = 0;
+              for (const std::string& base : bases) {
+                if (truncate((base + "/by-truncate").c_str(), 1) != 0) code |= 1;
+                int fd = open((base + "/by-open").c_str(), O_WRONLY | O_TRUNC);
+                if (fd < 0) code |= 2;
+                close(fd);
+              }
+              return code;
+            }),
+            0);
   for (const char* name : {"by-truncate", "by-open"}) {
     struct stat made {
     }, plain{};
@@ -251,30 +245,21 @@ TEST_P(PassthroughCredentialsTest, SetgidDirectoriesAndDefaultAclsActAsForTheCal
     }
   }
   const std::vector<std::string> bases = {Mnt(), Twin()};
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 ||
-        setresuid(1000, 1000, 1000) != 0) {
-      _exit(100);
-    }
-    umask(022);
-    int code = 0;
-    for (const std::string& base : bases) {
-      for (const char* dir : {"/sgid", "/acl"}) {
-        int fd = open((base + dir + "/file").c_str(), O_CREAT | O_WRONLY, 0666);
-        if (fd < 0) code |= 1;
-        close(fd);
-        if (mkdir((base + dir + "/dir").c_str(), 0777) != 0) code |= 2;
-        if (mkfifo((base + dir + "/fifo").c_str(), 0666) != 0) code |= 4;
-      }
-    }
-    _exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_EQ(RunAsUser1000([&] {
+              umask(022);
+              int code = 0;
+              for (const std::string& base : bases) {
+                for (const char* dir : {"/sgid", "/acl"}) {
+                  int fd = open((base + dir + "/file").c_str(), O_CREAT | O_WRONLY, 0666);
+                  if (fd < 0) code |= 1;
+                  close(fd);
+                  if (mkdir((base + dir + "/dir").c_str(), 0777) != 0) code |= 2;
+                  if (mkfifo((base + dir + "/fifo").c_str(), 0666) != 0) code |= 4;
+                }
+              }
+              return code;
+            }),
+            0);
   for (const char* name :
        {"sgid/file", "sgid/dir", "sgid/fifo", "acl/file", "acl/dir", "acl/fifo"}) {
     struct stat made {
