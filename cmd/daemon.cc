@@ -123,6 +123,9 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   server_options.mount_options = std::move(mount_options);
   server_options.mount_options.push_back("subtype=laminafs");
   server_options.session.threads = command.threads;
+  if (command.busy_poll_us.has_value()) {
+    server_options.session.busy_poll = std::chrono::microseconds(*command.busy_poll_us);
+  }
   server_options.io_uring = command.io_uring;
   server_options.stats_path = command.stats_file;
 

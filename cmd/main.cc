@@ -56,6 +56,8 @@ void Usage(FILE* out) {
       "  passthrough=on|off|auto   kernel FUSE passthrough for file data (default auto)\n"
       "  timeout=SECONDS       how long the kernel caches names and attributes\n"
       "  threads=N             worker threads (default: cores, at most 8)\n"
+      "  busy_poll=USEC        longest a free worker polls for the next request before\n"
+      "                        sleeping (default 50, adaptive; 0 = never)\n"
       "  io_uring[=on|off]     serve through FUSE-over-io_uring, one queue per CPU, when\n"
       "                        the kernel offers it (as root: echo 1 >\n"
       "                        /sys/module/fuse/parameters/enable_uring); else /dev/fuse\n"

@@ -203,6 +203,13 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(absl::StrCat("bad threads '", value, "'"));
     }
     out.threads = threads;
+  } else if (eq != std::string::npos && key == "busy_poll") {
+    int microseconds;
+    if (!absl::SimpleAtoi(value, &microseconds) || microseconds < 0 || microseconds > 10000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("busy_poll must be 0 to 10000 microseconds, not '", value, "'"));
+    }
+    out.busy_poll_us = microseconds;
   } else if (eq != std::string::npos && key == "max_nodes" && kind == MountKind::kPassthrough) {
     uint64_t max_nodes;
     if (!absl::SimpleAtoi(value, &max_nodes)) {

@@ -30,11 +30,14 @@ struct MountCommand {
   PassthroughMode passthrough = PassthroughMode::kAuto;
   std::optional<double> timeout;  // -o timeout=SECONDS
   int threads = 0;                // 0: the session's default
-  bool io_uring = false;          // -o io_uring: FUSE-over-io_uring when the kernel offers it
-  std::string log_file;           // daemon log; syslog when empty
-  std::string stats_file;         // stats=: request statistics as JSON, on SIGUSR1 and at exit
-  std::string source;             // absolute (passthrough)
-  std::string mountpoint;         // absolute
+  // -o busy_poll=MICROSECONDS: longest poll for the next request before a
+  // worker sleeps (0: never); unset: the session's default.
+  std::optional<int> busy_poll_us;
+  bool io_uring = false;   // -o io_uring: FUSE-over-io_uring when the kernel offers it
+  std::string log_file;    // daemon log; syslog when empty
+  std::string stats_file;  // stats=: request statistics as JSON, on SIGUSR1 and at exit
+  std::string source;      // absolute (passthrough)
+  std::string mountpoint;  // absolute
   // -o max_nodes=N (passthrough): nodes kept before the kernel is asked to
   // forget some; 0 means no limit, unset the filesystem's default.
   std::optional<size_t> max_nodes;

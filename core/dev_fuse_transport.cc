@@ -26,6 +26,18 @@ std::unique_ptr<Channel> DevFuseTransport::CloneChannel(int session_fd) {
   return std::make_unique<FdChannel>(session_fd, /*owned=*/false);
 }
 
+Result<std::unique_ptr<Channel>> DevFuseTransport::NewPollingChannel() {
+  int fd = open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return LastErrno();
+  uint32_t master = static_cast<uint32_t>(primary_.fd());
+  if (ioctl(fd, abi::kDevIocClone, &master) != 0) {
+    Errno error = LastErrno();
+    close(fd);
+    return error;
+  }
+  return std::unique_ptr<Channel>(std::make_unique<FdChannel>(fd, /*owned=*/true));
+}
+
 Result<void> DevFuseTransport::Notify(std::span<const struct iovec> iov) {
   return primary_.Send(iov);
 }

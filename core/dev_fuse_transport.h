@@ -25,6 +25,9 @@ class DevFuseTransport : public Transport {
 
   Channel& primary() override { return primary_; }
   Result<std::unique_ptr<Channel>> NewChannel() override { return CloneChannel(primary_.fd()); }
+  // A clone opened O_NONBLOCK (the flag belongs to the open file, so the
+  // workers' blocking descriptors keep sleeping in read).
+  Result<std::unique_ptr<Channel>> NewPollingChannel() override;
   Result<void> Notify(std::span<const struct iovec> iov) override;
   Result<int> OpenBacking(int fd) override;
   Result<void> CloseBacking(int backing_id) override;

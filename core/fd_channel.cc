@@ -22,7 +22,8 @@ Result<size_t> FdChannel::Receive(std::span<std::byte> buffer) {
     if (n == 0) return Errno{ENODEV};  // peer closed (test transport)
     int error = errno;
     // ENOENT: the request was interrupted before we read it; read the next.
-    if (error == EINTR || error == EAGAIN || error == ENOENT) continue;
+    if (error == EINTR || error == ENOENT) continue;
+    if (error == EAGAIN) return Errno{EAGAIN};  // only on an O_NONBLOCK descriptor
     // EBADF/ECONNRESET/ESHUTDOWN: the other side is gone as well.
     if (error == EBADF || error == ECONNRESET || error == ESHUTDOWN || error == ECONNABORTED) {
       return Errno{ENODEV};

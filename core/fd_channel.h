@@ -10,7 +10,8 @@ namespace lamina {
 
 class FdChannel : public Channel {
  public:
-  // `owned`: close `fd` on destruction.
+  // `owned`: close `fd` on destruction. `fd` may be O_NONBLOCK, and then
+  // Receive answers EAGAIN when no request is pending instead of waiting.
   FdChannel(int fd, bool owned) : fd_(fd), owned_(owned) {}
   ~FdChannel() override;
 

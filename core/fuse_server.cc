@@ -92,6 +92,10 @@ void FuseServer::ServeUntilSignalled() {
 
 void FuseServer::DumpStats() {
   Gauges gauges = fs_->GetGauges();
+  if (const BusyPoller* poller = session_->busy_poller(); poller != nullptr) {
+    gauges.emplace_back("busy_poll_caught", poller->caught());
+    gauges.emplace_back("busy_poll_window_ns", static_cast<uint64_t>(poller->window().count()));
+  }
   spdlog::info("request statistics:\n{}", session_->stats().ToText(gauges));
   if (stats_path_.empty()) return;
   std::ofstream out(stats_path_, std::ios::trunc);

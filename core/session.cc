@@ -46,7 +46,8 @@ Session::Session(Filesystem& fs, Transport& transport, SessionOptions options)
       threads_(options.threads > 0 ? options.threads : DefaultThreads()),
       notifier_(transport, connection_),
       backing_(transport),
-      dispatcher_(fs, connection_, &stats_) {
+      dispatcher_(fs, connection_, &stats_),
+      poller_(options.busy_poll) {
   connection_.SetServices(&notifier_, &backing_);
   connection_.SetInitReplyHook([this](const InitConfig& config, InitReply& reply) {
     transport_.BeforeInitReply(config, reply);
@@ -87,8 +88,8 @@ void Session::Start() {
   // FUSE-over-io_uring brings its own channels, one per CPU queue; the
   // primary channel then only carries FORGET and INTERRUPT.
   channels_ = transport_.TakeQueueChannels();
-  int clones = channels_.empty() ? threads_ - 1 : 0;
-  for (int i = 1; i <= clones; ++i) {
+  const bool served_by_queues = !channels_.empty();
+  for (int i = 1; !served_by_queues && i < threads_; ++i) {
     Result<std::unique_ptr<Channel>> channel = transport_.NewChannel();
     if (!channel.ok()) {
       spdlog::warn("could not open channel for worker {}: errno {}", i, channel.error());
@@ -96,28 +97,68 @@ void Session::Start() {
     }
     channels_.push_back(std::move(*channel));
   }
+  // Polling the queues' /dev/fuse would only catch the forgets that are
+  // better left to batch up.
+  if (!served_by_queues && poller_.limit() > BusyPoller::Duration::zero()) {
+    Result<std::unique_ptr<Channel>> polling = transport_.NewPollingChannel();
+    if (polling.ok()) {
+      polling_channel_ = std::move(*polling);
+    } else {
+      spdlog::debug("no busy polling: the transport has no polling channel (errno {})",
+                    polling.error());
+    }
+  }
   running_workers_.store(static_cast<int>(channels_.size()) + 1);
-  const bool primary_carries_only_forgets = clones == 0 && !channels_.empty();
-  workers_.emplace_back([this, primary_carries_only_forgets] {
-    Work(&transport_.primary(), primary_carries_only_forgets);
+  workers_.emplace_back([this, served_by_queues] {
+    Work(&transport_.primary(), /*batch_forgets=*/served_by_queues);
   });
   for (auto& channel : channels_) {
     workers_.emplace_back([this, c = channel.get()] { Work(c, /*batch_forgets=*/false); });
   }
 }
 
+Result<std::span<const std::byte>> Session::NextRequest(Channel& own, std::span<std::byte> buffer,
+                                                        Channel** reply_to) {
+  *reply_to = &own;
+  if (polling_channel_ == nullptr) return own.ReceiveView(buffer);
+  using Clock = BusyPoller::Clock;
+  const Clock::time_point free_since = Clock::now();
+  poller_.WorkerFree(free_since);
+  if (const BusyPoller::Duration window = poller_.BeginPoll(); window > window.zero()) {
+    const Clock::time_point deadline = free_since + window;
+    do {
+      Result<std::span<const std::byte>> polled = polling_channel_->ReceiveView(buffer);
+      if (polled.ok() || polled.error() != EAGAIN) {
+        poller_.EndPoll(/*caught=*/polled.ok());
+        if (polled.ok()) {
+          poller_.RequestArrived(Clock::now());
+          *reply_to = polling_channel_.get();
+        }
+        return polled;
+      }
+    } while (Clock::now() < deadline);
+    poller_.EndPoll(/*caught=*/false);
+  }
+  Result<std::span<const std::byte>> request = own.ReceiveView(buffer);
+  if (request.ok()) poller_.RequestArrived(Clock::now());
+  return request;
+}
+
 void Session::Work(Channel* channel, bool batch_forgets) {
   std::vector<uint64_t> request(RequestBufferSize(connection_.max_write()) / 8);
   std::vector<uint64_t> scratch((std::max(connection_.max_read(), 64U * 1024) + 7) / 8);
   for (;;) {
-    Result<std::span<const std::byte>> received = channel->ReceiveView(AsBytes(request));
+    Channel* reply_to = channel;
+    Result<std::span<const std::byte>> received =
+        batch_forgets ? channel->ReceiveView(AsBytes(request))
+                      : NextRequest(*channel, AsBytes(request), &reply_to);
     if (!received.ok()) {
       if (received.error() != ENODEV) {
         spdlog::error("reading a FUSE request failed: errno {}", received.error());
       }
       break;
     }
-    dispatcher_.Handle(*received, *channel, AsBytes(scratch));
+    dispatcher_.Handle(*received, *reply_to, AsBytes(scratch));
     if (batch_forgets && IsForget(*received)) std::this_thread::sleep_for(kForgetBatchingPause);
   }
   // One worker seeing the end is enough for all: wake the others.

@@ -12,6 +12,7 @@
 
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -31,7 +32,9 @@ class Channel {
 
   // Blocks for the next request and returns its length. ENODEV means the
   // connection is gone (unmounted, aborted or shut down): the worker stops.
-  // Transient conditions (EINTR, EAGAIN, ENOENT) are retried inside.
+  // Transient conditions (EINTR, ENOENT) are retried inside. A polling
+  // channel (Transport::NewPollingChannel) answers EAGAIN instead of
+  // blocking.
   virtual Result<size_t> Receive(std::span<std::byte> buffer) = 0;
 
   // Like Receive(), but a channel that already holds the request in memory
@@ -69,6 +72,12 @@ class Transport {
   // own, instead of the session's NewChannel() clones (one per io_uring
   // queue). Empty: the session clones. Ownership passes to the caller.
   virtual std::vector<std::unique_ptr<Channel>> TakeQueueChannels() { return {}; }
+
+  // A channel on the same connection whose Receive never blocks (EAGAIN
+  // when nothing is pending), shared by all workers for busy polling: a
+  // request received on it is answered on it, from any thread. EOPNOTSUPP
+  // when the transport has none.
+  virtual Result<std::unique_ptr<Channel>> NewPollingChannel() { return Errno{EOPNOTSUPP}; }
 
   // Sends an unsolicited notification; safe from any thread.
   virtual Result<void> Notify(std::span<const struct iovec> iov) = 0;

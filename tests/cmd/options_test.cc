@@ -150,6 +150,8 @@ TEST(OptionsTest, MalformedFuseOverlayfsOptionsNameTheProblem) {
       {"max_write=2097152", "max_write must be 4096 to 1048576 bytes, not '2097152'"},
       {"max_write=lots", "max_write must be 4096 to 1048576 bytes, not 'lots'"},
       {"fast_ino_check=1", "unknown option 'fast_ino_check=1'"},
+      {"busy_poll=-1", "busy_poll must be 0 to 10000 microseconds, not '-1'"},
+      {"busy_poll=1s", "busy_poll must be 0 to 10000 microseconds, not '1s'"},
   });
 }
 
@@ -235,6 +237,11 @@ TEST(OptionsTest, PassthroughTakesMaxWriteButNotOverlayOptions) {
       {"-o", "max_write=8192", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
   ASSERT_TRUE(command.ok()) << command.status();
   EXPECT_EQ(command->max_write, 8192u);
+  EXPECT_FALSE(command->busy_poll_us.has_value());
+  absl::StatusOr<MountCommand> no_polling =
+      ParseMountCommand({"-o", "busy_poll=0", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
+  ASSERT_TRUE(no_polling.ok()) << no_polling.status();
+  EXPECT_EQ(no_polling->busy_poll_us, 0);
   EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", Dir()("l1"), Dir()("mnt")}).ok());
 }
 
