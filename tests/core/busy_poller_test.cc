@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -57,14 +58,11 @@ TEST_F(BusyPollerTest, OnePollerAtATime) {
 
 TEST_F(BusyPollerTest, GapsPastTheLimitHalveTheWindowToNothing) {
   BusyPoller poller(microseconds(80));
-  now_ = FreeThenArrive(poller, now_, microseconds(500));
-  EXPECT_EQ(poller.window(), microseconds(40));
-  now_ = FreeThenArrive(poller, now_, microseconds(500));
-  EXPECT_EQ(poller.window(), microseconds(20));
-  now_ = FreeThenArrive(poller, now_, microseconds(500));
-  EXPECT_EQ(poller.window(), microseconds(10));
-  FreeThenArrive(poller, now_, microseconds(500));
-  EXPECT_EQ(poller.window(), microseconds(0)) << "below kGrowStart the window closes";
+  // Below kGrowStart (10 us) the window closes.
+  for (int expected : {40, 20, 10, 0}) {
+    now_ = FreeThenArrive(poller, now_, microseconds(500));
+    EXPECT_EQ(poller.window(), microseconds(expected));
+  }
   EXPECT_EQ(poller.BeginPoll(), microseconds(0));
 }
 
@@ -86,20 +84,14 @@ TEST_F(BusyPollerTest, RequestsComingCloseTogetherReopenAClosedWindow) {
   BusyPoller poller(microseconds(80));
   for (int i = 0; i < 4; ++i) now_ = FreeThenArrive(poller, now_, microseconds(500));
   ASSERT_EQ(poller.window(), microseconds(0));
-  // 30 us after a worker became free: a poll of 30 us would have caught it.
-  now_ = FreeThenArrive(poller, now_, microseconds(30));
-  EXPECT_EQ(poller.window(), BusyPoller::kGrowStart);
-  now_ = FreeThenArrive(poller, now_, microseconds(30));
-  EXPECT_EQ(poller.window(), microseconds(20));
-  now_ = FreeThenArrive(poller, now_, microseconds(30));
-  EXPECT_EQ(poller.window(), microseconds(40));
-  // Within the window: nothing to change.
-  now_ = FreeThenArrive(poller, now_, microseconds(30));
-  EXPECT_EQ(poller.window(), microseconds(40));
-  now_ = FreeThenArrive(poller, now_, microseconds(70));
-  EXPECT_EQ(poller.window(), microseconds(80)) << "capped at the limit";
-  FreeThenArrive(poller, now_, microseconds(79));
-  EXPECT_EQ(poller.window(), microseconds(80));
+  // {gap, window after it}: a gap of 30 us after a worker became free says
+  // a poll of 30 us would have caught it; a gap within the window changes
+  // nothing; the window never passes the limit.
+  const std::pair<int, int> steps[] = {{30, 10}, {30, 20}, {30, 40}, {30, 40}, {70, 80}, {79, 80}};
+  for (auto [gap, expected] : steps) {
+    now_ = FreeThenArrive(poller, now_, microseconds(gap));
+    EXPECT_EQ(poller.window(), microseconds(expected)) << "after a gap of " << gap << " us";
+  }
 }
 
 TEST_F(BusyPollerTest, ConcurrentWorkersShareTheRoleSafely) {
