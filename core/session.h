@@ -41,9 +41,9 @@ struct SessionOptions {
   // (BusyPoller); zero never polls. Not used over FUSE-over-io_uring.
   std::chrono::microseconds busy_poll = kDefaultBusyPoll;
 
-  // Measured on the 2-vCPU VM of docs/benchmarks.md: requests of a program
-  // that waits on each reply come 5-20 us apart, a wake-up from read costs
-  // 10-25 us there. 50 us catches them with room to spare.
+  // Measured on the 2-vCPU VM of docs/benchmarks.md, creating and removing
+  // 20,000 files one by one: a 20 us window caught as much as 50 or 200 us
+  // did; 50 leaves room for a slower caller.
   static constexpr std::chrono::microseconds kDefaultBusyPoll{50};
 };
 

@@ -73,9 +73,10 @@ TEST_F(MemfsBusyPollTest, ProgramWaitingOnEachReplyIsServedByThePoller) {
   const BusyPoller* poller = server_->session().busy_poller();
   ASSERT_NE(poller, nullptr);
   CreateWriteReadUnlink(200);
-  // Each file makes about eight requests (LOOKUP, CREATE, WRITE, FLUSH,
-  // RELEASE, OPEN, READ, FLUSH, RELEASE, UNLINK); most of them must have
-  // been caught rather than read by a worker woken from sleep.
+  // Each file makes about twelve requests (LOOKUP, CREATE, WRITE, FLUSH,
+  // RELEASE, OPEN, READ, FLUSH, RELEASE, UNLINK, ...). Without polling none
+  // is caught; a release build catches about 2,390 of the 2,400. The bar is
+  // low for sanitizer builds on a loaded machine.
   EXPECT_GT(poller->caught(), 600u);
   EXPECT_EQ(ListDir(mnt_), std::vector<std::string>{});
 }
