@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -114,8 +115,16 @@ std::string FillFailAndRecover(const Side& s) {
   out += " small-copy-up-when-full:" + Outcome(small);
   if (small >= 0) close(small);
   out += " work-leftovers:" + std::to_string(ListDir(s.work + "/work").size());
-  // Space freed: everything works again.
+  // Space freed: everything works again. Through FUSE the daemon learns
+  // that nobody holds the unlinked file any more from the kernel's FORGET
+  // (and the last RELEASE), which arrive asynchronously, after unlink(2)
+  // has returned; only then does it close its descriptors and the upper
+  // free the blocks. So wait for them (at once on the kernel), or a copy-up
+  // racing the FORGET sees a full disk (failed 2 runs in 20 here).
+  const unsigned long free_when_full = FreeBlocks(s.small);
   out += " unlink-filler:" + Outcome(unlink((s.mnt + "/filler").c_str()));
+  WaitUntil([&] { return FreeBlocks(s.small) > free_when_full + (1 << 20) / 4096; },
+            std::chrono::seconds(5));
   int medium = open((s.mnt + "/medium").c_str(), O_WRONLY | O_APPEND);
   out += " medium-copy-up:" + Outcome(medium);
   if (medium >= 0) {
