@@ -10,22 +10,20 @@
 
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "overlay/privilege.h"
+#include "overlay/work_dir.h"
 
 namespace lamina::overlay {
 namespace {
 
-absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
-  Layer layer;
-  layer.path = path;
-  layer.fd = open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (layer.fd < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(role, " ", path, ": ", strerror(errno)));
-  }
+// Fills in what the layer's root descriptor `layer.fd` tells: its device,
+// its filesystem's UUID, and a readable descriptor of it for
+// open_by_handle_at (on the same mount, so what it decodes stays on it).
+void DescribeLayer(Layer& layer) {
   struct stat st;
   fstat(layer.fd, &st);
   layer.dev = st.st_dev;
@@ -35,7 +33,7 @@ absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
     uint8_t uuid[16];
   } fsuuid{};
   constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, decltype(fsuuid));
-  int dir = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dir = openat(layer.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     fsuuid.len = sizeof(fsuuid.uuid);
     if (ioctl(dir, kGetFsUuid, &fsuuid) == 0 && fsuuid.len == 16) {
@@ -43,14 +41,26 @@ absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
     }
     layer.handle_fd = dir;
   }
+}
+
+// A layer or work directory named by the user (symlinks in `path` are
+// followed, as the kernel follows them; nothing below it will be).
+absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
+  Layer layer;
+  layer.path = path;
+  layer.fd = open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (layer.fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(role, " ", path, ": ", strerror(errno)));
+  }
+  DescribeLayer(layer);
   return layer;
 }
 
 // Takes the exclusive lock that marks `path` as the upper or work directory
 // of a live mount. A daemon whose mount was just unmounted may still hold
 // it for a moment, so wait a little before calling the directory in use.
-absl::StatusOr<int> LockInUse(const std::string& path, const char* role) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+absl::StatusOr<int> LockInUse(int dir_fd, const std::string& path, const char* role) {
+  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return absl::InvalidArgumentError(absl::StrCat(role, " ", path, ": ", strerror(errno)));
   auto deadline =
@@ -110,14 +120,6 @@ void RecordUuid(int upper_fd, const std::string& prefix) {
   setxattr(upper.c_str(), uuid_name.c_str(), uuid, sizeof(uuid), 0);
 }
 
-// Removes everything in the directory `fd` (a crashed mount's leftovers).
-void EmptyDirectory(const std::string& path) {
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(path, error)) {
-    std::filesystem::remove_all(entry.path(), error);
-  }
-}
-
 }  // namespace
 
 bool PathIsWithin(const std::string& inner, const std::string& outer) {
@@ -149,48 +151,22 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     if (work->dev != upper->dev) {
       return absl::InvalidArgumentError("workdir and upperdir are on different filesystems");
     }
-    for (const auto& [path, role] :
-         {std::pair{config.upper, "upperdir"}, {config.work, "workdir"}}) {
-      absl::StatusOr<int> lock = LockInUse(path, role);
+    for (const auto& [fd, path, role] :
+         {std::tuple{upper->fd, config.upper, "upperdir"}, {work->fd, config.work, "workdir"}}) {
+      absl::StatusOr<int> lock = LockInUse(fd, path, role);
       if (!lock.ok()) return lock.status();
       stack.lock_fds_.push_back(*lock);
     }
-    // Like the kernel, stage in work/work so the workdir itself stays put.
-    std::string staging = config.work + "/work";
-    if (mkdir(staging.c_str(), 0700) != 0 && errno != EEXIST) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot create ", staging, ": ", strerror(errno)));
-    }
-    // A volatile mount's marker: the upper may have lost writes in a crash.
-    // Refuse, as the kernel does, until the user removes it.
-    std::string marker = staging + "/incompat/volatile";
-    if (access(marker.c_str(), F_OK) == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the upper layer was used by a volatile mount (", marker,
-          " exists); its contents may be incomplete: remove that directory to mount anyway"));
-    }
-    EmptyDirectory(staging);
+    WorkDirOptions work_options;
+    work_options.volatile_mode = config.volatile_mode;
+    // The index needs the trusted namespace (the kernel refuses index=on
+    // with userxattr).
+    work_options.index = config.index && stack.prefix_ == "trusted.overlay.";
+    absl::StatusOr<WorkDirs> dirs = PrepareWorkDirs(work->fd, config.work, work_options);
+    if (!dirs.ok()) return dirs.status();
+    stack.staging_fd_ = dirs->staging_fd;
+    stack.index_fd_ = dirs->index_fd;
     if (config.record_uuid) RecordUuid(upper->fd, stack.prefix_);
-    if (config.volatile_mode) {
-      std::filesystem::create_directories(marker);
-    }
-    stack.staging_fd_ = open(staging.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (stack.staging_fd_ < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(staging, ": ", strerror(errno)));
-    }
-    // The index keeps what earlier mounts (Lamina's or the kernel's)
-    // copied up there; it is never emptied.
-    if (config.index && stack.prefix_ == "trusted.overlay.") {
-      std::string index = config.work + "/index";
-      if (mkdir(index.c_str(), 0700) != 0 && errno != EEXIST) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("cannot create ", index, ": ", strerror(errno)));
-      }
-      stack.index_fd_ = open(index.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-      if (stack.index_fd_ < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(index, ": ", strerror(errno)));
-      }
-    }
   }
   for (const std::string& path : config.lowers) {
     absl::StatusOr<Layer> lower = OpenLayer(path, "lowerdir");

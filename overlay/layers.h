@@ -3,7 +3,9 @@
 //
 // Each layer is held by an O_PATH descriptor of its root; every access below
 // resolves one name at a time relative to a descriptor of the layer, never
-// following symlinks, so the overlay cannot reach outside its layers.
+// following symlinks, so the overlay cannot reach outside its layers. The
+// work directory's entries are never reached through a symlink
+// (overlay/work_dir.h).
 
 #ifndef LAMINA_OVERLAY_LAYERS_H_
 #define LAMINA_OVERLAY_LAYERS_H_
@@ -72,7 +74,8 @@ class LayerStack {
   // flock on the upper and work directories, held while the stack lives,
   // so a second mount cannot share them (the kernel's "upperdir is in-use"),
   // waiting up to kInUseWaitMs for a mount that is just ending. Then prepares
-  // work/work, emptying what a crashed mount left there.
+  // work/work, emptying what a crashed mount left there, and work/index
+  // (overlay/work_dir.h).
   static absl::StatusOr<LayerStack> Open(const LayerConfig& config);
 
   LayerStack(LayerStack&& other) noexcept;
