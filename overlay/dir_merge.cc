@@ -21,10 +21,12 @@ struct RawEntry {
   ino_t ino;
 };
 
-// Every entry of one layer directory, "." and ".." excluded.
-std::vector<RawEntry> ReadLayerDir(int dir_fd) {
+// Every entry of one layer directory, "." and ".." excluded. Listing a
+// lower directory leaves its access time alone, as on the kernel's noatime
+// lower mounts.
+std::vector<RawEntry> ReadLayerDir(const Layer& layer, int dir_fd) {
   std::vector<RawEntry> entries;
-  int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = OpenForReading(layer, dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return entries;
   DIR* dir = fdopendir(fd);
   if (dir == nullptr) {
@@ -63,7 +65,7 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
   absl::flat_hash_set<std::string> decided;             // shown or hidden already
   absl::flat_hash_map<std::string, size_t> from_upper;  // name -> item, for inode fix-ups
   for (const Source& source : sources) {
-    std::vector<RawEntry> entries = ReadLayerDir(source.fd);
+    std::vector<RawEntry> entries = ReadLayerDir(layers.layer(source.layer), source.fd);
     std::vector<std::string> hidden_below;
     for (RawEntry& e : entries) {
       if (IsHiddenName(e.name)) {

@@ -32,6 +32,13 @@ Result<int> OpenPathAt(int dir_fd, std::string_view name) {
   return fd;
 }
 
+int OpenForReading(const Layer& layer, int dir_fd, const char* path, int flags) {
+  if (layer.upper || layer.noatime) return openat(dir_fd, path, flags);
+  const int fd = openat(dir_fd, path, flags | O_NOATIME);
+  if (fd >= 0 || errno != EPERM) return fd;
+  return openat(dir_fd, path, flags);
+}
+
 namespace {
 
 // `path` is "/proc/self/fd/N" of a directory or regular file: the plain

@@ -43,6 +43,13 @@ std::optional<struct stat> StatAt(int dir_fd, std::string_view name);
 // Opens `name` under `dir_fd` as O_PATH|O_NOFOLLOW.
 Result<int> OpenPathAt(int dir_fd, std::string_view name);
 
+// Opens an object of `layer` for reading: openat(dir_fd, path, flags),
+// plus O_NOATIME on a lower layer whose mount does not already keep access
+// times still (the kernel mounts its lowers noatime), retried without it
+// where the kernel refuses it (EPERM: neither owner nor CAP_FOWNER).
+// "/proc/self/fd/N" with AT_FDCWD reopens an O_PATH descriptor.
+int OpenForReading(const Layer& layer, int dir_fd, const char* path, int flags);
+
 // Whether `st` (the stat of `name` in a directory with `marks`) is a whiteout.
 bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, const struct stat& st,
                 const DirMarks& marks);

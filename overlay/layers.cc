@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "overlay/lower_mount.h"
 #include "overlay/privilege.h"
 #include "overlay/work_dir.h"
 
@@ -43,7 +44,7 @@ void DescribeLayer(Layer& layer) {
   }
 }
 
-// A layer or work directory named by the user (symlinks in `path` are
+// The upper or work directory named by the user (symlinks in `path` are
 // followed, as the kernel follows them; nothing below it will be).
 absl::StatusOr<Layer> OpenLayer(const std::string& path, const char* role) {
   Layer layer;
@@ -168,10 +169,17 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     stack.index_fd_ = dirs->index_fd;
     if (config.record_uuid) RecordUuid(upper->fd, stack.prefix_);
   }
-  for (const std::string& path : config.lowers) {
-    absl::StatusOr<Layer> lower = OpenLayer(path, "lowerdir");
-    if (!lower.ok()) return lower.status();
-    stack.layers_.push_back(*lower);
+  absl::StatusOr<std::vector<LowerRoot>> lowers = OpenLowerRoots(config.lowers);
+  if (!lowers.ok()) return lowers.status();
+  for (size_t i = 0; i < lowers->size(); ++i) {
+    const LowerRoot& root = (*lowers)[i];
+    Layer lower;
+    lower.path = config.lowers[i];
+    lower.fd = root.fd;
+    lower.read_only = root.read_only;
+    lower.noatime = root.noatime;
+    DescribeLayer(lower);
+    stack.layers_.push_back(lower);
   }
   for (size_t i = 0; i < stack.layers_.size(); ++i) {
     stack.layers_[i].index = static_cast<int>(i);

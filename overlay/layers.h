@@ -3,9 +3,11 @@
 //
 // Each layer is held by an O_PATH descriptor of its root; every access below
 // resolves one name at a time relative to a descriptor of the layer, never
-// following symlinks, so the overlay cannot reach outside its layers. The
-// work directory's entries are never reached through a symlink
-// (overlay/work_dir.h).
+// following symlinks, so the overlay cannot reach outside its layers. A
+// lower's root is on a private read-only clone of its mount where the
+// daemon can make one (overlay/lower_mount.h), so nothing reached from it
+// can be written; the work directory's entries are never reached through a
+// symlink (overlay/work_dir.h).
 
 #ifndef LAMINA_OVERLAY_LAYERS_H_
 #define LAMINA_OVERLAY_LAYERS_H_
@@ -27,11 +29,17 @@ struct Layer {
   int fd = -1;  // O_PATH descriptor of the layer root
   // The root opened for reading: open_by_handle_at refuses an O_PATH
   // mount descriptor (EBADF on Linux 6.18). -1 if it could not be opened.
+  // On the same mount as `fd`, so decoded objects are on the clone too.
   int handle_fd = -1;
   std::string path;
   int index = 0;  // 0 is the upper when there is one, then lowers top first
   dev_t dev = 0;
   bool upper = false;
+  // A lower on a read-only clone of its mount: the kernel refuses writes.
+  bool read_only = false;
+  // A lower on a noatime clone: reads never update its access times, so
+  // they need no O_NOATIME (see OpenForReading in layer_object.h).
+  bool noatime = false;
   // The layer filesystem's UUID (zeros when it has none), recorded in
   // origin file handles the way the kernel does.
   std::array<uint8_t, 16> uuid{};
@@ -75,7 +83,8 @@ class LayerStack {
   // so a second mount cannot share them (the kernel's "upperdir is in-use"),
   // waiting up to kInUseWaitMs for a mount that is just ending. Then prepares
   // work/work, emptying what a crashed mount left there, and work/index
-  // (overlay/work_dir.h).
+  // (overlay/work_dir.h). Lowers are opened as read-only clones of their
+  // mounts (overlay/lower_mount.h).
   static absl::StatusOr<LayerStack> Open(const LayerConfig& config);
 
   LayerStack(LayerStack&& other) noexcept;
