@@ -240,7 +240,8 @@ absl::StatusOr<std::vector<LowerRoot>> OpenLowerRoots(const std::vector<std::str
         "the kernel would not refuse a write that reached them",
         failure);
   } else if (atime_locked) {
-    spdlog::info(
+    // The normal case in a user namespace (rootless mounts): not a warning.
+    spdlog::debug(
         "overlay: lower layers are read-only clones that keep their atime flags (locked in a "
         "user namespace); lower objects are read with O_NOATIME where permitted");
   }
