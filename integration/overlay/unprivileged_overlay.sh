@@ -16,9 +16,12 @@
 # size, link target, content, visible xattrs), and the upper layer on disk
 # (type, device number of whiteouts, mode, owner, size, every xattr and its
 # value; link counts are left out: the kernel shares one whiteout inode).
-# Then each daemon must have exited after the unmount, its work/work must be
-# empty, and kernel overlayfs mounted by root with -o userxattr on each
-# upper Lamina wrote must show the view Lamina showed.
+# Before the operations, a write through each daemon's own descriptor of
+# its lower root must fail with EROFS (the lower is a read-only clone of its
+# mount: a helper child makes it for the host daemon, the namespace's root
+# makes its own). Then each daemon must have exited after the unmount, its
+# work/work must be empty, and kernel overlayfs mounted by root with
+# -o userxattr on each upper Lamina wrote must show the view Lamina showed.
 #
 # The host's /dev/fuse is root-only here, so the user gets a private 0666
 # copy of the node in a private mount namespace (as in
@@ -138,6 +141,24 @@ same() {  # same WHAT EXPECTED ACTUAL
   fi
 }
 
+# The daemon $1 reaches its lower layer only through a read-only clone of
+# the layer's mount: a write through its own descriptor of the lower root
+# (found as the directory holding f1 and d1/sub/y, before any copy-up) fails
+# with EROFS, though the user owns the file. Run before the operations.
+cat > "$work/lower_read_only.sh" <<'EOF'
+daemon=$1; lower=$2
+for f in /proc/"$daemon"/fd/*; do
+  [ -e "$f/f1" ] && [ -e "$f/d1/sub/y" ] || continue
+  if sh -c "echo x >> '$f/f1'" 2> "$lower.rofs"; then
+    echo "the daemon's lower root is writable ($f)"; exit 1
+  fi
+  grep -q "Read-only file system" "$lower.rofs" || { cat "$lower.rofs"; exit 1; }
+  [ "$(cat "$lower/f1")" = one ] || { echo "lower f1 changed"; exit 1; }
+  exit 0
+done
+echo "no descriptor of the lower root in daemon $daemon"; exit 1
+EOF
+
 # Waits for a mount of type $2 at $1 (in the caller's namespace).
 cat > "$work/wait_mount.sh" <<'EOF'
 for i in $(seq 200); do grep -q " $1 $2 " /proc/self/mounts && exit 0; sleep 0.05; done
@@ -157,6 +178,7 @@ bash "$work/wait_mount.sh" "$d/mnt" fuse.laminafs || { cat "$d/log"; exit 1; }
 # Mounted by the user itself: fusermount3 records its uid.
 grep " $d/mnt fuse.laminafs " /proc/self/mounts > "$d/mountline"
 grep -q "user_id=$(id -u)," "$d/mountline"
+bash "$work/lower_read_only.sh" "$daemon" "$d/lower"
 bash "$work/ops.sh" "$d/mnt" > "$d/ops"
 bash "$work/view.sh" "$d/mnt" "$(id -u)" > "$d/view"
 fusermount3 -u "$d/mnt"
@@ -181,6 +203,7 @@ bash "$work/wait_mount.sh" "$d/mnt" fuse.laminafs || { cat "$d/log"; exit 1; }
 mount -t overlay overlay -o "lowerdir=$k/lower,upperdir=$k/upper,workdir=$k/work,userxattr" "$k/mnt"
 bash "$work/ops.sh" "$k/mnt" > "$k/ops"
 bash "$work/view.sh" "$k/mnt" 0 > "$k/view"
+bash "$work/lower_read_only.sh" "$daemon" "$d/lower"
 bash "$work/ops.sh" "$d/mnt" > "$d/ops"
 bash "$work/view.sh" "$d/mnt" 0 > "$d/view"
 umount "$k/mnt"
