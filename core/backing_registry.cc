@@ -1,5 +1,7 @@
 #include "core/backing_registry.h"
 
+#include <sys/stat.h>
+
 #include "core/transport.h"
 #include "spdlog/spdlog.h"
 
@@ -7,9 +9,12 @@ namespace lamina {
 
 Result<int> BackingRegistry::Acquire(uint64_t key, int fd) {
   if (!available()) return Errno{EOPNOTSUPP};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return LastErrno();
   std::unique_lock lock(mu_);
   auto it = backings_.find(key);
   if (it != backings_.end()) {
+    if (it->second.dev != st.st_dev || it->second.ino != st.st_ino) return Errno{EBUSY};
     ++it->second.references;
     return it->second.id;
   }
@@ -24,7 +29,7 @@ Result<int> BackingRegistry::Acquire(uint64_t key, int fd) {
     }
     return Errno{error};
   }
-  backings_.emplace(key, Backing{*id, 1});
+  backings_.emplace(key, Backing{*id, 1, st.st_dev, st.st_ino});
   return *id;
 }
 

@@ -6,15 +6,24 @@
 // the id, and the last release closes it. When the kernel refuses
 // registration (no CAP_SYS_ADMIN, kernel without passthrough) the registry
 // marks itself unavailable and the filesystem serves I/O itself.
+//
+// An id stands for one object. The kernel opens a backing file anew for
+// each open that names its id, with that open's flags and the daemon's
+// credentials, so an id handed to an open of some other object would let
+// that open read or write the registered object instead: a write open of a
+// copied-up file given its lower file's id writes the lower layer. The
+// registry therefore records the object (st_dev, st_ino) each id was
+// registered for and refuses to share it with a descriptor of any other.
 
 #ifndef LAMINA_CORE_BACKING_REGISTRY_H_
 #define LAMINA_CORE_BACKING_REGISTRY_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
-
 #include <mutex>
-#include <shared_mutex>
+
 #include "absl/container/flat_hash_map.h"
 #include "core/result.h"
 
@@ -34,7 +43,9 @@ class BackingRegistry {
 
   // Takes one reference on `key`'s backing id, registering `fd` (any
   // descriptor of the backing file, O_PATH included) if `key` has none.
-  // The registry does not keep `fd`.
+  // The registry does not keep `fd`. EBUSY when `key` is registered for
+  // another object than `fd`'s: the caller must not pass that inode's
+  // opens through until the other registration is released.
   Result<int> Acquire(uint64_t key, int fd);
 
   // Drops one reference taken by Acquire; closes the id with the last one.
@@ -48,6 +59,8 @@ class BackingRegistry {
   struct Backing {
     int id = 0;
     uint64_t references = 0;
+    dev_t dev = 0;  // the object registered
+    ino_t ino = 0;
   };
 
   Transport& transport_;

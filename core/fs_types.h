@@ -73,6 +73,20 @@ struct SetAttrRequest {
   struct timespec ctime {};
 
   bool Has(uint32_t bit) const { return (valid & bit) != 0; }
+  // Whether the request drops set-user-ID, set-group-ID (when
+  // group-executable) and file capabilities, as HANDLE_KILLPRIV_V2 leaves
+  // to the server: FATTR_KILL_SUIDGID (chown of a non-directory, truncate
+  // by a caller without CAP_FSETID), or a SETATTR that changes no
+  // attribute at all, which is how the kernel's file_remove_privs() reaches
+  // the server. It sends one before a FUSE passthrough write by such a
+  // caller (the write itself never reaches the server) and for
+  // chown(f, -1, -1).
+  bool KillsPrivileges() const {
+    constexpr uint32_t kChanges = abi::kFattrMode | abi::kFattrUid | abi::kFattrGid |
+                                  abi::kFattrSize | abi::kFattrAtime | abi::kFattrMtime |
+                                  abi::kFattrAtimeNow | abi::kFattrMtimeNow | abi::kFattrCtime;
+    return Has(abi::kFattrKillSuidgid) || (valid & kChanges) == 0;
+  }
 };
 
 struct OpenRequest {

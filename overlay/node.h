@@ -131,11 +131,19 @@ class Node {
     std::shared_lock lock(mu);
     return upper_fd;
   }
-  // The descriptor that currently answers for the node: upper if copied up.
-  int TopFd() const {
+  // The descriptor that currently answers for the node (upper if copied
+  // up) and whether it is the upper object's, read together: a copy-up may
+  // finish between two separate reads.
+  struct TopObject {
+    int fd;
+    bool upper;
+  };
+  TopObject Top() const {
     std::shared_lock lock(mu);
-    return upper_fd >= 0 ? upper_fd : lowers.front().fd;
+    if (upper_fd >= 0) return {upper_fd, true};
+    return {lowers.front().fd, false};
   }
+  int TopFd() const { return Top().fd; }
   // The upper file opened for reading (see upper_read_fd), or -1 while
   // the node is not copied up.
   Result<int> UpperReadFd() {

@@ -35,7 +35,9 @@
 #include "overlay/id_map.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
+#include "overlay/sync_points.h"
 #include "passthrough/passthrough_fs.h"
+#include "passthrough/set_id_bits.h"
 
 namespace lamina {
 
@@ -164,6 +166,8 @@ class OverlayFs : public Filesystem {
   uint64_t nodes_offered() const { return shedder_.offered() + cached_nodes_.offered(); }
   uint64_t nodes_parked() const { return parked_.load(std::memory_order_relaxed); }
   const overlay::LayerStack& layers() const { return layers_; }
+  // Where tests may pause requests to make races deterministic.
+  overlay::SyncPoints& sync_points() { return sync_points_; }
 
  private:
   using NodePtr = overlay::NodePtr;
@@ -308,6 +312,11 @@ class OverlayFs : public Filesystem {
   Result<std::pair<NodeId, NodePtr>> Pin(const NodePtr& dir, std::string_view name);
 
   // overlay_io.cc
+  // HANDLE_KILLPRIV_V2: drops set-ID bits and file capabilities of the
+  // upper object `fd` (any descriptor, O_PATH included) as a write, truncate
+  // or chown by `ctx`'s caller does (passthrough/set_id_bits.h).
+  Result<void> KillPrivileges(const Ctx& ctx, int fd, passthrough::Capabilities capabilities,
+                              std::optional<gid_t> group_before = std::nullopt) const;
   // Opens `node` for a FUSE open with `flags`, or adopts `fd` when the
   // caller already holds a descriptor opened with those flags.
   Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, int fd = -1);
@@ -341,6 +350,7 @@ class OverlayFs : public Filesystem {
   NodeShedder cached_nodes_;     // bounds the node count (parked nodes too)
   const Connection* connection_ = nullptr;
   BackingRegistry* backing_ = nullptr;
+  overlay::SyncPoints sync_points_;
 };
 
 }  // namespace lamina

@@ -46,49 +46,53 @@ bool WantsWrite(int flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
 }
 
-// HANDLE_KILLPRIV_V2: a write or truncate by the kernel's request drops
-// set-user-ID, and set-group-ID when group-executable.
-Result<void> KillSuidgid(int fd) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return LastErrno();
-  mode_t mode = st.st_mode & 07777;
-  mode_t cleared = mode & ~S_ISUID;
-  if ((mode & S_IXGRP) != 0) cleared &= ~S_ISGID;
-  if (cleared == mode) return Ok();
-  return CheckSyscall(fchmod(fd, cleared));
-}
-
 }  // namespace
 
 Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags, int fd) {
+  // The kernel sends OPEN for regular files only (it opens FIFOs, sockets
+  // and devices itself); the daemon never opens anything else it serves.
+  if (!S_ISREG(node->type)) return Errno{EINVAL};
+  bool upper = true;  // a descriptor the caller made is of a new upper file
   if (fd < 0) {
-    if (WantsWrite(flags)) {
+    const bool write = WantsWrite(flags);
+    if (write) {
       Result<void> up = CopyUp(node);
       if (!up.ok()) return Errno{up.error()};
     }
+    const Node::TopObject top = node->Top();
+    // Never a lower object for writing (copy-up above made the upper one).
+    if (write && !top.upper) return Errno{EIO};
+    upper = top.upper;
     // The kernel resolved the name already; O_NOFOLLOW would refuse the
-    // /proc/self/fd link itself (ELOOP).
-    fd = open(FdPath(node->TopFd()).c_str(),
-              (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
+    // /proc/self/fd link itself (ELOOP). Reading a lower file leaves its
+    // atime alone (O_NOATIME needs ownership or CAP_FOWNER; without them
+    // the lower mount's noatime is what keeps it).
+    const std::string path = FdPath(top.fd);
+    const int open_flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+    fd = open(path.c_str(), open_flags | (upper ? 0 : O_NOATIME));
+    if (fd < 0 && errno == EPERM && !upper) fd = open(path.c_str(), open_flags);
     if (fd < 0) return LastErrno();
   }
-  const bool top_is_upper = node->UpperFd() >= 0;
+  sync_points_.Reach(overlay::SyncPoint::kOpenBeforeRegister);
 
   OpenReply reply;
   bool backed = false;
-  if (backing_ != nullptr && S_ISREG(node->type)) {
+  if (backing_ != nullptr) {
     std::unique_lock lock(node->mu);
-    if (top_is_upper && node->lower_backed_opens > 0 && node->lower_backed_id == id) {
+    if (upper && node->lower_backed_opens > 0 && node->lower_backed_id == id) {
       lock.unlock();
       close(fd);
       table_.Renumber(id);
       return Errno{ESTALE};
     }
+    // EBUSY: the kernel inode passes through another object than `fd`'s
+    // (this open raced a copy-up and holds the lower file, while opens of
+    // the upper one pass through): the daemon serves this open's I/O.
     Result<int> backing_id = backing_->Acquire(id, fd);
     if (backing_id.ok()) {
       reply.backing_id = *backing_id;
       backed = true;
-      if (!top_is_upper) {
+      if (!upper) {
         ++node->lower_backed_opens;
         node->lower_backed_id = id;
       }
@@ -103,12 +107,12 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
       reply.open_flags |= abi::kFopenKeepCache;
     }
   }
-  reply.fh = MakeHandle(fd, backed, !top_is_upper);
+  reply.fh = MakeHandle(fd, backed, !upper);
   node->opens.fetch_add(1, std::memory_order_relaxed);  // not parked while open
   return reply;
 }
 
-Result<OpenReply> OverlayFs::Open(const Ctx&, NodeId id, const OpenRequest& req) {
+Result<OpenReply> OverlayFs::Open(const Ctx& ctx, NodeId id, const OpenRequest& req) {
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   if (WantsWrite(req.flags)) {
@@ -117,7 +121,8 @@ Result<OpenReply> OverlayFs::Open(const Ctx&, NodeId id, const OpenRequest& req)
   }
   Result<OpenReply> reply = OpenNode(id, node, req.flags);
   if (reply.ok() && req.kill_suidgid) {
-    Result<void> killed = KillSuidgid(HandleFd(reply->fh));
+    Result<void> killed =
+        KillPrivileges(ctx, HandleFd(reply->fh), passthrough::Capabilities::kKeep);
     if (!killed.ok()) {
       (void)Release(Ctx{}, id, reply->fh, 0);
       return Errno{killed.error()};
@@ -206,10 +211,10 @@ Result<size_t> OverlayFs::Read(const Ctx&, NodeId id, uint64_t fh, uint64_t offs
   return static_cast<size_t>(n);
 }
 
-Result<size_t> OverlayFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
+Result<size_t> OverlayFs::Write(const Ctx& ctx, NodeId, const WriteRequest& req) {
   int fd = HandleFd(req.fh);
   if (req.kill_suidgid) {
-    Result<void> killed = KillSuidgid(fd);
+    Result<void> killed = KillPrivileges(ctx, fd, passthrough::Capabilities::kKeep);
     if (!killed.ok()) return Errno{killed.error()};
   }
   ssize_t n = pwrite(fd, req.data.data(), req.data.size(), static_cast<off_t>(req.offset));
@@ -219,15 +224,20 @@ Result<size_t> OverlayFs::Write(const Ctx&, NodeId, const WriteRequest& req) {
 
 Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
   close(HandleFd(fh));
-  if (NodePtr node = table_.Get(id)) node->opens.fetch_sub(1, std::memory_order_relaxed);
+  NodePtr node = table_.Get(id);  // never parked: this open still counts
   if (HandleBacked(fh) && backing_ != nullptr) {
-    NodePtr node = HandleLower(fh) ? Get(id) : nullptr;
-    if (node != nullptr) {
+    sync_points_.Reach(overlay::SyncPoint::kReleaseBeforeUnregister);
+    if (HandleLower(fh) && node != nullptr) {
+      // The count and the registration go together: a write open of the
+      // node that saw the count drop must not find the lower file's id.
       std::unique_lock lock(node->mu);
       --node->lower_backed_opens;
+      backing_->Release(id);
+    } else {
+      backing_->Release(id);
     }
-    backing_->Release(id);
   }
+  if (node != nullptr) node->opens.fetch_sub(1, std::memory_order_relaxed);
   return Ok();
 }
 
@@ -249,7 +259,20 @@ Result<uint64_t> OverlayFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offs
   return static_cast<uint64_t>(result);
 }
 
-Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrRequest& req) {
+Result<void> OverlayFs::KillPrivileges(const Ctx& ctx, int fd,
+                                       passthrough::Capabilities capabilities,
+                                       std::optional<gid_t> group_before) const {
+  const overlay::IdMap& ids = options_.ids;
+  auto groups = [&] {
+    std::vector<gid_t> mapped;
+    for (gid_t gid : ctx.SupplementaryGroups()) mapped.push_back(ids.GidToLayer(gid));
+    return mapped;
+  };
+  return passthrough::KillPrivileges(fd, {ids.GidToLayer(ctx.gid), ctx.uid == 0, groups},
+                                     capabilities, group_before);
+}
+
+Result<Attributes> OverlayFs::SetAttr(const Ctx& ctx, NodeId id, const SetAttrRequest& req) {
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
   Result<void> ok = CopyUp(node);
@@ -260,6 +283,9 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrReques
   // symlink itself (times, xattrs); its mode cannot change, and it has no
   // set-ID bits to kill.
   const bool symlink = S_ISLNK(node->type);
+  // A chown's set-group-ID decision looks at the group it had.
+  std::optional<gid_t> group_before;
+  if (struct stat st; req.Has(abi::kFattrGid) && fstat(upper, &st) == 0) group_before = st.st_gid;
   if (req.Has(abi::kFattrUid) || req.Has(abi::kFattrGid)) {
     const overlay::IdMap& ids = options_.ids;
     uid_t uid = req.Has(abi::kFattrUid) ? ids.UidToLayer(req.uid) : static_cast<uid_t>(-1);
@@ -274,12 +300,8 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx&, NodeId id, const SetAttrReques
     ok = req.fh ? CheckSyscall(ftruncate(HandleFd(*req.fh), static_cast<off_t>(req.size)))
                 : CheckSyscall(truncate(path.c_str(), static_cast<off_t>(req.size)));
   }
-  if (ok.ok() && req.Has(abi::kFattrKillSuidgid) && !symlink) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ok = KillSuidgid(fd);
-      close(fd);
-    }
+  if (ok.ok() && req.KillsPrivileges() && !req.Has(abi::kFattrMode)) {
+    ok = KillPrivileges(ctx, upper, passthrough::Capabilities::kDrop, group_before);
   }
   if (ok.ok() && (req.Has(abi::kFattrAtime) || req.Has(abi::kFattrMtime))) {
     struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};

@@ -237,6 +237,9 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
 
 Result<Entry> OverlayFs::Mknod(const Ctx& ctx, NodeId parent, std::string_view name, mode_t mode,
                                dev_t rdev) {
+  // A 0/0 character device is how the upper layer stores a whiteout: made
+  // through the mount, the new name would vanish. The kernel refuses it.
+  if (S_ISCHR(mode) && rdev == 0) return Errno{EPERM};
   return CreateObject(ctx, parent, name, mode & S_IFMT, [&](int dir, const std::string& n) {
     return NoDescriptor(mknodat(dir, n.c_str(), mode, rdev));
   });
@@ -429,15 +432,13 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   if (target.ok() && target->second == moving) return finish(Ok());  // same object
 
   // A directory that merges lower content keeps it after a move through an
-  // overlay.redirect record (the kernel's redirect_dir=on); with redirects
-  // off, or for exchanges of such directories, the answer is EXDEV and
-  // callers fall back to copying.
+  // overlay.redirect record (the kernel's redirect_dir=on), also when two
+  // are exchanged (both get one); with redirects off the answer is EXDEV
+  // and callers fall back to copying.
   auto merged_dir = [](const NodePtr& n) { return n->is_dir() && n->HasLower(); };
   const bool redirect = merged_dir(moving);
-  if ((redirect && (!options_.redirect_dir || exchange)) ||
-      (exchange && merged_dir(target->second))) {
-    return finish(Errno{EXDEV});
-  }
+  const bool target_redirect = exchange && merged_dir(target->second);
+  if ((redirect || target_redirect) && !options_.redirect_dir) return finish(Errno{EXDEV});
   if (target.ok() && !exchange) {
     const NodePtr& victim = target->second;
     if (moving->is_dir() != victim->is_dir()) {
@@ -481,25 +482,35 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   const int to_upper = (*to_dir)->UpperFd();
   std::string from_name(name);
   std::string to_name(new_name);
+  // Where a directory that moves finds its lower directories from now on
+  // (a redirect, so lookups at its new name follow it instead of the
+  // name), or, when it merges nothing below, that it hides whatever the
+  // layers below hold under its new name.
+  auto keep_lower_view = [&](const NodePtr& dir, bool merged, bool new_name_below) {
+    if (merged) {
+      std::string lower_path;
+      {
+        std::shared_lock lock(dir->mu);
+        lower_path = dir->dir->lower_path;
+      }
+      return overlay::WriteRedirect(layers_, dir->UpperFd(), lower_path);
+    }
+    if (dir->is_dir() && new_name_below) return overlay::MarkOpaque(layers_, dir->UpperFd());
+    return Result<void>(Ok());
+  };
   if (exchange) {
-    ok = CheckSyscall(
-        renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_EXCHANGE));
+    ok = keep_lower_view(moving, redirect, NameExistsBelow(**to_dir, new_name));
+    if (ok.ok()) {
+      ok = keep_lower_view(target->second, target_redirect, NameExistsBelow(**from_dir, name));
+    }
+    if (ok.ok()) {
+      ok = CheckSyscall(
+          renameat2(from_upper, from_name.c_str(), to_upper, to_name.c_str(), RENAME_EXCHANGE));
+    }
   } else {
     bool source_below = NameExistsBelow(**from_dir, name);
     bool target_below = NameExistsBelow(**to_dir, new_name);
-    if (redirect) {
-      // Record where the lower directories are, as a path from the layer
-      // roots; lookups at the new name follow it instead of the name.
-      std::string lower_path;
-      {
-        std::shared_lock lock(moving->mu);
-        lower_path = moving->dir->lower_path;
-      }
-      ok = overlay::WriteRedirect(layers_, moving->UpperFd(), lower_path);
-    } else if (moving->is_dir() && target_below) {
-      // A directory moved over a name that exists below must hide it.
-      ok = overlay::MarkOpaque(layers_, moving->UpperFd());
-    }
+    ok = keep_lower_view(moving, redirect, target_below);
     bool target_whiteout = !target.ok() && overlay::StatAt(to_upper, new_name).has_value();
     if (ok.ok() && target_whiteout) {
       // Swap with the whiteout: it lands on the old name, which needs one

@@ -113,9 +113,10 @@ void OverlayPair::MountLamina(int set) {
   ASSERT_TRUE(fs.ok()) << fs.status().ToString();
   fs_ = std::move(*fs);
   ServerOptions server_options;
-  server_options.mount_options = {"fsname=lamina-test", "default_permissions", "allow_other",
-                                  "suid", "dev"};
+  server_options.mount_options = {"fsname=lamina-test", "allow_other", "suid", "dev"};
+  if (lamina_default_permissions_) server_options.mount_options.push_back("default_permissions");
   server_options.session.threads = 2;
+  server_options.io_uring = lamina_io_uring_;
   auto server = FuseServer::Start(*fs_, lamina_mnt_, server_options);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   server_ = std::move(*server);

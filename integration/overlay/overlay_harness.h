@@ -69,6 +69,10 @@ class OverlayPair : public ::testing::Test {
   // Set before Mount() to change either side's options.
   OverlayOptions lamina_options_;
   std::string kernel_options_;  // extra kernel mount options, e.g. "redirect_dir=on"
+  // Lamina served over FUSE-over-io_uring (the test sets enable_uring).
+  bool lamina_io_uring_ = false;
+  // Lamina mounted with default_permissions (the kernel checks modes).
+  bool lamina_default_permissions_ = true;
 
   TempDir dir_;
   std::string set_[2];
