@@ -128,6 +128,7 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
 
 LaminafsMount::LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint)
     : mountpoint_(mountpoint) {
+  for (const std::string& lower : LowerdirsInArgs(args)) lowers_.Watch(lower);
   std::vector<std::string> argv = {BuiltBinary("cmd/laminafs"), "-f"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(mountpoint);
@@ -149,7 +150,55 @@ std::optional<int> LaminafsMount::Unmount() {
     daemon_->Signal(SIGKILL);
     daemon_->Wait(std::chrono::seconds(5));
   }
+  lowers_.ExpectUntouched();
   return status;
+}
+
+namespace {
+
+// `text` split at each `separator`; with `escapable`, "\\" before the
+// separator makes it part of the name instead.
+std::vector<std::string> Split(const std::string& text, char separator, bool escapable) {
+  std::vector<std::string> parts(1);
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (escapable && text[i] == '\\' && i + 1 < text.size() && text[i + 1] == separator) {
+      parts.back() += text[++i];
+    } else if (text[i] == separator) {
+      parts.emplace_back();
+    } else {
+      parts.back() += text[i];
+    }
+  }
+  return parts;
+}
+
+}  // namespace
+
+std::vector<std::string> LowerdirsInArgs(const std::vector<std::string>& args) {
+  std::vector<std::string> lowers;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string options;
+    if (args[i] == "-o" && i + 1 < args.size()) {
+      options = args[++i];
+    } else if (args[i].size() > 2 && args[i].rfind("-o", 0) == 0) {
+      options = args[i].substr(2);
+    } else {
+      continue;
+    }
+    for (const std::string& option : Split(options, ',', /*escapable=*/false)) {
+      if (option.rfind("lowerdir=", 0) != 0) continue;
+      lowers.clear();  // the last lowerdir= counts
+      for (const std::string& layer : Split(option.substr(9), ':', /*escapable=*/true)) {
+        char resolved[PATH_MAX];
+        struct stat st;
+        if (!layer.empty() && realpath(layer.c_str(), resolved) != nullptr &&
+            stat(resolved, &st) == 0 && S_ISDIR(st.st_mode)) {
+          lowers.push_back(resolved);
+        }
+      }
+    }
+  }
+  return lowers;
 }
 
 std::string OverlayOptionString(const std::vector<std::string>& lowers, const std::string& upper,
