@@ -28,6 +28,7 @@
 
 #include "gtest/gtest.h"
 #include "integration/harness/mount_harness.h"
+#include "integration/harness/untouched_layers.h"
 
 namespace lamina::testing {
 namespace {
@@ -35,12 +36,16 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+// The lower layer must come through every crash untouched: its digest is
+// recorded before the first daemon starts on it and checked at the end,
+// once the last daemon is gone.
 class OverlayCrashTest : public ::testing::Test {
  protected:
   void SetUp() override { UseRoot(dir_.path()); }
   void TearDown() override {
     daemon_.reset();
     ForceUnmount(mnt());
+    lowers_.ExpectUntouched();
   }
 
   // Layers and mount point below `root` from now on.
@@ -57,6 +62,7 @@ class OverlayCrashTest : public ::testing::Test {
   void StartDaemon(const std::string& extra = "") {
     std::string options = extra + "lowerdir=" + layer("lower") + ",upperdir=" + layer("upper") +
                           ",workdir=" + layer("work");
+    lowers_.Watch(layer("lower"));
     daemon_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{BuiltBinary("cmd/laminafs"), "-f", "-o", options, mnt()});
     ASSERT_TRUE(WaitUntil([&] { return IsFuseMounted(mnt()); }, seconds(10))) << daemon_->output();
@@ -72,6 +78,7 @@ class OverlayCrashTest : public ::testing::Test {
   TempDir dir_{"lamina-crash"};
   std::string root_;
   std::unique_ptr<ChildProcess> daemon_;
+  UntouchedLayers lowers_;
 };
 
 // A digest of a file's contents, read in 1 MiB pieces (the files here are
@@ -363,6 +370,7 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
         << strerror(errno);
     EXPECT_EQ(WhereAreTheDirectories(mnt(), "kernel"), view);
     EXPECT_EQ(umount(mnt().c_str()), 0);
+    lowers_.ExpectUntouched();  // before this kill point's layers go
     std::filesystem::remove_all(root_);
   }
 }
