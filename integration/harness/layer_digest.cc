@@ -443,6 +443,16 @@ std::vector<std::pair<std::string, std::string>> LayerDigest::Fields(const Objec
   return fields;
 }
 
+void LayerDigest::Print(std::ostream& out) const {
+  if (!error_.empty()) out << "error: " << error_ << "\n";
+  for (size_t i = 0; i < objects_.size(); ++i) {
+    const std::string path = PathOf(static_cast<int>(i));
+    for (const auto& [name, value] : Fields(objects_[i])) {
+      out << path << ": " << name << " " << value << "\n";
+    }
+  }
+}
+
 std::string LayerDigest::PathOf(int index) const {
   std::vector<const std::string*> names;
   for (int at = index; at > 0; at = objects_[static_cast<size_t>(at)].parent) {

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +45,11 @@ class LayerDigest {
   };
   static Comparison Compare(const LayerDigest& before, const LayerDigest& after,
                             size_t max_listed = 20);
+
+  // Every field of every object, one line each ("PATH: FIELD VALUE"), in
+  // walk order: where two digests of one tree differ, so do their prints
+  // (for diff(1) in the shell tests; see lamina-layer-digest).
+  void Print(std::ostream& out) const;
 
   const std::string& root() const { return root_; }
   // Why the tree could not be walked, or empty.

@@ -14,8 +14,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -279,6 +281,33 @@ TEST(LayerDigestTest, DeepChainsAreWalkedAndNamedShortly) {
   ASSERT_FALSE(comparison.listed.empty());
   EXPECT_EQ(comparison.listed[0].rfind("/d/d/d/d/...(2993 more).../d/d/d/leaf: size 0 -> 1", 0), 0u)
       << Listed(comparison);
+}
+
+// What lamina-layer-digest prints for the shell tests to diff.
+TEST(LayerDigestTest, PrintsOneLinePerFieldSoThatDiffFindsTheChanges) {
+  TempDir dir("lamina-digest");
+  const std::string root = BuildTree(dir, "layer");
+  auto print = [&] {
+    std::ostringstream out;
+    LayerDigest::Take(root).Print(out);
+    std::vector<std::string> lines;
+    std::istringstream in(out.str());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  };
+  const std::vector<std::string> before = print();
+  for (const char* line : {"/: type directory", "/file: mode 0644", "/link: target \"file\"",
+                           "/file: xattr trusted.kept \"t\"", "/null: rdev 1:3"}) {
+    EXPECT_NE(std::find(before.begin(), before.end(), line), before.end()) << line;
+  }
+  ASSERT_EQ(chmod((root + "/file").c_str(), 0600), 0);
+  const std::vector<std::string> after = print();
+  ASSERT_EQ(after.size(), before.size());
+  std::vector<std::string> changed;
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (after[i] != before[i]) changed.push_back(after[i].substr(0, after[i].rfind(' ')));
+  }
+  EXPECT_EQ(changed, (std::vector<std::string>{"/file: mode", "/file: ctime"}));
 }
 
 TEST(UntouchedLayersTest, AnUntouchedLayerPasses) {
