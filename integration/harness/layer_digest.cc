@@ -42,6 +42,7 @@ class Fd {
   }
   int get() const { return fd_; }
   bool ok() const { return fd_ >= 0; }
+  int Release() { return std::exchange(fd_, -1); }
 
  private:
   void Reset() {
@@ -240,12 +241,15 @@ std::string TypeName(mode_t mode) {
 // by name and back up by "..", checking that it arrived where it left.
 class LayerDigest::Walker {
  public:
-  Walker(LayerDigest& digest, Fd root) : digest_(digest), current_(std::move(root)) {}
+  Walker(LayerDigest& digest, Fd root) : digest_(digest) { MoveTo(std::move(root)); }
+  ~Walker() { MoveTo(Fd()); }
+  Walker(const Walker&) = delete;
+  Walker& operator=(const Walker&) = delete;
 
   void Run() {
     Object root;
-    if (fstat(current_.get(), &root.st) != 0) return Fail("fstat of the root");
-    ReadOpenObject(current_.get(), root);
+    if (fstat(current_, &root.st) != 0) return Fail("fstat of the root");
+    ReadOpenObject(current_, root);
     digest_.objects_.push_back(std::move(root));
     std::vector<Level> stack;
     stack.push_back(ReadDirectory(0));
@@ -281,7 +285,7 @@ class LayerDigest::Walker {
     std::vector<std::string> names;
     // getdents64 on the descriptor itself: fdopendir would take it over.
     for (;;) {
-      const long n = syscall(SYS_getdents64, current_.get(), buffer_.data(), buffer_.size());
+      const long n = syscall(SYS_getdents64, current_, buffer_.data(), buffer_.size());
       if (n < 0) {
         Fail("getdents64 in " + digest_.PathOf(directory));
         return level;
@@ -299,7 +303,7 @@ class LayerDigest::Walker {
       Object object;
       object.parent = directory;
       object.name = name;
-      if (fstatat(current_.get(), name.c_str(), &object.st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (fstatat(current_, name.c_str(), &object.st, AT_SYMLINK_NOFOLLOW) != 0) {
         object.problem = "lstat: " + ErrnoName(errno);
       } else {
         ReadEntry(object);
@@ -317,7 +321,7 @@ class LayerDigest::Walker {
     const char* name = object.name.c_str();
     const mode_t type = object.st.st_mode & S_IFMT;
     if (type == S_IFREG || type == S_IFDIR) {
-      Fd fd = OpenQuietly(current_.get(), name, type == S_IFDIR ? O_DIRECTORY : O_NONBLOCK);
+      Fd fd = OpenQuietly(current_, name, type == S_IFDIR ? O_DIRECTORY : O_NONBLOCK);
       struct stat st;
       if (!fd.ok()) {
         object.problem = "open: " + ErrnoName(errno);
@@ -330,7 +334,7 @@ class LayerDigest::Walker {
     }
     if (type == S_IFLNK) {
       std::string target(4096, '\0');
-      const ssize_t n = readlinkat(current_.get(), name, target.data(), target.size());
+      const ssize_t n = readlinkat(current_, name, target.data(), target.size());
       if (n < 0) {
         object.problem = "readlink: " + ErrnoName(errno);
       } else {
@@ -338,7 +342,7 @@ class LayerDigest::Walker {
       }
     }
     // Never opened: a FIFO's open would block, a device's reach a driver.
-    const std::string path = "/proc/self/fd/" + std::to_string(current_.get()) + "/" + object.name;
+    const std::string path = "/proc/self/fd/" + std::to_string(current_) + "/" + object.name;
     object.xattrs = ReadXattrs(-1, path, &object.problem);
   }
 
@@ -360,7 +364,7 @@ class LayerDigest::Walker {
   // Makes the subdirectory `child` of the current directory current.
   bool Enter(int child) {
     const Object& object = digest_.objects_[static_cast<size_t>(child)];
-    Fd fd = OpenQuietly(current_.get(), object.name.c_str(), O_DIRECTORY);
+    Fd fd = OpenQuietly(current_, object.name.c_str(), O_DIRECTORY);
     struct stat st;
     if (!fd.ok() || fstat(fd.get(), &st) != 0) {
       Fail("open of " + digest_.PathOf(child));
@@ -371,13 +375,13 @@ class LayerDigest::Walker {
       Fail(digest_.PathOf(child) + " was replaced during the walk");
       return false;
     }
-    current_ = std::move(fd);
+    MoveTo(std::move(fd));
     return true;
   }
 
   // Goes back up to `parent`, which the current directory must be in.
   bool Leave(int parent) {
-    Fd fd = OpenQuietly(current_.get(), "..", O_DIRECTORY);
+    Fd fd = OpenQuietly(current_, "..", O_DIRECTORY);
     struct stat st;
     if (!fd.ok() || fstat(fd.get(), &st) != 0) {
       Fail("open of .. to return to " + digest_.PathOf(parent));
@@ -388,12 +392,20 @@ class LayerDigest::Walker {
       Fail("a directory moved during the walk, below " + digest_.PathOf(parent));
       return false;
     }
-    current_ = std::move(fd);
+    MoveTo(std::move(fd));
     return true;
   }
 
+  // Makes `directory` the current one, closing the last. (current_ is a
+  // plain int: where a unity build includes this file, GCC refuses a field
+  // of a type from an anonymous namespace in a class with linkage.)
+  void MoveTo(Fd directory) {
+    if (current_ >= 0) close(current_);
+    current_ = directory.Release();
+  }
+
   LayerDigest& digest_;
-  Fd current_;                                             // the directory being read
+  int current_ = -1;                                       // the directory being read
   std::vector<char> buffer_ = std::vector<char>(1 << 20);  // for entries and contents
 };
 
