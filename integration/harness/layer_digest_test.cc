@@ -371,11 +371,13 @@ TEST(UntouchedLayersTest, ALayerThatCannotBeReadFailsTheTest) {
 
 TEST(LowerdirsInArgsTest, FindsTheLayersAsTheCommandDoes) {
   TempDir dir("lamina-digest");
-  const std::string a = dir.Subdir("a"), colon = dir.Subdir("b:c");
+  const std::string a = dir.Subdir("a"), colon = dir.Subdir("b:c"), comma = dir.Subdir("d,e");
   WriteFile(dir.path() + "/file", "");
-  const std::string escaped = dir.path() + "/b\\:c";
-  EXPECT_EQ(LowerdirsInArgs({"-f", "-o", "ro,lowerdir=" + a + ":" + escaped + ",upperdir=/u", "m"}),
-            (std::vector<std::string>{a, colon}));
+  EXPECT_EQ(LowerdirsInArgs({"-f", "-o",
+                             "ro,lowerdir=" + a + ":" + dir.path() + "/b\\:c:" + dir.path() +
+                                 "/d\\,e,upperdir=/u",
+                             "m"}),
+            (std::vector<std::string>{a, colon, comma}));
   EXPECT_EQ(LowerdirsInArgs({"-olowerdir=" + a}), std::vector<std::string>{a});
   // Neither a missing directory nor a file is a layer (the command refuses them).
   EXPECT_EQ(LowerdirsInArgs({"-o", "lowerdir=" + dir.path() + "/missing:" + dir.path() +

@@ -156,13 +156,14 @@ std::optional<int> LaminafsMount::Unmount() {
 
 namespace {
 
-// `text` split at each `separator`; with `escapable`, "\\" before the
-// separator makes it part of the name instead.
-std::vector<std::string> Split(const std::string& text, char separator, bool escapable) {
+// `text` split at each `separator` no backslash escapes (a backslash makes
+// the next character ordinary, as kernel overlayfs reads its options);
+// escapes are kept for the next split.
+std::vector<std::string> SplitUnescaped(const std::string& text, char separator) {
   std::vector<std::string> parts(1);
   for (size_t i = 0; i < text.size(); ++i) {
-    if (escapable && text[i] == '\\' && i + 1 < text.size() && text[i + 1] == separator) {
-      parts.back() += text[++i];
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      parts.back() += text.substr(i++, 2);
     } else if (text[i] == separator) {
       parts.emplace_back();
     } else {
@@ -170,6 +171,15 @@ std::vector<std::string> Split(const std::string& text, char separator, bool esc
     }
   }
   return parts;
+}
+
+std::string Unescaped(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) ++i;
+    out += text[i];
+  }
+  return out;
 }
 
 }  // namespace
@@ -185,13 +195,13 @@ std::vector<std::string> LowerdirsInArgs(const std::vector<std::string>& args) {
     } else {
       continue;
     }
-    for (const std::string& option : Split(options, ',', /*escapable=*/false)) {
+    for (const std::string& option : SplitUnescaped(options, ',')) {
       if (option.rfind("lowerdir=", 0) != 0) continue;
       lowers.clear();  // the last lowerdir= counts
-      for (const std::string& layer : Split(option.substr(9), ':', /*escapable=*/true)) {
+      for (const std::string& layer : SplitUnescaped(option.substr(9), ':')) {
         char resolved[PATH_MAX];
         struct stat st;
-        if (!layer.empty() && realpath(layer.c_str(), resolved) != nullptr &&
+        if (!layer.empty() && realpath(Unescaped(layer).c_str(), resolved) != nullptr &&
             stat(resolved, &st) == 0 && S_ISDIR(st.st_mode)) {
           lowers.push_back(resolved);
         }
@@ -274,6 +284,35 @@ std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> names;
   DIR* dir = opendir(path.c_str());
   if (dir == nullptr) return names;
+  while (struct dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadFileQuietly(const std::string& path) {
+  std::string data;
+  int fd = open(path.c_str(), O_RDONLY | O_NOATIME | O_CLOEXEC);
+  if (fd < 0) return data;
+  char buffer[65536];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
+    data.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return data;
+}
+
+std::vector<std::string> ListDirQuietly(const std::string& path) {
+  std::vector<std::string> names;
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOATIME | O_CLOEXEC);
+  DIR* dir = fd < 0 ? nullptr : fdopendir(fd);
+  if (dir == nullptr) {
+    if (fd >= 0) close(fd);
+    return names;
+  }
   while (struct dirent* e = readdir(dir)) {
     std::string name = e->d_name;
     if (name != "." && name != "..") names.push_back(name);

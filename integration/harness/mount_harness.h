@@ -94,7 +94,9 @@ class LaminafsMount {
 
 // The existing directories the last lowerdir= option in laminafs arguments
 // ("-o OPTS" or "-oOPTS") names, resolved as the command resolves them
-// (realpath, relative to the working directory; "\:" is a colon).
+// (realpath, relative to the working directory); a backslash makes the
+// next character ordinary ("\:" a colon, "\," a comma), as in kernel
+// overlayfs' options.
 std::vector<std::string> LowerdirsInArgs(const std::vector<std::string>& args);
 
 // The -o string of an overlay mount: lowers top first; no upper if empty.
@@ -121,6 +123,12 @@ std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& data);
 // Sorted names in a directory, without "." and "..".
 std::vector<std::string> ListDir(const std::string& path);
+// ReadFile and ListDir for a test's own look into a lower layer whose
+// digest is watched (UntouchedLayers): with O_NOATIME, so that the look
+// leaves the atimes as they were. Not for paths in a mount (the flag would
+// reach the daemon and change what is tested).
+std::string ReadFileQuietly(const std::string& path);
+std::vector<std::string> ListDirQuietly(const std::string& path);
 // Absolute path of a built binary (the build tree's layout).
 std::string BuiltBinary(const std::string& relative);
 // Number of open descriptors of a process.

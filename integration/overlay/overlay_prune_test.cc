@@ -278,7 +278,7 @@ TEST_F(OverlayPruneTest, CopyUpAndOpenFilesSurviveOffers) {
   EXPECT_EQ(ReadFile(kept), "/d9/s9/f1+");
   EXPECT_EQ(ReadFile(mnt_ + "/d5/s5/f5"), "rewritten");
   EXPECT_EQ(ReadFile(dir_.path() + "/upper/d9/s9/f1"), "/d9/s9/f1+");
-  EXPECT_EQ(ReadFile(dir_.path() + "/lower1/d9/s9/f1"), "/d9/s9/f1");
+  EXPECT_EQ(ReadFileQuietly(dir_.path() + "/lower1/d9/s9/f1"), "/d9/s9/f1");
   EXPECT_GT(fs_->nodes_offered(), 0U);
 }
 
