@@ -25,7 +25,10 @@ work=$(mktemp -d /tmp/lamina-rootfs-XXXXXX)
 # The lower tree must come out of every mount untouched: its digest before
 # the first mount, compared after the last (lower_record, lower_untouched).
 # The tree is shared by every run on the machine: another run through a
-# laminafs that changes it at the same time fails this one too.
+# laminafs that changes it at the same time fails this one too. Once a run
+# has read the cached tree, relatime leaves its atimes alone for a day
+# whoever reads it, so here a stray atime update shows only on a tree read
+# less recently; every other field is checked on every run.
 source "$here/../harness/untouched_lowers.sh"
 chmod 755 "$work"
 mnt=$work/root
