@@ -65,12 +65,12 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     upper = top.upper;
     // The kernel resolved the name already; O_NOFOLLOW would refuse the
     // /proc/self/fd link itself (ELOOP). Reading a lower file leaves its
-    // atime alone (O_NOATIME needs ownership or CAP_FOWNER; without them
-    // the lower mount's noatime is what keeps it).
+    // atime alone.
     const std::string path = FdPath(top.fd);
     const int open_flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
-    fd = open(path.c_str(), open_flags | (upper ? 0 : O_NOATIME));
-    if (fd < 0 && errno == EPERM && !upper) fd = open(path.c_str(), open_flags);
+    fd = upper ? open(path.c_str(), open_flags)
+               : overlay::OpenForReading(layers_.layer(node->lowers.front().layer), AT_FDCWD,
+                                         path.c_str(), open_flags);
     if (fd < 0) return LastErrno();
   }
   sync_points_.Reach(overlay::SyncPoint::kOpenBeforeRegister);

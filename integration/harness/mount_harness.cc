@@ -128,6 +128,7 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
 
 LaminafsMount::LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint)
     : mountpoint_(mountpoint) {
+  for (const std::string& lower : LowerdirsInArgs(args)) lowers_.Watch(lower);
   std::vector<std::string> argv = {BuiltBinary("cmd/laminafs"), "-f"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(mountpoint);
@@ -149,7 +150,65 @@ std::optional<int> LaminafsMount::Unmount() {
     daemon_->Signal(SIGKILL);
     daemon_->Wait(std::chrono::seconds(5));
   }
+  lowers_.ExpectUntouched();
   return status;
+}
+
+namespace {
+
+// `text` split at each `separator` no backslash escapes (a backslash makes
+// the next character ordinary, as kernel overlayfs reads its options);
+// escapes are kept for the next split.
+std::vector<std::string> SplitUnescaped(const std::string& text, char separator) {
+  std::vector<std::string> parts(1);
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      parts.back() += text.substr(i++, 2);
+    } else if (text[i] == separator) {
+      parts.emplace_back();
+    } else {
+      parts.back() += text[i];
+    }
+  }
+  return parts;
+}
+
+std::string Unescaped(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) ++i;
+    out += text[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> LowerdirsInArgs(const std::vector<std::string>& args) {
+  std::vector<std::string> lowers;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string options;
+    if (args[i] == "-o" && i + 1 < args.size()) {
+      options = args[++i];
+    } else if (args[i].size() > 2 && args[i].rfind("-o", 0) == 0) {
+      options = args[i].substr(2);
+    } else {
+      continue;
+    }
+    for (const std::string& option : SplitUnescaped(options, ',')) {
+      if (option.rfind("lowerdir=", 0) != 0) continue;
+      lowers.clear();  // the last lowerdir= counts
+      for (const std::string& layer : SplitUnescaped(option.substr(9), ':')) {
+        char resolved[PATH_MAX];
+        struct stat st;
+        if (!layer.empty() && realpath(Unescaped(layer).c_str(), resolved) != nullptr &&
+            stat(resolved, &st) == 0 && S_ISDIR(st.st_mode)) {
+          lowers.push_back(resolved);
+        }
+      }
+    }
+  }
+  return lowers;
 }
 
 std::string OverlayOptionString(const std::vector<std::string>& lowers, const std::string& upper,
@@ -225,6 +284,35 @@ std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> names;
   DIR* dir = opendir(path.c_str());
   if (dir == nullptr) return names;
+  while (struct dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadFileQuietly(const std::string& path) {
+  std::string data;
+  int fd = open(path.c_str(), O_RDONLY | O_NOATIME | O_CLOEXEC);
+  if (fd < 0) return data;
+  char buffer[65536];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
+    data.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return data;
+}
+
+std::vector<std::string> ListDirQuietly(const std::string& path) {
+  std::vector<std::string> names;
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOATIME | O_CLOEXEC);
+  DIR* dir = fd < 0 ? nullptr : fdopendir(fd);
+  if (dir == nullptr) {
+    if (fd >= 0) close(fd);
+    return names;
+  }
   while (struct dirent* e = readdir(dir)) {
     std::string name = e->d_name;
     if (name != "." && name != "..") names.push_back(name);

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "integration/harness/untouched_layers.h"
+
 namespace lamina::testing {
 
 // A fresh directory under /tmp, removed recursively (after detaching any
@@ -64,7 +66,9 @@ class ChildProcess {
 
 // A `laminafs` daemon kept in the foreground (-f) as a child process, serving
 // `mountpoint`. The constructor waits until the mount appears; the
-// destructor unmounts it and ends the daemon, whatever happened.
+// destructor unmounts it and ends the daemon, whatever happened. The lower
+// layers named in `args` are digested before the daemon starts and checked
+// once it has ended (UntouchedLayers): a change to one fails the test.
 class LaminafsMount {
  public:
   // `args` go between the program and the mountpoint, e.g. {"-o", options}.
@@ -78,14 +82,22 @@ class LaminafsMount {
   bool running() { return daemon_->running(); }
   const std::string& output() const { return daemon_->output(); }
   // Unmounts and waits for the daemon to end: its exit status, or nullopt
-  // if it had to be killed.
+  // if it had to be killed. Then checks the lower layers.
   std::optional<int> Unmount();
 
  private:
   std::string mountpoint_;
+  UntouchedLayers lowers_;
   std::unique_ptr<ChildProcess> daemon_;
   bool mounted_ = false;
 };
+
+// The existing directories the last lowerdir= option in laminafs arguments
+// ("-o OPTS" or "-oOPTS") names, resolved as the command resolves them
+// (realpath, relative to the working directory); a backslash makes the
+// next character ordinary ("\:" a colon, "\," a comma), as in kernel
+// overlayfs' options.
+std::vector<std::string> LowerdirsInArgs(const std::vector<std::string>& args);
 
 // The -o string of an overlay mount: lowers top first; no upper if empty.
 std::string OverlayOptionString(const std::vector<std::string>& lowers,
@@ -111,6 +123,12 @@ std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& data);
 // Sorted names in a directory, without "." and "..".
 std::vector<std::string> ListDir(const std::string& path);
+// ReadFile and ListDir for a test's own look into a lower layer whose
+// digest is watched (UntouchedLayers): with O_NOATIME, so that the look
+// leaves the atimes as they were. Not for paths in a mount (the flag would
+// reach the daemon and change what is tested).
+std::string ReadFileQuietly(const std::string& path);
+std::vector<std::string> ListDirQuietly(const std::string& path);
 // Absolute path of a built binary (the build tree's layout).
 std::string BuiltBinary(const std::string& relative);
 // Number of open descriptors of a process.

@@ -1,6 +1,11 @@
 // A scratch directory and the built `laminafs` for tests that run the
 // command as users do. TearDown detaches the mount point even when a test
 // fails; the daemon ends with its mount.
+//
+// Every lower layer a test mounts must come out untouched: Run() digests
+// the lowerdirs it is given before their first mount, WatchLower() those a
+// test mounts another way, and TearDown checks them once the mounts are
+// gone and their daemons have ended (see UntouchedLayers).
 
 #ifndef LAMINA_INTEGRATION_OVERLAY_LAMINAFS_CLI_FIXTURE_H_
 #define LAMINA_INTEGRATION_OVERLAY_LAMINAFS_CLI_FIXTURE_H_
@@ -11,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +28,7 @@
 
 #include "gtest/gtest.h"
 #include "integration/harness/mount_harness.h"
+#include "integration/harness/untouched_layers.h"
 
 namespace lamina::testing {
 
@@ -29,15 +36,20 @@ class LaminafsCliTest : public ::testing::Test {
  protected:
   void TearDown() override {
     for (const std::string& point : mounts_) {
+      if (!IsFuseMounted(point)) continue;
       ForceUnmount(point);
       WaitUntil([&] { return !IsFuseMounted(point); }, std::chrono::seconds(5));
     }
-    // A daemon whose mount this process cannot see (another mount
-    // namespace) ends on SIGTERM, unmounting it.
-    for (pid_t pid : DaemonsNaming(dir_.path())) {
+    // The daemons end with their mounts; a daemon whose mount this process
+    // cannot see (another mount namespace) ends on SIGTERM, unmounting it.
+    WaitUntil([&] { return DaemonsUsing(dir_.path()).empty(); }, std::chrono::seconds(5));
+    for (pid_t pid : DaemonsUsing(dir_.path())) {
       kill(pid, SIGTERM);
       EXPECT_TRUE(WaitUntil([&] { return Gone(pid); }, std::chrono::seconds(10))) << pid;
     }
+    lowers_.ExpectUntouched();
+    // What else the test mounted (a layer's own filesystem).
+    for (const std::string& point : mounts_) ForceUnmount(point);
   }
 
   // dir_/name.
@@ -45,9 +57,13 @@ class LaminafsCliTest : public ::testing::Test {
   std::string mnt() const { return Path("mnt"); }
   // Also detach `point` at the end of the test.
   void TrackMount(const std::string& point) { mounts_.push_back(point); }
+  // Checks at the end of the test that the tree at `root` did not change
+  // (for a lower mounted other than through Run()).
+  void WatchLower(const std::string& root) { lowers_.Watch(root); }
 
   // Runs laminafs to completion (the daemon detaches) and returns its status.
   int Run(const std::vector<std::string>& args, std::string* output = nullptr) {
+    for (const std::string& lower : LowerdirsInArgs(args)) lowers_.Watch(lower);
     std::vector<std::string> argv = {BuiltBinary("cmd/laminafs")};
     argv.insert(argv.end(), args.begin(), args.end());
     ChildProcess child(argv);
@@ -70,6 +86,26 @@ class LaminafsCliTest : public ::testing::Test {
       pid_t pid = std::stoi(name);
       if (program == "laminafs" && cmdline.find(text) != std::string::npos && !Gone(pid)) {
         pids.push_back(pid);
+      }
+    }
+    return pids;
+  }
+
+  // Running laminafs processes that name `dir` on their command line or
+  // hold a descriptor of something below it (a daemon given relative
+  // paths holds its layers).
+  static std::vector<pid_t> DaemonsUsing(const std::string& dir) {
+    std::vector<pid_t> pids = DaemonsNaming(dir);
+    for (pid_t pid : DaemonsNaming("")) {
+      if (std::find(pids.begin(), pids.end(), pid) != pids.end()) continue;
+      const std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+      for (const std::string& fd : ListDir(fds)) {
+        std::error_code error;
+        const std::string target = std::filesystem::read_symlink(fds + "/" + fd, error);
+        if (!error && target.rfind(dir + "/", 0) == 0) {
+          pids.push_back(pid);
+          break;
+        }
       }
     }
     return pids;
@@ -112,6 +148,7 @@ class LaminafsCliTest : public ::testing::Test {
 
   TempDir dir_{"lamina-ovl-cli"};
   std::vector<std::string> mounts_ = {mnt()};
+  UntouchedLayers lowers_;
 };
 
 }  // namespace lamina::testing

@@ -27,6 +27,7 @@ class LaminafsMountHelperTest : public LaminafsCliTest {
     for (const char* name : {"bin", "lower", "upper", "work", "mnt"}) dir_.Subdir(name);
     ASSERT_EQ(symlink(BuiltBinary("cmd/laminafs").c_str(), Path("bin/laminafs").c_str()), 0);
     WriteFile(Path("lower/f"), "lower");
+    WatchLower(Path("lower"));  // mounted by mount(8), not Run()
   }
 
   std::string Layers() const {

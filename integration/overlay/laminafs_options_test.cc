@@ -131,6 +131,7 @@ TEST_F(LaminafsOptionsTest, NoxattrsMakesEveryXattrCallUnsupported) {
 TEST_F(LaminafsOptionsTest, MaxWriteBoundsWriteRequests) {
   // Served in the daemon (no kernel passthrough) and traced with -d, so
   // every WRITE request the kernel sends shows in the log with its length.
+  WatchLower(Path("lower"));  // mounted without Run()
   ChildProcess daemon({BuiltBinary("cmd/laminafs"), "-f", "-d", "-o",
                        Layers() + ",passthrough=off,max_write=8192", mnt()});
   ASSERT_TRUE(WaitUntil([&] { return IsFuseMounted(mnt()); }, seconds(10))) << daemon.output();

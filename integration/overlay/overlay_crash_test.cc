@@ -28,6 +28,7 @@
 
 #include "gtest/gtest.h"
 #include "integration/harness/mount_harness.h"
+#include "integration/harness/untouched_layers.h"
 
 namespace lamina::testing {
 namespace {
@@ -35,12 +36,16 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+// The lower layer must come through every crash untouched: its digest is
+// recorded before the first daemon starts on it and checked at the end,
+// once the last daemon is gone.
 class OverlayCrashTest : public ::testing::Test {
  protected:
   void SetUp() override { UseRoot(dir_.path()); }
   void TearDown() override {
     daemon_.reset();
     ForceUnmount(mnt());
+    lowers_.ExpectUntouched();
   }
 
   // Layers and mount point below `root` from now on.
@@ -57,6 +62,7 @@ class OverlayCrashTest : public ::testing::Test {
   void StartDaemon(const std::string& extra = "") {
     std::string options = extra + "lowerdir=" + layer("lower") + ",upperdir=" + layer("upper") +
                           ",workdir=" + layer("work");
+    lowers_.Watch(layer("lower"));
     daemon_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{BuiltBinary("cmd/laminafs"), "-f", "-o", options, mnt()});
     ASSERT_TRUE(WaitUntil([&] { return IsFuseMounted(mnt()); }, seconds(10))) << daemon_->output();
@@ -72,12 +78,14 @@ class OverlayCrashTest : public ::testing::Test {
   TempDir dir_{"lamina-crash"};
   std::string root_;
   std::unique_ptr<ChildProcess> daemon_;
+  UntouchedLayers lowers_;
 };
 
 // A digest of a file's contents, read in 1 MiB pieces (the files here are
-// too big to compare as strings quickly).
-std::string Digest(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY);
+// too big to compare as strings quickly). `flags`: O_NOATIME for a look
+// into the lower layer, which must keep its atimes.
+std::string Digest(const std::string& path, int flags = 0) {
+  int fd = open(path.c_str(), O_RDONLY | flags);
   if (fd < 0) return "missing";
   std::string buffer(1 << 20, '\0');
   size_t hash = 0, size = 0;
@@ -103,7 +111,7 @@ void MakeBigFile(const std::string& path, size_t mib) {
 
 TEST_F(OverlayCrashTest, KillDuringCopyUpLeavesLowerViewOrCompleteCopy) {
   MakeBigFile(layer("lower") + "/big", 256);
-  std::string lower = Digest(layer("lower") + "/big");
+  std::string lower = Digest(layer("lower") + "/big", O_NOATIME);
   StartDaemon();
   // The append triggers a copy-up of 256 MiB; kill the daemon in the middle.
   auto writer = std::async(std::launch::async, [&] {
@@ -129,7 +137,7 @@ TEST_F(OverlayCrashTest, KillDuringCopyUpLeavesLowerViewOrCompleteCopy) {
   close(fd);
   ASSERT_EQ(stat((mnt() + "/big").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, (256 << 20) + 1);
-  EXPECT_EQ(Digest(layer("lower") + "/big"), lower);
+  EXPECT_EQ(Digest(layer("lower") + "/big", O_NOATIME), lower);
 }
 
 TEST_F(OverlayCrashTest, FsyncedDataSurvivesAKill) {
@@ -363,6 +371,7 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
         << strerror(errno);
     EXPECT_EQ(WhereAreTheDirectories(mnt(), "kernel"), view);
     EXPECT_EQ(umount(mnt().c_str()), 0);
+    lowers_.ExpectUntouched();  // before this kill point's layers go
     std::filesystem::remove_all(root_);
   }
 }

@@ -136,18 +136,19 @@ std::string AsUser1000(const std::function<std::string()>& op) {
 class OverlayFileattrTest : public OverlayPair {
  protected:
   void SetUp() override {
-    Mount({kLower}, kUpper);
-    // Flags already on lower objects (set beside the mounts, before either
-    // looked at them).
+    BuildLayers({kLower}, kUpper);
+    // Flags already on lower objects (set before either mount looks at them).
     for (const std::string& lower : {lamina_lower(0), set_[1] + "/lower0"}) {
       ASSERT_EQ(SetFlags(lower + "/f", FS_NOATIME_FL, 0), "ok");
       ASSERT_EQ(SetFlags(lower + "/imm", FS_IMMUTABLE_FL, 0), "ok");
     }
+    MountBoth();
   }
   void TearDown() override {
-    // Immutable files cannot be deleted with the test directory.
     UnmountLamina();
     UnmountKernel();
+    ExpectLowersUntouched();
+    // Immutable files cannot be deleted with the test directory.
     for (const std::string& set : {set_[0], set_[1]}) {
       system(("chattr -R -i -a " + set + " 2>/dev/null").c_str());
     }

@@ -80,6 +80,12 @@ std::string Outcome(int rc) {
 
 void OverlayPair::Mount(const std::vector<std::vector<std::string>>& lowers,
                         const std::vector<std::string>& upper, bool with_upper) {
+  BuildLayers(lowers, upper, with_upper);
+  MountBoth();
+}
+
+void OverlayPair::BuildLayers(const std::vector<std::vector<std::string>>& lowers,
+                              const std::vector<std::string>& upper, bool with_upper) {
   lower_count_ = static_cast<int>(lowers.size());
   with_upper_ = with_upper;
   for (int s = 0; s < 2; ++s) {
@@ -94,11 +100,21 @@ void OverlayPair::Mount(const std::vector<std::vector<std::string>>& lowers,
   }
   lamina_mnt_ = dir_.Subdir("lamina-mnt");
   kernel_mnt_ = dir_.Subdir("kernel-mnt");
+}
+
+void OverlayPair::MountBoth() {
   MountLamina();
   MountKernel();
 }
 
+void OverlayPair::WatchLowers(int set) {
+  for (int i = 0; i < lower_count_; ++i) {
+    lowers_.Watch(set_[set] + "/lower" + std::to_string(i));
+  }
+}
+
 void OverlayPair::MountLamina(int set) {
+  WatchLowers(set);
   OverlayOptions options = lamina_options_;
   options.layers.lowers.clear();
   const std::string& base = set_[set];
@@ -128,6 +144,7 @@ void OverlayPair::UnmountLamina() {
 }
 
 void OverlayPair::MountKernel() {
+  WatchLowers(1);
   std::string lowerdir;
   for (int i = 0; i < lower_count_; ++i) {
     lowerdir += (i ? ":" : "") + set_[1] + "/lower" + std::to_string(i);
@@ -148,6 +165,7 @@ void OverlayPair::UnmountKernel() {
 void OverlayPair::MountKernelOnLaminaLayers(const std::string& options) {
   UnmountLamina();
   UnmountKernel();
+  WatchLowers(0);
   std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
                      ",workdir=" + set_[0] + "/work";
   if (!options.empty()) data += "," + options;
@@ -165,6 +183,7 @@ void OverlayPair::MountLaminaOnKernelLayers() {
 void OverlayPair::TearDown() {
   UnmountLamina();
   UnmountKernel();
+  ExpectLowersUntouched();
 }
 
 void OverlayPair::ExpectSame(const std::function<std::string(const std::string& root)>& op,

@@ -4,6 +4,11 @@
 // Lamina's OverlayFs in-process and kernel overlayfs with mount(2), runs the
 // same operations on both, and compares what they report. A difference from
 // the kernel fails the test unless the test says Lamina deliberately differs.
+//
+// Neither overlay may change its lower layers: each set's lowers are
+// digested before their first mount and checked at tear-down, after both
+// are unmounted (see UntouchedLayers). The kernel's, mounted noatime and
+// read-only by overlayfs, check the check.
 
 #ifndef LAMINA_INTEGRATION_OVERLAY_OVERLAY_HARNESS_H_
 #define LAMINA_INTEGRATION_OVERLAY_OVERLAY_HARNESS_H_
@@ -16,6 +21,7 @@
 #include "core/fuse_server.h"
 #include "gtest/gtest.h"
 #include "integration/harness/mount_harness.h"
+#include "integration/harness/untouched_layers.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina::testing {
@@ -39,9 +45,15 @@ std::string Outcome(int rc);
 
 class OverlayPair : public ::testing::Test {
  protected:
-  // Layers, top first; each built twice.
+  // Layers, top first; each built twice. BuildLayers() then MountBoth().
   void Mount(const std::vector<std::vector<std::string>>& lowers,
              const std::vector<std::string>& upper = {}, bool with_upper = true);
+  // Mount() in two steps, for a test that prepares the layers further
+  // before either overlay sees them.
+  void BuildLayers(const std::vector<std::vector<std::string>>& lowers,
+                   const std::vector<std::string>& upper = {}, bool with_upper = true);
+  void MountBoth();
+  // Each mount first records the digests of its set's lowers, if not yet.
   void MountLamina(int set = 0);
   void UnmountLamina();
   void MountKernel();
@@ -52,7 +64,18 @@ class OverlayPair : public ::testing::Test {
   // Unmounts both, then mounts Lamina (lamina_options_) on the layers the
   // kernel wrote, at lamina_root().
   void MountLaminaOnKernelLayers();
+  // Unmounts both, then checks that no lower layer changed.
   void TearDown() override;
+
+  // For a test that changes lower layers itself: checks them, runs
+  // `change`, records them again (UntouchedLayers::Change). Unmount first,
+  // and mount again after, unless the test means to change them beside a
+  // live mount.
+  void ChangeLowers(const std::string& why, const std::function<void()>& change) {
+    lowers_.Change(why, change);
+  }
+  // The check TearDown() makes; it stops watching the lowers.
+  void ExpectLowersUntouched() { lowers_.ExpectUntouched(); }
 
   // Runs `op(root)` on both mounts and expects equal results.
   void ExpectSame(const std::function<std::string(const std::string& root)>& op,
@@ -83,6 +106,11 @@ class OverlayPair : public ::testing::Test {
   std::unique_ptr<OverlayFs> fs_;
   std::unique_ptr<FuseServer> server_;
   bool kernel_mounted_ = false;
+
+ private:
+  void WatchLowers(int set);
+
+  UntouchedLayers lowers_;
 };
 
 }  // namespace lamina::testing

@@ -112,14 +112,15 @@ TEST_P(OverlayOpenFilesTest, RunningProgramChangedAndRunAgain) {
   // A lower copy of a program: while one instance runs, the file is
   // chmod'ed (copied up), then run again (a package manager's triggers do
   // this to binaries in use).
-  for (const std::string& set : set_) {
-    const std::string dst = set + "/lower0/a/sleep";
-    ASSERT_EQ(system(("cp /bin/sleep " + dst).c_str()), 0);
-  }
   UnmountLamina();
   UnmountKernel();
-  MountLamina();
-  MountKernel();
+  ChangeLowers("a copy of /bin/sleep added", [&] {
+    for (const std::string& set : set_) {
+      const std::string dst = set + "/lower0/a/sleep";
+      ASSERT_EQ(system(("cp /bin/sleep " + dst).c_str()), 0);
+    }
+  });
+  MountBoth();
   ExpectSame(
       [](const std::string& r) {
         const std::string program = r + "/a/sleep";

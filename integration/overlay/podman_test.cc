@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "integration/overlay/laminafs_cli_fixture.h"
 
@@ -50,6 +51,25 @@ class PodmanTest : public LaminafsCliTest {
     std::string output;
     ASSERT_EQ(Podman({"import", Path("rootfs.tar"), "localhost/lamina-test"}, &output), 0)
         << output;
+    ASSERT_NO_FATAL_FAILURE(WatchLayersOf("localhost/lamina-test"));
+  }
+
+  // Watches the layers of `image` in this test's storage (each a lower of
+  // the containers run from it) until the end of the test.
+  void WatchLayersOf(const std::string& image) {
+    std::string output;
+    ASSERT_EQ(Podman({"image", "inspect", "--format",
+                      "{{.GraphDriver.Data.UpperDir}}:{{.GraphDriver.Data.LowerDir}}", image},
+                     &output),
+              0)
+        << output;
+    int watched = 0;
+    for (const auto& layer : absl::StrSplit(output, absl::ByAnyChar(":\n"))) {
+      if (layer.rfind(Path("storage/overlay/"), 0) != 0) continue;  // "<no value>", warnings
+      WatchLower(std::string(layer));
+      ++watched;
+    }
+    ASSERT_GT(watched, 0) << "no layer directory in: " << output;
   }
 
   // Runs podman with this test's storage; returns its exit status.
@@ -143,6 +163,8 @@ RUN set -e; grep ' / / ' /proc/self/mountinfo | grep -q ' - fuse.laminafs '; \
                    &output),
             0)
       << output;
+  // The built image's layers, the lowers of the container that lists it.
+  ASSERT_NO_FATAL_FAILURE(WatchLayersOf("localhost/lamina-built"));
 
   // One line per name below /data: path, type, link count, inode; then a
   // regular file's content.

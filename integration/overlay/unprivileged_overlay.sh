@@ -82,6 +82,9 @@ make_layers() {
 make_layers host
 make_layers userns
 make_layers kernel
+# No mount may change a lower layer: digests now, compared at the end.
+source "$(dirname "$as_user")/untouched_lowers.sh"
+for c in host userns kernel; do lower_record "$work/$c/lower" "$work/$c/lower.digest"; done
 
 # The operations, run in the mount; each prints its outcome.
 cat > "$work/ops.sh" <<'EOF'
@@ -153,7 +156,8 @@ for f in /proc/"$daemon"/fd/*; do
     echo "the daemon's lower root is writable ($f)"; exit 1
   fi
   grep -q "Read-only file system" "$lower.rofs" || { cat "$lower.rofs"; exit 1; }
-  [ "$(cat "$lower/f1")" = one ] || { echo "lower f1 changed"; exit 1; }
+  # (Read without moving its atime: the lower layers' digest checks it.)
+  [ "$(dd if="$lower/f1" iflag=noatime status=none)" = one ] || { echo "lower f1 changed"; exit 1; }
   exit 0
 done
 echo "no descriptor of the lower root in daemon $daemon"; exit 1
@@ -253,6 +257,11 @@ for c in host userns; do
   umount "$dd/check"
   same "$c: kernel overlayfs on Lamina's upper" "$dd/view" "$dd/kernel-view"
 done
+changed=""
+for c in host userns kernel; do
+  lower_untouched "$work/$c/lower" "$work/$c/lower.digest" || changed+=" $c"
+done
+[[ -z "$changed" ]] || fail "lower layers changed:$changed"
 t_end=$(date +%s.%N)
 awk -v a="$t0" -v b="$t_host" -v c="$t_userns" -v d="$t_end" 'BEGIN {
   printf "unprivileged overlay: host %.1f s, userns %.1f s, compare %.1f s\n", b - a, c - b, d - c }'

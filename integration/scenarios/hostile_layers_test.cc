@@ -22,13 +22,15 @@ namespace {
 
 class HostileLayersTest : public OverlayPair {
  protected:
-  // Unmounts both, runs `change(set)` on each set of layers, remounts.
+  // Unmounts both, runs `change(set)` on each set of layers (a deliberate
+  // change of the lowers, recorded afresh), remounts.
   void ChangeLayers(const std::function<void(const std::string& set)>& change) {
     UnmountLamina();
     UnmountKernel();
-    for (const std::string& set : set_) change(set);
-    MountLamina();
-    MountKernel();
+    ChangeLowers("hostile content added", [&] {
+      for (const std::string& set : set_) change(set);
+    });
+    MountBoth();
   }
   // Puts both sets of layers on a tmpfs: ext4 keeps a file's xattrs in one
   // block, tmpfs takes values up to XATTR_SIZE_MAX.
@@ -376,9 +378,13 @@ TEST_F(HostileLayersTest, TenThousandDeepDirectoryChain) {
   ExpectAlive();
   UnmountLamina();
   UnmountKernel();
-  for (const std::string& set : set_) {
-    for (const char* chain : {"/lower0/top", "/lower0/mid", "/upper/mid"}) RemoveChain(set + chain);
-  }
+  ChangeLowers("the chains removed, which TempDir cannot", [&] {
+    for (const std::string& set : set_) {
+      for (const char* chain : {"/lower0/top", "/lower0/mid", "/upper/mid"}) {
+        RemoveChain(set + chain);
+      }
+    }
+  });
 }
 
 TEST_F(HostileLayersTest, WhiteoutsBesideTheirOwnNames) {

@@ -22,6 +22,14 @@ rootfs_prepare
 t_prepared=$(date +%s)
 
 work=$(mktemp -d /tmp/lamina-rootfs-XXXXXX)
+# The lower tree must come out of every mount untouched: its digest before
+# the first mount, compared after the last (lower_record, lower_untouched).
+# The tree is shared by every run on the machine: another run through a
+# laminafs that changes it at the same time fails this one too. Once a run
+# has read the cached tree, relatime leaves its atimes alone for a day
+# whoever reads it, so here a stray atime update shows only on a tree read
+# less recently; every other field is checked on every run.
+source "$here/../harness/untouched_lowers.sh"
 chmod 755 "$work"
 mnt=$work/root
 daemon=""
@@ -141,6 +149,7 @@ bind_system() {
 }
 
 if [[ "$mode" == root ]]; then
+  lower_record "$rootfs_tree" "$work/lower.digest"
   mount_lamina
   bind_system
   cp /etc/resolv.conf "$mnt/etc/resolv.conf"
@@ -170,6 +179,7 @@ if [[ "$mode" == root ]]; then
     diff "$work/before" "$work/kernel-view" | head -40 >&2
     exit 1
   fi
+  lower_untouched "$rootfs_tree" "$work/lower.digest" || exit 1
   t_end=$(date +%s)
   echo "rootfs: files in view: $(grep -c '^\./' "$work/before")," \
        "upper: $(du -sh "$work/upper" | cut -f1)"
@@ -195,6 +205,7 @@ fi
 shift_base=100000
 user=lamina-rootless
 rootfs_prepare_shifted "$shift_base"
+lower_record "$rootfs_shifted" "$work/lower.digest"
 t_prepared=$(date +%s)
 # The test user and its range (idempotent; the range must not be another's).
 if ! id -u "$user" > /dev/null 2>&1; then
@@ -269,6 +280,7 @@ fi
 test "$(stat -c %u "$work/upper/src/hello")" = "$shift_base"
 test -c "$work/upper/usr/share/doc" && test "$(stat -c %t:%T "$work/upper/usr/share/doc")" = 0:0
 ! getfattr -R -h -m '^trusted\.' --absolute-names "$work/upper" 2> /dev/null | grep -q .
+lower_untouched "$rootfs_shifted" "$work/lower.digest" || exit 1
 t_end=$(date +%s)
 echo "rootfs: files in view: $(grep -c '^\./' "$work/u/before"), upper: $(du -sh "$work/upper" | cut -f1)"
 echo "rootfs: prepare $((t_prepared - t0)) s, mount $(( $(cat "$work/u/t_mounted") - t_before)) s," \
