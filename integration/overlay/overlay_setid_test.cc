@@ -104,9 +104,7 @@ class OverlaySetIdTest : public OverlayPair, public ::testing::WithParamInterfac
       lower.push_back(std::string("f lower/") + c.name + " data");
       upper.push_back(std::string("f upper/") + c.name + " data");
     }
-    Mount({lower}, upper);
-    UnmountLamina();
-    UnmountKernel();
+    BuildLayers({lower}, upper);
     mkdir((plain_ + "/lower").c_str(), 0755);
     mkdir((plain_ + "/upper").c_str(), 0755);
     // Where each case's files are: (layer root, directory in it).
@@ -126,8 +124,7 @@ class OverlaySetIdTest : public OverlayPair, public ::testing::WithParamInterfac
         ASSERT_EQ(chmod(path.c_str(), c.mode), 0);
       }
     }
-    MountLamina();
-    MountKernel();
+    MountBoth();
     if (lamina_io_uring_) {
       ASSERT_NE(server_->io_uring(), nullptr);
       ASSERT_TRUE(server_->io_uring()->active()) << "the kernel did not take the rings";

@@ -87,9 +87,7 @@ class OverlaySpecialFilesTest : public OverlayPair, public ::testing::WithParamI
     }
     lamina_default_permissions_ = std::get<bool>(GetParam());
     ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);  // the owner reaches the mounts
-    Mount({{"d d"}}, {"d d"});
-    UnmountLamina();
-    UnmountKernel();
+    BuildLayers({{"d d"}}, {"d d"});
     for (const std::string& set : set_) {
       ASSERT_EQ(chown((set + "/lower0/d").c_str(), kOwner, kOwnerGroup), 0);
       ASSERT_EQ(chown((set + "/upper/d").c_str(), kOwner, kOwnerGroup), 0);
@@ -97,8 +95,7 @@ class OverlaySpecialFilesTest : public OverlayPair, public ::testing::WithParamI
         MakeObject(set + (name[0] == 'l' ? "/lower0/d" : "/upper/d"), name);
       }
     }
-    MountLamina();
-    MountKernel();
+    MountBoth();
     if (lamina_io_uring_) {
       ASSERT_NE(server_->io_uring(), nullptr);
       ASSERT_TRUE(server_->io_uring()->active()) << "the kernel did not take the rings";
