@@ -25,7 +25,7 @@ namespace lamina {
 struct InitConfig;
 struct InitReply;
 
-// One stream of requests, owned by one worker thread.
+// One stream of requests, owned by one worker thread at a time.
 class Channel {
  public:
   virtual ~Channel() = default;
@@ -72,6 +72,13 @@ class Transport {
   // own, instead of the session's NewChannel() clones (one per io_uring
   // queue). Empty: the session clones. Ownership passes to the caller.
   virtual std::vector<std::unique_ptr<Channel>> TakeQueueChannels() { return {}; }
+
+  // Another channel on the queue TakeQueueChannels() returned at `index`,
+  // for an additional worker of that queue; called on the thread that will
+  // use it. EOPNOTSUPP when the transport has no queues.
+  virtual Result<std::unique_ptr<Channel>> NewQueueChannel(int /*index*/) {
+    return Errno{EOPNOTSUPP};
+  }
 
   // A channel on the same connection whose Receive never blocks (EAGAIN
   // when nothing is pending), shared by all workers for busy polling: a
