@@ -167,6 +167,10 @@ Result<void> IoUringQueue::Register() {
   return attached;
 }
 
+void IoUringQueue::Prepare() {
+  if (!attached_) AttachOrFallBack();
+}
+
 bool IoUringQueue::NextCompletion(io_uring_cqe* out) {
   if (!early_.empty()) {
     *out = early_.front();

@@ -31,10 +31,10 @@
 // presented so that the dispatcher answers it EINVAL.
 //
 // Threading: a queue belongs to the one worker thread that calls Receive and
-// Send. Register() (or else its first Receive) pins the thread to the
-// queue's CPU, enables the ring (created disabled, single issuer, deferred
-// task work) and registers the entries. If registration fails on a first
-// Receive the queue serves a cloned /dev/fuse descriptor instead (the
+// Send. Register() or Prepare() (or else its first Receive) pins the thread
+// to the queue's CPU, enables the ring (created disabled, single issuer,
+// deferred task work) and registers the entries. If that fails in Prepare()
+// or Receive the queue serves a cloned /dev/fuse descriptor instead (the
 // kernel falls back to /dev/fuse when a registration fails) and says so in
 // the log.
 
@@ -92,6 +92,8 @@ class IoUringQueue : public Channel {
   // kernel keeps serving the queue's other rings); the queue is unusable.
   Result<void> Register();
 
+  // Register() unless done, falling back to /dev/fuse if that fails.
+  void Prepare() override;
   Result<size_t> Receive(std::span<std::byte> buffer) override;
   // The request in the entry's own memory, valid until the next Receive.
   Result<std::span<const std::byte>> ReceiveView(std::span<std::byte> buffer) override;

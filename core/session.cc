@@ -162,10 +162,11 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
     // The kernel hands a request to a ring entry that is waiting when the
     // request arrives, or else to the next entry of the queue that commits
     // a reply: an entry registered later gets only requests that come after
-    // it. So a queue keeps two free workers ahead of demand, and a request
-    // waits behind a slow one only if two more arrive on the same CPU while
-    // a new worker is being started.
+    // it. So a queue keeps two free workers ahead of demand, from the start,
+    // and a request waits behind a slow one only if it comes in a burst of
+    // more than two on the same CPU, while a new worker is being started.
     options.spare = 2;
+    options.prestart_spares = true;
     // The kernel has no command to take an entry back, and one whose ring
     // goes away while a request is being handed to it leaves that request
     // unanswered until the connection ends. So workers stay, idle in

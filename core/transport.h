@@ -49,6 +49,11 @@ class Channel {
   // Sends one complete reply (the out header is the first iovec). ENOENT
   // means the kernel already dropped an interrupted request.
   virtual Result<void> Send(std::span<const struct iovec> iov) = 0;
+
+  // Called once on the worker's thread before its first Receive: a channel
+  // that must be set up by the thread that uses it (an io_uring queue)
+  // does so here, so that the worker counts as ready only when it is.
+  virtual void Prepare() {}
 };
 
 class Transport {

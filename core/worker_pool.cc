@@ -19,12 +19,17 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::Start(std::vector<std::unique_ptr<Channel>> owned,
                        std::vector<Channel*> borrowed) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   for (std::unique_ptr<Channel>& channel : owned) {
     channels_.push_back(std::move(channel));
     borrowed.push_back(channels_.back().get());
   }
   for (Channel* channel : borrowed) Launch(channel);
+  const int spares = options_.prestart_spares
+                         ? std::min(options_.spare, options_.max_workers - running_.load())
+                         : 0;
+  for (int i = 0; i < spares; ++i) Launch(nullptr);
+  started_one_.wait(lock, [this] { return starting_.load(std::memory_order_acquire) == 0; });
 }
 
 void WorkerPool::Launch(Channel* channel) {
@@ -53,7 +58,11 @@ void WorkerPool::Run(WorkerList::iterator self) {
         std::lock_guard lock(mu_);
         growth_failed_ = true;
       }
-      starting_.fetch_sub(1, std::memory_order_acq_rel);
+      {
+        std::lock_guard lock(mu_);
+        starting_.fetch_sub(1, std::memory_order_acq_rel);
+        started_one_.notify_all();
+      }
       Leave(self, /*counted_free=*/false, /*counted_running=*/true);
       return;
     }
@@ -62,10 +71,15 @@ void WorkerPool::Run(WorkerList::iterator self) {
     channel = channels_.back().get();
     self->channel = channel;
   }
-  // Free first, then no longer starting: the sum never dips, so no worker
-  // sees a shortage that is not there.
-  free_.fetch_add(1, std::memory_order_acq_rel);
-  starting_.fetch_sub(1, std::memory_order_acq_rel);
+  channel->Prepare();
+  {
+    // Free first, then no longer starting: the sum never dips, so no
+    // worker sees a shortage that is not there.
+    std::lock_guard lock(mu_);
+    free_.fetch_add(1, std::memory_order_acq_rel);
+    starting_.fetch_sub(1, std::memory_order_acq_rel);
+    started_one_.notify_all();
+  }
   const bool retired = serve_(*channel, *this);
   if (!retired) {
     // The channel ended: the connection is going away.

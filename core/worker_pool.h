@@ -13,7 +13,8 @@
 // - A worker that takes a request and leaves fewer than `spare` workers
 //   free starts another one, up to `max_workers`. The new worker makes its
 //   own channel on its own thread (a cloned /dev/fuse descriptor, or a ring
-//   of its own), and counts as free only once that channel is ready.
+//   of its own), and counts as free only once that channel is ready
+//   (Channel::Prepare).
 // - A worker that has answered its request exits instead of waiting for
 //   the next when `retire_idle` is set, more than `min_workers` run and
 //   `keep_idle` others are free already. Its channel is kept for the next
@@ -58,6 +59,9 @@ class WorkerPool {
     bool retire_idle = true;
     // Free workers past which one that becomes free exits.
     int keep_idle = 1;
+    // Start() also starts `spare` workers beyond its channels, so that the
+    // first burst of requests finds them ready.
+    bool prestart_spares = false;
   };
 
   // Makes the channel of a new worker; called on that worker's thread.
@@ -75,7 +79,8 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Starts one worker per channel (at least one channel; owned channels
-  // are kept, borrowed ones must outlive the pool).
+  // are kept, borrowed ones must outlive the pool), and the spares if
+  // asked to, and returns once each is ready for requests or has given up.
   void Start(std::vector<std::unique_ptr<Channel>> owned, std::vector<Channel*> borrowed = {});
 
   // The calling worker has received a request and is now busy.
@@ -129,8 +134,9 @@ class WorkerPool {
 
   mutable std::mutex mu_;
   std::condition_variable all_gone_;
-  WorkerList workers_;  // alive
-  WorkerList exited_;   // ended, not joined yet
+  std::condition_variable started_one_;  // a worker is ready, or gave up
+  WorkerList workers_;                   // alive
+  WorkerList exited_;                    // ended, not joined yet
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<Channel*> idle_channels_;  // left by workers that exited
   bool ending_ = false;                  // a channel ended: start nobody any more
