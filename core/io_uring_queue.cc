@@ -188,6 +188,7 @@ void IoUringQueue::FallBack(int error, bool kernel_saw_it) {
   if (!kernel_saw_it) RefuseIoUring(config_.device_fd, config_.qid);
   ring_.reset();
   fallback_ = DevFuseTransport::CloneChannel(config_.device_fd);
+  if (config_.fell_back != nullptr) config_.fell_back->store(true, std::memory_order_release);
 }
 
 Result<void> IoUringQueue::QueueCommand(size_t index, uint32_t command) {

@@ -75,6 +75,8 @@ class IoUringQueue : public Channel {
     int depth = 1;            // ring entries, i.e. requests the kernel may hand over at once
     size_t payload_size = 0;  // per entry; at least the kernel's maximum payload
     std::atomic<uint64_t>* served = nullptr;  // counts requests received (optional)
+    // Set when a queue falls back to /dev/fuse (optional).
+    std::atomic<bool>* fell_back = nullptr;
   };
 
   // Allocates the ring (disabled) and the entries' buffers. Called before

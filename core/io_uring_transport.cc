@@ -108,6 +108,7 @@ Result<void> IoUringTransport::PrepareQueues(size_t payload_size) {
     config.depth = options_.queue_depth;
     config.payload_size = payload_size;
     config.served = &served_[qid];
+    config.fell_back = &fell_back_;
     Result<std::unique_ptr<IoUringQueue>> queue = IoUringQueue::Create(config);
     if (!queue.ok()) return Errno{queue.error()};
     queues.push_back(std::move(*queue));
@@ -128,6 +129,7 @@ std::vector<std::unique_ptr<Channel>> IoUringTransport::TakeQueueChannels() {
 
 Result<std::unique_ptr<Channel>> IoUringTransport::NewQueueChannel(int index) {
   if (index < 0 || static_cast<size_t>(index) >= configs_.size()) return Errno{EINVAL};
+  if (fell_back_.load(std::memory_order_acquire)) return CloneChannel(session_fd());
   Result<std::unique_ptr<IoUringQueue>> queue = IoUringQueue::Create(configs_[index]);
   if (!queue.ok()) return Errno{queue.error()};
   Result<void> registered = (*queue)->Register();

@@ -56,7 +56,8 @@ class IoUringTransport : public DevFuseTransport {
   std::vector<std::unique_ptr<Channel>> TakeQueueChannels() override;
   // A ring of its own on queue `index` (the qid), registered by the
   // calling thread, which is pinned to the queue's CPU and becomes the
-  // ring's only user.
+  // ring's only user. Once a queue has fallen back to /dev/fuse (the kernel
+  // then serves everything there), a cloned /dev/fuse descriptor instead.
   Result<std::unique_ptr<Channel>> NewQueueChannel(int index) override;
 
   // Whether the kernel was told to use the rings.
@@ -78,6 +79,7 @@ class IoUringTransport : public DevFuseTransport {
   std::unique_ptr<std::atomic<uint64_t>[]> served_;
   std::atomic<int> queue_count_{0};
   std::atomic<bool> active_{false};
+  std::atomic<bool> fell_back_{false};  // a queue serves /dev/fuse instead
 };
 
 // The CPUs the kernel may run tasks on (/sys/devices/system/cpu/possible);

@@ -25,11 +25,15 @@ void WorkerPool::Start(std::vector<std::unique_ptr<Channel>> owned,
     borrowed.push_back(channels_.back().get());
   }
   for (Channel* channel : borrowed) Launch(channel);
-  const int spares = options_.prestart_spares
-                         ? std::min(options_.spare, options_.max_workers - running_.load())
-                         : 0;
+  auto all_ready = [this] { return starting_.load(std::memory_order_acquire) == 0; };
+  started_one_.wait(lock, all_ready);
+  // Only now: how a spare makes its channel may depend on how the first
+  // ones fared (an io_uring queue that fell back to /dev/fuse).
+  if (!options_.prestart_spares) return;
+  const int spares =
+      std::min(options_.spare, options_.max_workers - running_.load(std::memory_order_relaxed));
   for (int i = 0; i < spares; ++i) Launch(nullptr);
-  started_one_.wait(lock, [this] { return starting_.load(std::memory_order_acquire) == 0; });
+  started_one_.wait(lock, all_ready);
 }
 
 void WorkerPool::Launch(Channel* channel) {
