@@ -133,12 +133,12 @@ void Session::StartDevicePool() {
   options.spare = 1;
   options.retire_idle = true;
   options.keep_idle = options.min_workers;
-  pools_.push_back(std::make_unique<WorkerPool>(
+  WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
       options, [this] { return transport_.NewChannel(); },
       [this](Channel& channel, WorkerPool& pool) {
         return Serve(channel, pool, /*batch_forgets=*/false);
       }));
-  pools_.back()->Start(std::move(channels), {&transport_.primary()});
+  pool->Start(std::move(channels), {&transport_.primary()});
 }
 
 void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
@@ -147,7 +147,7 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
   WorkerPool::Options forgets;
   forgets.name = "forgets";
   forgets.retire_idle = false;
-  pools_.push_back(std::make_unique<WorkerPool>(
+  WorkerPool* forget_pool = AddPool(std::make_unique<WorkerPool>(
       forgets, [] { return Result<std::unique_ptr<Channel>>(Errno{EOPNOTSUPP}); },
       [this](Channel& channel, WorkerPool& pool) {
         return Serve(channel, pool, /*batch_forgets=*/true);
@@ -172,16 +172,16 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
     // unanswered until the connection ends. So workers stay, idle in
     // io_uring_enter, until the session ends.
     options.retire_idle = false;
-    pools_.push_back(std::make_unique<WorkerPool>(
+    WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
         options, [this, qid] { return transport_.NewQueueChannel(qid); },
         [this](Channel& channel, WorkerPool& pool) {
           return Serve(channel, pool, /*batch_forgets=*/false);
         }));
     std::vector<std::unique_ptr<Channel>> first;
     first.push_back(std::move(queues[qid]));
-    pools_.back()->Start(std::move(first));
+    pool->Start(std::move(first));
   }
-  pools_.front()->Start({}, {&transport_.primary()});
+  forget_pool->Start({}, {&transport_.primary()});
 }
 
 Result<std::span<const std::byte>> Session::NextRequest(Channel& own, std::span<std::byte> buffer,
@@ -242,7 +242,12 @@ bool Session::Serve(Channel& channel, WorkerPool& pool, bool batch_forgets) {
 }
 
 void Session::Wait() {
-  for (const std::unique_ptr<WorkerPool>& pool : pools_) pool->Wait();
+  std::vector<WorkerPool*> pools;
+  {
+    std::lock_guard lock(pools_mu_);
+    for (const std::unique_ptr<WorkerPool>& pool : pools_) pools.push_back(pool.get());
+  }
+  for (WorkerPool* pool : pools) pool->Wait();
   notifier_.Drain();
   if (!destroyed_) {
     destroyed_ = true;
@@ -251,10 +256,16 @@ void Session::Wait() {
 }
 
 std::vector<const WorkerPool*> Session::pools() const {
+  std::lock_guard lock(pools_mu_);
   std::vector<const WorkerPool*> pools;
-  if (!started_.load(std::memory_order_acquire)) return pools;
   for (const std::unique_ptr<WorkerPool>& pool : pools_) pools.push_back(pool.get());
   return pools;
+}
+
+WorkerPool* Session::AddPool(std::unique_ptr<WorkerPool> pool) {
+  std::lock_guard lock(pools_mu_);
+  pools_.push_back(std::move(pool));
+  return pools_.back().get();
 }
 
 bool Session::running() const {

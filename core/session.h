@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -94,8 +95,8 @@ class Session {
   bool running() const;
   // Workers started with the session (over /dev/fuse).
   int thread_count() const { return threads_; }
-  // The worker pools, once started (else none): over /dev/fuse one; over
-  // io_uring the primary channel's, then one per CPU queue in queue order.
+  // The worker pools started so far: over /dev/fuse one; over io_uring the
+  // primary channel's, then one per CPU queue in queue order.
   std::vector<const WorkerPool*> pools() const;
   // All pools together (peak: the sum of their peaks).
   WorkerPool::Counts workers() const;
@@ -110,6 +111,8 @@ class Session {
   static size_t RequestBufferSize(uint32_t max_write);
 
  private:
+  // Keeps `pool` and returns it.
+  WorkerPool* AddPool(std::unique_ptr<WorkerPool> pool);
   // One pool for the /dev/fuse connection (or the test transport's socket).
   void StartDevicePool();
   // The primary channel's worker and one pool per FUSE-over-io_uring queue.
@@ -137,11 +140,11 @@ class Session {
   BackingRegistry backing_;
   Dispatcher dispatcher_;
   BusyPoller poller_;
-  std::unique_ptr<Channel> polling_channel_;        // shared; null: no polling
-  std::vector<std::unique_ptr<WorkerPool>> pools_;  // fixed once started_
-  // Set (release) when Start() has made every pool; readers on other
-  // threads look at pools_ only after seeing it (acquire).
-  std::atomic<bool> started_{false};
+  std::unique_ptr<Channel> polling_channel_;  // shared; null: no polling
+  // Added to while Start() runs, when earlier pools already serve.
+  mutable std::mutex pools_mu_;
+  std::vector<std::unique_ptr<WorkerPool>> pools_;  // guarded by pools_mu_
+  std::atomic<bool> started_{false};                // Start() has run
   bool destroyed_ = false;
 };
 

@@ -135,19 +135,30 @@ void WorkerPool::Grow() {
 }
 
 bool WorkerPool::Finished() {
-  if (options_.retire_idle && free_.load(std::memory_order_acquire) >= options_.keep_idle &&
-      running_.load(std::memory_order_acquire) > options_.min_workers) {
-    std::lock_guard lock(mu_);
-    if (free_.load(std::memory_order_acquire) >= options_.keep_idle &&
-        running_.load(std::memory_order_relaxed) > options_.min_workers) {
-      // Uncounted now, under the lock, so that two workers finishing at
-      // once cannot both leave the last ones.
-      running_.fetch_sub(1, std::memory_order_acq_rel);
-      return false;
+  int free = free_.load(std::memory_order_acquire);
+  for (;;) {
+    // A worker still starting will be free in a moment.
+    if (options_.retire_idle &&
+        free + starting_.load(std::memory_order_acquire) >= options_.keep_idle &&
+        running_.load(std::memory_order_acquire) > options_.min_workers) {
+      std::lock_guard lock(mu_);
+      // Uncounted under the lock, so that workers finishing at once cannot
+      // take the pool below its minimum.
+      if (running_.load(std::memory_order_relaxed) > options_.min_workers) {
+        running_.fetch_sub(1, std::memory_order_acq_rel);
+        return false;
+      }
+      free_.fetch_add(1, std::memory_order_acq_rel);
+      return true;
+    }
+    // Counted free only if no other worker became free (or busy) since we
+    // looked: of several finishing at once, each decides on the count the
+    // others left, so no more than keep_idle stay idle.
+    if (free_.compare_exchange_weak(free, free + 1, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+      return true;
     }
   }
-  free_.fetch_add(1, std::memory_order_acq_rel);
-  return true;
 }
 
 void WorkerPool::Wait() {
