@@ -135,8 +135,8 @@ void Session::StartDevicePool() {
   options.keep_idle = options.min_workers;
   WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
       options, [this] { return transport_.NewChannel(); },
-      [this](Channel& channel, WorkerPool& pool) {
-        return Serve(channel, pool, /*batch_forgets=*/false);
+      [this](Channel& channel, WorkerPool& self) {
+        return Serve(channel, self, /*batch_forgets=*/false);
       }));
   pool->Start(std::move(channels), {&transport_.primary()});
 }
@@ -149,8 +149,8 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
   forgets.retire_idle = false;
   WorkerPool* forget_pool = AddPool(std::make_unique<WorkerPool>(
       forgets, [] { return Result<std::unique_ptr<Channel>>(Errno{EOPNOTSUPP}); },
-      [this](Channel& channel, WorkerPool& pool) {
-        return Serve(channel, pool, /*batch_forgets=*/true);
+      [this](Channel& channel, WorkerPool& self) {
+        return Serve(channel, self, /*batch_forgets=*/true);
       }));
   const int queue_count = static_cast<int>(queues.size());
   const int per_queue =
@@ -174,8 +174,8 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
     options.retire_idle = false;
     WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
         options, [this, qid] { return transport_.NewQueueChannel(qid); },
-        [this](Channel& channel, WorkerPool& pool) {
-          return Serve(channel, pool, /*batch_forgets=*/false);
+        [this](Channel& channel, WorkerPool& self) {
+          return Serve(channel, self, /*batch_forgets=*/false);
         }));
     std::vector<std::unique_ptr<Channel>> first;
     first.push_back(std::move(queues[qid]));
