@@ -132,7 +132,7 @@ void Session::StartDevicePool() {
   // one free worker is enough, even one still starting.
   options.spare = 1;
   options.retire_idle = true;
-  options.keep_idle = options.min_workers;
+  options.keep_idle = std::max(options.min_workers, SessionOptions::kIdleWorkersKept);
   WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
       options, [this] { return transport_.NewChannel(); },
       [this](Channel& channel, WorkerPool& self) {
