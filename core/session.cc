@@ -128,14 +128,16 @@ void Session::StartDevicePool() {
   options.name = "requests";
   options.min_workers = static_cast<int>(channels.size()) + 1;
   options.max_workers = std::max(max_threads_, options.min_workers);
-  // Any worker reading the connection takes the oldest waiting request, so
-  // one free worker is enough, even one still starting.
-  options.spare = 1;
+  // Any worker that starts reading the connection takes the oldest waiting
+  // request, so a worker started late loses nothing, and one started for
+  // every overlap would cost (SessionOptions::kHeldAfter).
+  options.growth = WorkerPool::Growth::kWhenHeld;
+  options.held_after = SessionOptions::kHeldAfter;
   options.retire_idle = true;
-  options.keep_idle = std::max(options.min_workers, SessionOptions::kIdleWorkersKept);
+  options.keep_idle = options.min_workers;
   WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
       options, [this] { return transport_.NewChannel(); },
-      [this](Channel& channel, WorkerPool& self) {
+      [this](Channel& channel, WorkerPool::Worker& self) {
         return Serve(channel, self, /*batch_forgets=*/false);
       }));
   pool->Start(std::move(channels), {&transport_.primary()});
@@ -146,10 +148,11 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
   // better left to batch up; nobody waits on those, so one worker will do.
   WorkerPool::Options forgets;
   forgets.name = "forgets";
+  forgets.growth = WorkerPool::Growth::kAhead;  // with one worker at most: never
   forgets.retire_idle = false;
   WorkerPool* forget_pool = AddPool(std::make_unique<WorkerPool>(
       forgets, [] { return Result<std::unique_ptr<Channel>>(Errno{EOPNOTSUPP}); },
-      [this](Channel& channel, WorkerPool& self) {
+      [this](Channel& channel, WorkerPool::Worker& self) {
         return Serve(channel, self, /*batch_forgets=*/true);
       }));
   const int queue_count = static_cast<int>(queues.size());
@@ -165,6 +168,7 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
     // it. So a queue keeps two free workers ahead of demand, from the start,
     // and a request waits behind a slow one only if it comes in a burst of
     // more than two on the same CPU, while a new worker is being started.
+    options.growth = WorkerPool::Growth::kAhead;
     options.spare = 2;
     options.prestart_spares = true;
     // The kernel has no command to take an entry back, and one whose ring
@@ -174,7 +178,7 @@ void Session::StartQueuePools(std::vector<std::unique_ptr<Channel>> queues) {
     options.retire_idle = false;
     WorkerPool* pool = AddPool(std::make_unique<WorkerPool>(
         options, [this, qid] { return transport_.NewQueueChannel(qid); },
-        [this](Channel& channel, WorkerPool& self) {
+        [this](Channel& channel, WorkerPool::Worker& self) {
           return Serve(channel, self, /*batch_forgets=*/false);
         }));
     std::vector<std::unique_ptr<Channel>> first;
@@ -211,7 +215,7 @@ Result<std::span<const std::byte>> Session::NextRequest(Channel& own, std::span<
   return request;
 }
 
-bool Session::Serve(Channel& channel, WorkerPool& pool, bool batch_forgets) {
+bool Session::Serve(Channel& channel, WorkerPool::Worker& self, bool batch_forgets) {
   const size_t request_size = RequestBufferSize(connection_.max_write());
   const size_t scratch_size = std::max(connection_.max_read(), 64U * 1024);
   std::unique_ptr<uint64_t[]> request_words = NewBuffer(request_size);
@@ -234,10 +238,10 @@ bool Session::Serve(Channel& channel, WorkerPool& pool, bool batch_forgets) {
     }
     // Before handling: this request may take long, and the pool must not
     // be left without a free worker meanwhile.
-    pool.Took();
+    self.Took();
     dispatcher_.Handle(*received, *reply_to, scratch);
     if (batch_forgets && IsForget(*received)) std::this_thread::sleep_for(kForgetBatchingPause);
-    if (!pool.Finished()) return true;
+    if (!self.Finished()) return true;
   }
 }
 

@@ -44,12 +44,12 @@ struct SessionOptions {
   // threads, 8). Ignored when the transport brings its own channels
   // (FUSE-over-io_uring: one worker per CPU queue to start with).
   int threads = 0;
-  // The most workers serving requests at once. A request that finds no
-  // worker free starts another (a slow request holds its worker until it
-  // is answered), and workers beyond `threads` exit once they find
-  // max(threads, kIdleWorkersKept) others free. 0 means kDefaultMaxThreads;
-  // `threads` or less keeps the pool fixed. Over FUSE-over-io_uring it is shared out evenly among the
-  // CPU queues, each allowed at least kMinQueueWorkers.
+  // The most workers serving requests at once. When every worker is busy
+  // and one has been on its request for kHeldAfter, another starts (a slow
+  // request holds its worker until it is answered); workers beyond
+  // `threads` exit once they find `threads` others free. 0 means
+  // kDefaultMaxThreads; `threads` or less keeps the pool fixed. Over FUSE-over-io_uring it is
+  // shared out evenly among the CPU queues, each allowed at least kMinQueueWorkers.
   int max_threads = 0;
   // The longest a free worker polls for the next request before sleeping
   // (BusyPoller); zero never polls. Not used over FUSE-over-io_uring.
@@ -59,18 +59,22 @@ struct SessionOptions {
   // 20,000 files one by one: a 20 us window caught as much as 50 or 200 us
   // did; 50 leaves room for a slower caller.
   static constexpr std::chrono::microseconds kDefaultBusyPoll{50};
-  // Workers start only while requests find none free, one at a time, so the
+  // Workers start only while every worker is busy, one at a time, so the
   // cap is reached only with this many requests in progress at once. Each
   // costs a thread and buffers whose pages are touched only as requests
   // use them.
   static constexpr int kDefaultMaxThreads = 64;
-  // Free workers kept before one that becomes free exits. A few requests
-  // overlap all the time (a RELEASE in the background beside the next
-  // OPEN, a FORGET beside the next LOOKUP); were only `threads` kept, each
-  // overlap would start a thread and end it again (open-read-close of a
-  // small file went from 76 to 100 us on the 2-vCPU VM). Idle workers
-  // sleep in read(2), woken one per request.
-  static constexpr int kIdleWorkersKept = 8;
+  // How long a request holds its worker before the pool counts it as slow
+  // and, if no other worker is free, starts another (over /dev/fuse).
+  // Requests that merely overlap (a RELEASE in the background beside the
+  // next OPEN) take microseconds and must not add workers: every idle
+  // reader of /dev/fuse slows the others (a fixed 7 workers made creating
+  // a file 116 us against 81 with 2, on the 2-vCPU VM). And on a busy
+  // machine a worker may wait a few milliseconds for a CPU in the middle
+  // of a fast request: with 2 ms, some runs of a create benchmark started
+  // up to 29 workers. What this is for takes seconds (a copy-up of a large
+  // file, a lower that does not answer).
+  static constexpr std::chrono::microseconds kHeldAfter{10000};
   // Each io_uring queue keeps two workers free ahead of demand (see
   // Session::StartQueuePools), so it needs room for a busy one besides.
   static constexpr int kMinQueueWorkers = 4;
@@ -129,7 +133,7 @@ class Session {
   // carries only FORGET and INTERRUPT (io_uring's primary), so pausing after
   // a forget lets the kernel batch the next ones instead of waking us for
   // each.
-  bool Serve(Channel& channel, WorkerPool& pool, bool batch_forgets);
+  bool Serve(Channel& channel, WorkerPool::Worker& self, bool batch_forgets);
   // The next request for a worker whose own channel is `own`: polled from
   // the shared polling channel when the worker gets the poller's role and a
   // request comes within the window, else read from `own`. `*reply_to` is

@@ -17,6 +17,12 @@ WorkerPool::~WorkerPool() {
   channels_.clear();
 }
 
+int64_t WorkerPool::NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 void WorkerPool::Start(std::vector<std::unique_ptr<Channel>> owned,
                        std::vector<Channel*> borrowed) {
   std::unique_lock lock(mu_);
@@ -27,6 +33,10 @@ void WorkerPool::Start(std::vector<std::unique_ptr<Channel>> owned,
   for (Channel* channel : borrowed) Launch(channel);
   auto all_ready = [this] { return starting_.load(std::memory_order_acquire) == 0; };
   started_one_.wait(lock, all_ready);
+  if (options_.growth == Growth::kWhenHeld) {
+    monitor_ = std::thread([this] { Monitor(); });
+    return;
+  }
   // Only now: how a spare makes its channel may depend on how the first
   // ones fared (an io_uring queue that fell back to /dev/fuse).
   if (!options_.prestart_spares) return;
@@ -39,21 +49,21 @@ void WorkerPool::Start(std::vector<std::unique_ptr<Channel>> owned,
 void WorkerPool::Launch(Channel* channel) {
   workers_.emplace_back();
   WorkerList::iterator self = std::prev(workers_.end());
-  self->channel = channel;
+  self->pool_ = this;
+  self->channel_ = channel;
   running_.fetch_add(1, std::memory_order_acq_rel);
   starting_.fetch_add(1, std::memory_order_acq_rel);
   peak_ = std::max(peak_, running_.load(std::memory_order_relaxed));
   // The new thread takes mu_ before it touches `self` again, so assigning
   // the handle here, under the lock, is ordered before that.
-  self->thread = std::thread([this, self] { Run(self); });
+  self->thread_ = std::thread([this, self] { Run(self); });
 }
 
 void WorkerPool::Run(WorkerList::iterator self) {
-  Channel* channel = self->channel;
+  Channel* channel = self->channel_;
   if (channel == nullptr) {
-    // Made here, not by the worker that asked for help: that one has a
-    // request to handle, and a ring must be set up by the thread that
-    // will submit to it.
+    // Made here, not by the thread that asked for help: a ring must be
+    // set up by the thread that will submit to it.
     Result<std::unique_ptr<Channel>> made = make_channel_();
     if (!made.ok()) {
       spdlog::warn("{}: cannot start another worker (errno {}); no more will be started",
@@ -61,9 +71,6 @@ void WorkerPool::Run(WorkerList::iterator self) {
       {
         std::lock_guard lock(mu_);
         growth_failed_ = true;
-      }
-      {
-        std::lock_guard lock(mu_);
         starting_.fetch_sub(1, std::memory_order_acq_rel);
         started_one_.notify_all();
       }
@@ -73,7 +80,7 @@ void WorkerPool::Run(WorkerList::iterator self) {
     std::lock_guard lock(mu_);
     channels_.push_back(std::move(*made));
     channel = channels_.back().get();
-    self->channel = channel;
+    self->channel_ = channel;
   }
   channel->Prepare();
   {
@@ -84,11 +91,11 @@ void WorkerPool::Run(WorkerList::iterator self) {
     starting_.fetch_sub(1, std::memory_order_acq_rel);
     started_one_.notify_all();
   }
-  const bool retired = serve_(*channel, *this);
+  const bool retired = serve_(*channel, *self);
   if (!retired) {
     // The channel ended: the connection is going away.
     std::lock_guard lock(mu_);
-    ending_ = true;
+    EndLocked();
   }
   Leave(self, /*counted_free=*/!retired, /*counted_running=*/!retired);
 }
@@ -98,19 +105,36 @@ void WorkerPool::Leave(WorkerList::iterator self, bool counted_free, bool counte
   if (counted_free) free_.fetch_sub(1, std::memory_order_acq_rel);
   if (counted_running) running_.fetch_sub(1, std::memory_order_acq_rel);
   // Kept for the next worker: this one no longer reads or writes it.
-  if (self->channel != nullptr && !ending_) idle_channels_.push_back(self->channel);
+  if (self->channel_ != nullptr && !ending_) idle_channels_.push_back(self->channel_);
   exited_.splice(exited_.end(), workers_, self);
   if (workers_.empty()) all_gone_.notify_all();
 }
 
-void WorkerPool::Took() {
-  const int free = free_.fetch_sub(1, std::memory_order_acq_rel) - 1;
-  if (free + starting_.load(std::memory_order_acquire) >= options_.spare) return;
-  if (running_.load(std::memory_order_acquire) >= options_.max_workers) return;
-  Grow();
+void WorkerPool::EndLocked() {
+  ending_ = true;
+  wake_monitor_.notify_all();
 }
 
-void WorkerPool::Grow() {
+void WorkerPool::Took(Worker& worker) {
+  worker.busy_since_ns_.store(NowNs(), std::memory_order_relaxed);
+  const int free = free_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  if (options_.growth == Growth::kAhead) {
+    if (free + starting_.load(std::memory_order_acquire) >= options_.spare) return;
+    if (running_.load(std::memory_order_acquire) >= options_.max_workers) return;
+    GrowAhead();
+    return;
+  }
+  // Every worker is busy: the monitor looks whether one is held. Woken at
+  // most once per stretch of busy time, not per request.
+  if (free > 0 || watching_.load(std::memory_order_acquire)) return;
+  if (running_.load(std::memory_order_acquire) >= options_.max_workers) return;
+  std::lock_guard lock(mu_);
+  if (watching_.load(std::memory_order_relaxed) || ending_) return;
+  watching_.store(true, std::memory_order_release);
+  wake_monitor_.notify_one();
+}
+
+void WorkerPool::GrowAhead() {
   WorkerList finished;
   {
     std::lock_guard lock(mu_);
@@ -120,21 +144,66 @@ void WorkerPool::Grow() {
         options_.spare) {
       return;  // another worker has just become free or started one
     }
-    finished.splice(finished.end(), exited_);
-    Channel* channel = nullptr;
-    if (!idle_channels_.empty()) {
-      channel = idle_channels_.back();
-      idle_channels_.pop_back();
-    }
-    Launch(channel);
-    ++started_;
+    Grow(finished);
   }
-  // Threads that have left the pool are ending or gone: joining them costs
-  // little, and keeps their number bounded.
   JoinAll(finished);
 }
 
-bool WorkerPool::Finished() {
+void WorkerPool::Grow(WorkerList& finished) {
+  // Threads that have left the pool are ending or gone: joining them costs
+  // little, and keeps their number bounded.
+  finished.splice(finished.end(), exited_);
+  Channel* channel = nullptr;
+  if (!idle_channels_.empty()) {
+    channel = idle_channels_.back();
+    idle_channels_.pop_back();
+  }
+  Launch(channel);
+  ++started_;
+}
+
+bool WorkerPool::HeldAndFull() const {
+  if (ending_ || growth_failed_) return false;
+  if (free_.load(std::memory_order_acquire) > 0 || starting_.load(std::memory_order_acquire) > 0 ||
+      running_.load(std::memory_order_relaxed) >= options_.max_workers) {
+    return false;
+  }
+  const int64_t held_since =
+      NowNs() - std::chrono::duration_cast<std::chrono::nanoseconds>(options_.held_after).count();
+  for (const Worker& worker : workers_) {
+    const int64_t since = worker.busy_since_ns_.load(std::memory_order_relaxed);
+    if (since != 0 && since <= held_since) return true;
+  }
+  return false;
+}
+
+void WorkerPool::Monitor() {
+  std::unique_lock lock(mu_);
+  while (!ending_) {
+    if (!watching_.load(std::memory_order_relaxed)) {
+      wake_monitor_.wait(lock,
+                         [this] { return ending_ || watching_.load(std::memory_order_relaxed); });
+      continue;
+    }
+    wake_monitor_.wait_for(lock, options_.held_after, [this] { return ending_; });
+    if (ending_) break;
+    if (free_.load(std::memory_order_acquire) > 0) {
+      // Requests flow again; the next worker to take the last free slot
+      // wakes us.
+      watching_.store(false, std::memory_order_release);
+      continue;
+    }
+    if (!HeldAndFull()) continue;
+    WorkerList finished;
+    Grow(finished);
+    lock.unlock();
+    JoinAll(finished);
+    lock.lock();
+  }
+}
+
+bool WorkerPool::Finished(Worker& worker) {
+  worker.busy_since_ns_.store(0, std::memory_order_relaxed);
   int free = free_.load(std::memory_order_acquire);
   for (;;) {
     // A worker still starting will be free in a moment.
@@ -166,14 +235,16 @@ void WorkerPool::Wait() {
   {
     std::unique_lock lock(mu_);
     all_gone_.wait(lock, [this] { return workers_.empty(); });
+    EndLocked();
     finished.swap(exited_);
   }
+  if (monitor_.joinable()) monitor_.join();
   JoinAll(finished);
 }
 
 void WorkerPool::JoinAll(WorkerList& workers) {
   for (Worker& worker : workers) {
-    if (worker.thread.joinable()) worker.thread.join();
+    if (worker.thread_.joinable()) worker.thread_.join();
   }
   workers.clear();
 }
