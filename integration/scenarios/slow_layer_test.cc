@@ -10,6 +10,9 @@
 // only the appending processes wait. Over /dev/fuse and FUSE-over-io_uring
 // (every caller on one CPU, so that one queue takes all of it).
 //
+// And a mount aborted while the copy-ups are held ends, every worker
+// joined, once the lower layer answers them.
+//
 // Every wait is bounded, and the gate opens whatever happened, so a daemon
 // that stalls fails the test instead of hanging it.
 
@@ -213,6 +216,7 @@ class SlowLayerTest : public ::testing::TestWithParam<Via> {
 
   void TearDown() override {
     lower_fs_.OpenGate();  // whatever happened, let everything finish
+    appenders_.clear();
     server_.reset();
     overlay_fs_.reset();
     lower_.reset();
@@ -242,6 +246,31 @@ class SlowLayerTest : public ::testing::TestWithParam<Via> {
                      std::chrono::duration_cast<std::chrono::milliseconds>(kBound));
   }
 
+  // Known names first, so that each append is one OPEN that copies up;
+  // then the appenders, on the callers' CPU.
+  void StartCopyUps() {
+    struct stat st;
+    for (int i = 0; i < kCopyUps; ++i) {
+      ASSERT_EQ(stat(Path(SlowName(i)).c_str(), &st), 0) << SlowName(i);
+      ASSERT_EQ(static_cast<size_t>(st.st_size), kSlowSize);
+    }
+    append_errors_.assign(kCopyUps, -1);
+    for (int i = 0; i < kCopyUps; ++i) {
+      appenders_.push_back(std::make_unique<Background>([this, i] {
+        PinToCpu(cpu_);
+        int fd = open(Path(SlowName(i)).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd < 0) {
+          append_errors_[i] = errno;
+          return;
+        }
+        const std::string text = Appended(i);
+        ssize_t n = write(fd, text.data(), text.size());
+        append_errors_[i] = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
+        if (close(fd) != 0 && append_errors_[i] == 0) append_errors_[i] = errno;
+      }));
+    }
+  }
+
   std::optional<FuseUringSetting> uring_;  // restored after the servers are gone
   TempDir dir_{"lamina-slow-layer"};
   int cpu_ = -1;
@@ -251,37 +280,16 @@ class SlowLayerTest : public ::testing::TestWithParam<Via> {
   std::unique_ptr<OverlayFs> overlay_fs_;
   std::string mnt_;
   std::unique_ptr<FuseServer> server_;
+  std::vector<int> append_errors_;  // errno of each append, 0: done
+  // Joined before the servers go (TearDown opens the gate first).
+  std::vector<std::unique_ptr<Background>> appenders_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Transports, SlowLayerTest, ::testing::Values(Via::kDevFuse, Via::kIoUring),
                          ViaName);
 
 TEST_P(SlowLayerTest, CopyUpsFromASlowLayerDoNotStallTheRestOfTheMount) {
-  // The names are known to the kernel first, so each append is one OPEN
-  // that copies up.
-  struct stat st;
-  for (int i = 0; i < kCopyUps; ++i) {
-    ASSERT_EQ(stat(Path(SlowName(i)).c_str(), &st), 0) << SlowName(i);
-    ASSERT_EQ(static_cast<size_t>(st.st_size), kSlowSize);
-  }
-
-  std::vector<int> append_errors(kCopyUps, -1);
-  std::vector<std::unique_ptr<Background>> appenders;
-  for (int i = 0; i < kCopyUps; ++i) {
-    appenders.push_back(std::make_unique<Background>([this, i, &append_errors] {
-      PinToCpu(cpu_);
-      int fd = open(Path(SlowName(i)).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-      if (fd < 0) {
-        append_errors[i] = errno;
-        return;
-      }
-      const std::string text = Appended(i);
-      ssize_t n = write(fd, text.data(), text.size());
-      append_errors[i] = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
-      if (close(fd) != 0 && append_errors[i] == 0) append_errors[i] = errno;
-    }));
-  }
-
+  StartCopyUps();
   // Every copy-up is inside the daemon, holding a worker in read(2).
   EXPECT_TRUE(lower_fs_.WaitForWaitingFiles(kCopyUps))
       << "only " << lower_fs_.waiting_files() << " of " << kCopyUps
@@ -312,7 +320,7 @@ TEST_P(SlowLayerTest, CopyUpsFromASlowLayerDoNotStallTheRestOfTheMount) {
   EXPECT_EQ(lower_fs_.waiting_files(), static_cast<size_t>(kCopyUps));
 
   lower_fs_.OpenGate();
-  for (auto& appender : appenders) {
+  for (auto& appender : appenders_) {
     EXPECT_TRUE(appender->Wait(kBound)) << "a copy-up did not finish once the layer answered";
   }
   EXPECT_TRUE(probes.Wait(kBound));
@@ -328,7 +336,7 @@ TEST_P(SlowLayerTest, CopyUpsFromASlowLayerDoNotStallTheRestOfTheMount) {
   EXPECT_EQ(created, "created meanwhile\n");
 
   for (int i = 0; i < kCopyUps; ++i) {
-    EXPECT_EQ(append_errors[i], 0) << SlowName(i) << ": " << strerror(append_errors[i]);
+    EXPECT_EQ(append_errors_[i], 0) << SlowName(i) << ": " << strerror(append_errors_[i]);
     const std::string expected = SlowContent(i) + Appended(i);
     EXPECT_TRUE(ReadFile(Path(SlowName(i))) == expected) << SlowName(i) << " through the mount";
     EXPECT_TRUE(ReadFile(dir_.path() + "/upper/" + SlowName(i)) == expected)
@@ -336,6 +344,31 @@ TEST_P(SlowLayerTest, CopyUpsFromASlowLayerDoNotStallTheRestOfTheMount) {
     // The lower layer is never written.
     EXPECT_TRUE(ReadFile(lower_mnt_ + "/" + SlowName(i)) == SlowContent(i)) << SlowName(i);
   }
+}
+
+TEST_P(SlowLayerTest, AnAbortedMountEndsOnceTheCopyUpsReturn) {
+  StartCopyUps();
+  ASSERT_TRUE(lower_fs_.WaitForWaitingFiles(kCopyUps));
+  // The pool has grown past the workers held by the copy-ups (io_uring
+  // queues always have spares): this one serves.
+  int stat_rc = -1;
+  Background probe([&] {
+    struct stat st;
+    stat_rc = stat(Path("etc/motd").c_str(), &st);
+  });
+  EXPECT_TRUE(probe.Wait(kBound));
+  EXPECT_EQ(stat_rc, 0);
+  ASSERT_TRUE(AbortConnection(mnt_));
+  // The callers see the connection gone at once; the workers still wait in
+  // the lower layer, and end once it answers.
+  for (auto& appender : appenders_) EXPECT_TRUE(appender->Wait(kBound));
+  for (int i = 0; i < kCopyUps; ++i) EXPECT_NE(append_errors_[i], 0) << SlowName(i);
+  lower_fs_.OpenGate();
+  Background wait([this] { server_->Wait(); });
+  EXPECT_TRUE(wait.Wait(kBound)) << "the session did not end after the abort";
+  EXPECT_FALSE(server_->session().running());
+  EXPECT_EQ(server_->session().workers().running, 0);
+  EXPECT_FALSE(IsFuseMounted(mnt_));
 }
 
 }  // namespace
