@@ -44,12 +44,14 @@ struct SessionOptions {
   // threads, 8). Ignored when the transport brings its own channels
   // (FUSE-over-io_uring: one worker per CPU queue to start with).
   int threads = 0;
-  // The most workers serving requests at once. When every worker is busy
-  // and one has been on its request for kHeldAfter, another starts (a slow
-  // request holds its worker until it is answered); workers beyond
-  // `threads` exit once they find `threads` others free. 0 means
-  // kDefaultMaxThreads; `threads` or less keeps the pool fixed. Over FUSE-over-io_uring it is
-  // shared out evenly among the CPU queues, each allowed at least kMinQueueWorkers.
+  // The most workers serving requests at once (a slow request holds its
+  // worker until it is answered, so more may be needed than `threads`).
+  // Over /dev/fuse another starts when every worker is busy and one has
+  // been on its request for kHeldAfter, and workers beyond `threads` exit
+  // once they find `threads` others free. Over FUSE-over-io_uring the
+  // limit is shared out evenly among the CPU queues, each allowed at least
+  // kMinQueueWorkers, and each keeps two free ahead of demand. 0 means
+  // kDefaultMaxThreads; `threads` or less keeps a /dev/fuse pool fixed.
   int max_threads = 0;
   // The longest a free worker polls for the next request before sleeping
   // (BusyPoller); zero never polls. Not used over FUSE-over-io_uring.
