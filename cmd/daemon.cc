@@ -123,6 +123,7 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   server_options.mount_options = std::move(mount_options);
   server_options.mount_options.push_back("subtype=laminafs");
   server_options.session.threads = command.threads;
+  server_options.session.max_threads = command.max_threads;
   if (command.busy_poll_us.has_value()) {
     server_options.session.busy_poll = std::chrono::microseconds(*command.busy_poll_us);
   }

@@ -203,6 +203,13 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
       return absl::InvalidArgumentError(absl::StrCat("bad threads '", value, "'"));
     }
     out.threads = threads;
+  } else if (eq != std::string::npos && key == "max_threads") {
+    int max_threads;
+    if (!absl::SimpleAtoi(value, &max_threads) || max_threads < 1 || max_threads > 1024) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_threads must be 1 to 1024, not '", value, "'"));
+    }
+    out.max_threads = max_threads;
   } else if (eq != std::string::npos && key == "busy_poll") {
     int microseconds;
     if (!absl::SimpleAtoi(value, &microseconds) || microseconds < 0 || microseconds > 10000) {

@@ -30,6 +30,7 @@ struct MountCommand {
   PassthroughMode passthrough = PassthroughMode::kAuto;
   std::optional<double> timeout;  // -o timeout=SECONDS
   int threads = 0;                // 0: the session's default
+  int max_threads = 0;            // -o max_threads=N; 0: the session's default
   // -o busy_poll=MICROSECONDS: longest poll for the next request before a
   // worker sleeps (0: never); unset: the session's default.
   std::optional<int> busy_poll_us;

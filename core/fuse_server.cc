@@ -92,6 +92,10 @@ void FuseServer::ServeUntilSignalled() {
 
 void FuseServer::DumpStats() {
   Gauges gauges = fs_->GetGauges();
+  const WorkerPool::Counts workers = session_->workers();
+  gauges.emplace_back("workers", static_cast<uint64_t>(workers.running));
+  gauges.emplace_back("workers_peak", static_cast<uint64_t>(workers.peak));
+  gauges.emplace_back("workers_started", workers.started);
   if (const BusyPoller* poller = session_->busy_poller(); poller != nullptr) {
     gauges.emplace_back("busy_poll_caught", poller->caught());
     gauges.emplace_back("busy_poll_window_ns", static_cast<uint64_t>(poller->window().count()));

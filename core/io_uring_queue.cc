@@ -113,8 +113,9 @@ IoUringQueue::~IoUringQueue() {
   if (memory_ != nullptr) munmap(memory_, memory_size_);
 }
 
-void IoUringQueue::Attach() {
+Result<void> IoUringQueue::Attach(bool* kernel_saw_it) {
   attached_ = true;
+  *kernel_saw_it = false;
   if (config_.cpu >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -125,23 +126,58 @@ void IoUringQueue::Attach() {
     }
   }
   Result<void> enabled = ring_->Enable();
-  if (!enabled.ok()) return FallBack(enabled.error(), /*kernel_saw_it=*/false);
+  if (!enabled.ok()) return enabled;
   fixed_file_ = ring_->RegisterFile(config_.device_fd).ok();
   for (size_t i = 0; i < entries_.size(); ++i) {
     Result<void> queued = QueueCommand(i, abi::kUringCmdRegister);
-    if (!queued.ok()) return FallBack(queued.error(), false);
+    if (!queued.ok()) return queued;
   }
   Result<void> entered = Enter(0);
-  if (!entered.ok()) return FallBack(entered.error(), false);
+  if (!entered.ok()) return entered;
   live_entries_ = entries_.size();
   // A REGISTER the kernel refuses completes at once; one that succeeds
-  // completes only when a request arrives.
+  // completes only when a request arrives, which on a queue already in use
+  // may be at once too: that one is kept for Receive.
   io_uring_cqe cqe;
   while (ring_->PopCompletion(&cqe)) {
-    if (cqe.res < 0) return FallBack(-cqe.res, /*kernel_saw_it=*/true);
-    spdlog::warn("io_uring queue {}: unexpected completion {} during registration", config_.qid,
-                 cqe.res);
+    if (cqe.res < 0) {
+      *kernel_saw_it = true;
+      return Errno{-cqe.res};
+    }
+    early_.push_back(cqe);
   }
+  return Ok();
+}
+
+void IoUringQueue::AttachOrFallBack() {
+  bool kernel_saw_it = false;
+  Result<void> attached = Attach(&kernel_saw_it);
+  if (!attached.ok()) FallBack(attached.error(), kernel_saw_it);
+}
+
+Result<void> IoUringQueue::Register() {
+  bool kernel_saw_it = false;
+  Result<void> attached = Attach(&kernel_saw_it);
+  if (!attached.ok()) {
+    spdlog::warn("io_uring queue {}: cannot register another ring: errno {}", config_.qid,
+                 attached.error());
+    ring_.reset();
+    live_entries_ = 0;
+  }
+  return attached;
+}
+
+void IoUringQueue::Prepare() {
+  if (!attached_) AttachOrFallBack();
+}
+
+bool IoUringQueue::NextCompletion(io_uring_cqe* out) {
+  if (!early_.empty()) {
+    *out = early_.front();
+    early_.erase(early_.begin());
+    return true;
+  }
+  return ring_->PopCompletion(out);
 }
 
 void IoUringQueue::FallBack(int error, bool kernel_saw_it) {
@@ -152,6 +188,7 @@ void IoUringQueue::FallBack(int error, bool kernel_saw_it) {
   if (!kernel_saw_it) RefuseIoUring(config_.device_fd, config_.qid);
   ring_.reset();
   fallback_ = DevFuseTransport::CloneChannel(config_.device_fd);
+  if (config_.fell_back != nullptr) config_.fell_back->store(true, std::memory_order_release);
 }
 
 Result<void> IoUringQueue::QueueCommand(size_t index, uint32_t command) {
@@ -260,8 +297,9 @@ void IoUringQueue::OnEntryError(size_t index, int error) {
 }
 
 Result<std::span<const std::byte>> IoUringQueue::ReceiveView(std::span<std::byte> buffer) {
-  if (!attached_) Attach();
+  if (!attached_) AttachOrFallBack();
   if (fallback_ != nullptr) return fallback_->ReceiveView(buffer);
+  if (ring_ == nullptr) return Errno{ENODEV};  // Register() failed
   if (held_ >= 0) {
     // The last request got no reply (an opcode that is never answered, or
     // one dropped as malformed). The kernel still waits for the entry.
@@ -276,12 +314,12 @@ Result<std::span<const std::byte>> IoUringQueue::ReceiveView(std::span<std::byte
   // Submit the commit of the last reply and wait for the next request in
   // one system call (without waiting if a request is already there).
   if (ring_->unsubmitted() > 0) {
-    Result<void> entered = Enter(ring_->ready() > 0 ? 0 : 1);
+    Result<void> entered = Enter(ring_->ready() > 0 || !early_.empty() ? 0 : 1);
     if (!entered.ok()) return Errno{entered.error()};
   }
   for (;;) {
     io_uring_cqe cqe;
-    if (ring_->PopCompletion(&cqe)) {
+    if (NextCompletion(&cqe)) {
       if (cqe.user_data >= entries_.size() ||
           entries_[cqe.user_data].state != EntryState::kInKernel) {
         spdlog::warn("io_uring queue {}: completion for unknown entry {} ignored", config_.qid,

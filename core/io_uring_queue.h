@@ -1,10 +1,16 @@
-// IoUringQueue: one FUSE-over-io_uring queue, served as a Channel.
+// IoUringQueue: one io_uring registered on one FUSE-over-io_uring queue,
+// served as a Channel.
 //
 // The kernel keeps one queue per possible CPU and puts a request on the
-// queue of the CPU that made it. Each queue here is one io_uring with
-// `depth` ring entries, served by one worker pinned to that CPU, so a
-// request is normally handled on the caller's CPU without waking another
-// one (the point of the transport: see docs/architecture.md).
+// queue of the CPU that made it. Each IoUringQueue is one io_uring with
+// `depth` ring entries registered on such a queue, used by one worker
+// pinned to that CPU, so a request is normally handled on the caller's CPU
+// without waking another one (the point of the transport: see
+// docs/architecture.md). A kernel queue may have several: the session
+// starts a worker with a ring of its own when a queue's workers are busy
+// (IoUringTransport::NewQueueChannel). One entry per ring is the default:
+// an entry waiting in a ring whose worker is busy would hand its next
+// request to that worker, behind whatever it is doing.
 //
 // A ring entry is a 288-byte abi::UringReqHeader plus a payload buffer of
 // the kernel's maximum payload. For a request the kernel writes the
@@ -25,11 +31,12 @@
 // presented so that the dispatcher answers it EINVAL.
 //
 // Threading: a queue belongs to the one worker thread that calls Receive and
-// Send. Its first Receive pins the thread to the queue's CPU, enables the
-// ring (created disabled, single issuer, deferred task work) and registers
-// the entries. If registration fails the queue serves a cloned /dev/fuse
-// descriptor instead (the kernel falls back to /dev/fuse when a
-// registration fails) and says so in the log.
+// Send. Register() or Prepare() (or else its first Receive) pins the thread
+// to the queue's CPU, enables the ring (created disabled, single issuer,
+// deferred task work) and registers the entries. If that fails in Prepare()
+// or Receive the queue serves a cloned /dev/fuse descriptor instead (the
+// kernel falls back to /dev/fuse when a registration fails) and says so in
+// the log.
 
 #ifndef LAMINA_CORE_IO_URING_QUEUE_H_
 #define LAMINA_CORE_IO_URING_QUEUE_H_
@@ -65,9 +72,11 @@ class IoUringQueue : public Channel {
     int device_fd = -1;       // the connection's /dev/fuse descriptor (not owned)
     uint16_t qid = 0;         // the kernel's queue number
     int cpu = -1;             // CPU the worker is pinned to; -1: not pinned
-    int depth = 2;            // ring entries, i.e. requests the kernel may hand over at once
+    int depth = 1;            // ring entries, i.e. requests the kernel may hand over at once
     size_t payload_size = 0;  // per entry; at least the kernel's maximum payload
     std::atomic<uint64_t>* served = nullptr;  // counts requests received (optional)
+    // Set when a queue falls back to /dev/fuse (optional).
+    std::atomic<bool>* fell_back = nullptr;
   };
 
   // Allocates the ring (disabled) and the entries' buffers. Called before
@@ -79,6 +88,14 @@ class IoUringQueue : public Channel {
   IoUringQueue(const IoUringQueue&) = delete;
   IoUringQueue& operator=(const IoUringQueue&) = delete;
 
+  // Pins the calling thread, enables the ring and registers the entries
+  // now, for a queue whose kernel side is already in use: the caller
+  // becomes the ring's only user. Nothing falls back on failure (the
+  // kernel keeps serving the queue's other rings); the queue is unusable.
+  Result<void> Register();
+
+  // Register() unless done, falling back to /dev/fuse if that fails.
+  void Prepare() override;
   Result<size_t> Receive(std::span<std::byte> buffer) override;
   // The request in the entry's own memory, valid until the next Receive.
   Result<std::span<const std::byte>> ReceiveView(std::span<std::byte> buffer) override;
@@ -105,11 +122,16 @@ class IoUringQueue : public Channel {
 
   explicit IoUringQueue(const Config& config) : config_(config) {}
 
-  // First Receive, on the worker thread.
-  void Attach();
+  // Pins, enables and registers, on the worker thread. `*kernel_saw_it`:
+  // whether a failure was the kernel refusing a REGISTER.
+  Result<void> Attach(bool* kernel_saw_it);
+  // First Receive without Register(): Attach(), or serve /dev/fuse.
+  void AttachOrFallBack();
   // Registration failed: serve /dev/fuse instead. `kernel_saw_it`: whether
   // the kernel itself saw a REGISTER fail (it then stops waiting for rings).
   void FallBack(int error, bool kernel_saw_it);
+  // The next completion: one that came during registration, else the ring's.
+  bool NextCompletion(io_uring_cqe* out);
 
   Result<void> QueueCommand(size_t index, uint32_t command);
   // ring_->Enter(), retried while the kernel is short of memory.
@@ -127,6 +149,8 @@ class IoUringQueue : public Channel {
   size_t live_entries_ = 0;
   long held_ = -1;  // index of the entry whose request is being handled
   bool attached_ = false;
+  // Requests that completed while the entries were being registered.
+  std::vector<io_uring_cqe> early_;
   std::unique_ptr<Channel> fallback_;
 };
 

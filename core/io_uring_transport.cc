@@ -99,6 +99,7 @@ Result<void> IoUringTransport::PrepareQueues(size_t payload_size) {
   if (cpus.empty()) return Errno{ENOENT};
   served_ = std::make_unique<std::atomic<uint64_t>[]>(cpus.size());
   std::vector<std::unique_ptr<IoUringQueue>> queues;
+  std::vector<IoUringQueue::Config> configs;
   for (size_t qid = 0; qid < cpus.size(); ++qid) {
     IoUringQueue::Config config;
     config.device_fd = session_fd();
@@ -107,11 +108,14 @@ Result<void> IoUringTransport::PrepareQueues(size_t payload_size) {
     config.depth = options_.queue_depth;
     config.payload_size = payload_size;
     config.served = &served_[qid];
+    config.fell_back = &fell_back_;
     Result<std::unique_ptr<IoUringQueue>> queue = IoUringQueue::Create(config);
     if (!queue.ok()) return Errno{queue.error()};
     queues.push_back(std::move(*queue));
+    configs.push_back(config);
   }
   queues_ = std::move(queues);
+  configs_ = std::move(configs);
   queue_count_.store(static_cast<int>(queues_.size()), std::memory_order_release);
   return Ok();
 }
@@ -121,6 +125,16 @@ std::vector<std::unique_ptr<Channel>> IoUringTransport::TakeQueueChannels() {
   for (auto& queue : queues_) channels.push_back(std::move(queue));
   queues_.clear();
   return channels;
+}
+
+Result<std::unique_ptr<Channel>> IoUringTransport::NewQueueChannel(int index) {
+  if (index < 0 || static_cast<size_t>(index) >= configs_.size()) return Errno{EINVAL};
+  if (fell_back_.load(std::memory_order_acquire)) return CloneChannel(session_fd());
+  Result<std::unique_ptr<IoUringQueue>> queue = IoUringQueue::Create(configs_[index]);
+  if (!queue.ok()) return Errno{queue.error()};
+  Result<void> registered = (*queue)->Register();
+  if (!registered.ok()) return Errno{registered.error()};
+  return std::unique_ptr<Channel>(std::move(*queue));
 }
 
 uint64_t IoUringTransport::requests(int qid) const {

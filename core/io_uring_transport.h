@@ -15,6 +15,9 @@
 // (BeforeInitReply), and the flag is accepted only if that worked for every
 // queue; otherwise the connection stays on /dev/fuse (logged, never a hang).
 // After the reply each queue's worker registers its entries (IoUringQueue).
+// A queue may get more rings later, each with a worker of its own
+// (NewQueueChannel): the kernel accepts entries for a queue from any ring
+// at any time.
 
 #ifndef LAMINA_CORE_IO_URING_TRANSPORT_H_
 #define LAMINA_CORE_IO_URING_TRANSPORT_H_
@@ -34,10 +37,13 @@ namespace lamina {
 class IoUringTransport : public DevFuseTransport {
  public:
   struct Options {
-    // Ring entries per queue. One worker serves a queue one request at a
-    // time; a second entry lets the kernel hand over the next request while
-    // the worker still answers the last.
-    int queue_depth = 2;
+    // Ring entries per ring. A worker serves its ring one request at a
+    // time, and the kernel hands a request to any waiting entry of the
+    // queue: a second entry in the ring of a busy worker would make a
+    // request wait behind whatever that worker does. Committing a reply
+    // fetches the next waiting request in the same system call, so one
+    // entry loses nothing.
+    int queue_depth = 1;
     // Payload bytes per entry; 0: what the kernel requires. Tests set less
     // to make the kernel refuse REGISTER after the INIT reply.
     size_t payload_size = 0;
@@ -48,6 +54,11 @@ class IoUringTransport : public DevFuseTransport {
 
   void BeforeInitReply(const InitConfig& config, InitReply& reply) override;
   std::vector<std::unique_ptr<Channel>> TakeQueueChannels() override;
+  // A ring of its own on queue `index` (the qid), registered by the
+  // calling thread, which is pinned to the queue's CPU and becomes the
+  // ring's only user. Once a queue has fallen back to /dev/fuse (the kernel
+  // then serves everything there), a cloned /dev/fuse descriptor instead.
+  Result<std::unique_ptr<Channel>> NewQueueChannel(int index) override;
 
   // Whether the kernel was told to use the rings.
   bool active() const { return active_.load(std::memory_order_acquire); }
@@ -62,9 +73,13 @@ class IoUringTransport : public DevFuseTransport {
 
   Options options_;
   std::vector<std::unique_ptr<IoUringQueue>> queues_;  // until taken by the session
+  // How each queue's rings are made; written before the INIT reply, read
+  // only afterwards.
+  std::vector<IoUringQueue::Config> configs_;
   std::unique_ptr<std::atomic<uint64_t>[]> served_;
   std::atomic<int> queue_count_{0};
   std::atomic<bool> active_{false};
+  std::atomic<bool> fell_back_{false};  // a queue serves /dev/fuse instead
 };
 
 // The CPUs the kernel may run tasks on (/sys/devices/system/cpu/possible);

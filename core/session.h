@@ -1,16 +1,20 @@
-// Session: serves one FUSE connection with a pool of worker threads.
+// Session: serves one FUSE connection with pools of worker threads.
 //
-// Threading model: N workers (default min(cores, 8)), each with its own
-// channel (a FUSE_DEV_IOC_CLONE'd descriptor on /dev/fuse) and its own
-// request and reply buffers. A worker reads a request and handles it inline,
-// start to finish, on its own thread: no queue, no hand-off. With
-// FUSE-over-io_uring the transport brings the channels instead: one worker
-// per CPU queue, pinned to that CPU, besides the primary /dev/fuse worker
-// (FORGET, INTERRUPT), which reads forgets in batches. Over /dev/fuse, a
-// worker that has just replied first polls a shared non-blocking channel
-// for the next request (BusyPoller: one poller at a time, an adaptive
-// window) before it sleeps in read. The session ends when the transport
-// reports ENODEV (unmount, abort, shutdown).
+// Threading model: a worker reads a request and handles it inline, start
+// to finish, on its own thread: no queue, no hand-off. Each worker has its
+// own channel (a FUSE_DEV_IOC_CLONE'd descriptor on /dev/fuse) and its own
+// request and reply buffers. Since a request may take long (a copy-up, a
+// layer on a slow disk) and holds its worker meanwhile, the workers form a
+// WorkerPool: `threads` to start with, another started whenever a request
+// finds none free, up to `max_threads`, and the extra ones gone again once
+// idle. With FUSE-over-io_uring the transport brings the channels instead:
+// one pool per CPU queue, its workers pinned to that CPU, each with a ring
+// of its own; plus the primary /dev/fuse worker (FORGET, INTERRUPT), which
+// reads forgets in batches. Over /dev/fuse, a worker that has just replied
+// first polls a shared non-blocking channel for the next request
+// (BusyPoller: one poller at a time, an adaptive window) before it sleeps
+// in read. The session ends when the transport reports ENODEV (unmount,
+// abort, shutdown).
 
 #ifndef LAMINA_CORE_SESSION_H_
 #define LAMINA_CORE_SESSION_H_
@@ -18,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -30,13 +35,24 @@
 #include "core/notifier.h"
 #include "core/stats.h"
 #include "core/transport.h"
+#include "core/worker_pool.h"
 
 namespace lamina {
 
 struct SessionOptions {
-  // Worker threads; 0 means min(hardware threads, 8). Ignored when the
-  // transport brings its own channels (FUSE-over-io_uring: one per queue).
+  // Workers started with the session and kept; 0 means min(hardware
+  // threads, 8). Ignored when the transport brings its own channels
+  // (FUSE-over-io_uring: one worker per CPU queue to start with).
   int threads = 0;
+  // The most workers serving requests at once (a slow request holds its
+  // worker until it is answered, so more may be needed than `threads`).
+  // Over /dev/fuse another starts when every worker is busy and one has
+  // been on its request for kHeldAfter, and workers beyond `threads` exit
+  // once they find `threads` others free. Over FUSE-over-io_uring the
+  // limit is shared out evenly among the CPU queues, each allowed at least
+  // kMinQueueWorkers, and each keeps two free ahead of demand. 0 means
+  // kDefaultMaxThreads; `threads` or less keeps a /dev/fuse pool fixed.
+  int max_threads = 0;
   // The longest a free worker polls for the next request before sleeping
   // (BusyPoller); zero never polls. Not used over FUSE-over-io_uring.
   std::chrono::microseconds busy_poll = kDefaultBusyPoll;
@@ -45,6 +61,25 @@ struct SessionOptions {
   // 20,000 files one by one: a 20 us window caught as much as 50 or 200 us
   // did; 50 leaves room for a slower caller.
   static constexpr std::chrono::microseconds kDefaultBusyPoll{50};
+  // Workers start only while every worker is busy, one at a time, so the
+  // cap is reached only with this many requests in progress at once. Each
+  // costs a thread and buffers whose pages are touched only as requests
+  // use them.
+  static constexpr int kDefaultMaxThreads = 64;
+  // How long a request holds its worker before the pool counts it as slow
+  // and, if no other worker is free, starts another (over /dev/fuse).
+  // Requests that merely overlap (a RELEASE in the background beside the
+  // next OPEN) take microseconds and must not add workers: every idle
+  // reader of /dev/fuse slows the others (a fixed 7 workers made creating
+  // a file 116 us against 81 with 2, on the 2-vCPU VM). And on a busy
+  // machine a worker may wait a few milliseconds for a CPU in the middle
+  // of a fast request: with 2 ms, some runs of a create benchmark started
+  // up to 29 workers. What this is for takes seconds (a copy-up of a large
+  // file, a lower that does not answer).
+  static constexpr std::chrono::microseconds kHeldAfter{10000};
+  // Each io_uring queue keeps two workers free ahead of demand (see
+  // Session::StartQueuePools), so it needs room for a busy one besides.
+  static constexpr int kMinQueueWorkers = 4;
 };
 
 class Session {
@@ -70,8 +105,14 @@ class Session {
   // ends by unmounting instead.
   void Shutdown() { transport_.Shutdown(); }
 
-  bool running() const { return running_workers_.load() > 0; }
+  bool running() const;
+  // Workers started with the session (over /dev/fuse).
   int thread_count() const { return threads_; }
+  // The worker pools started so far: over /dev/fuse one; over io_uring the
+  // primary channel's, then one per CPU queue in queue order.
+  std::vector<const WorkerPool*> pools() const;
+  // All pools together (peak: the sum of their peaks).
+  WorkerPool::Counts workers() const;
   Connection& connection() { return connection_; }
   Notifier& notifier() { return notifier_; }
   BackingRegistry& backing() { return backing_; }
@@ -83,11 +124,18 @@ class Session {
   static size_t RequestBufferSize(uint32_t max_write);
 
  private:
-  // Serves `channel` until it reports the end. `batch_forgets`: the channel
+  // Keeps `pool` and returns it.
+  WorkerPool* AddPool(std::unique_ptr<WorkerPool> pool);
+  // One pool for the /dev/fuse connection (or the test transport's socket).
+  void StartDevicePool();
+  // The primary channel's worker and one pool per FUSE-over-io_uring queue.
+  void StartQueuePools(std::vector<std::unique_ptr<Channel>> queues);
+  // A pool's Serve: serves `channel` until it reports the end (false) or
+  // the pool retires the worker (true). `batch_forgets`: the channel
   // carries only FORGET and INTERRUPT (io_uring's primary), so pausing after
   // a forget lets the kernel batch the next ones instead of waking us for
   // each.
-  void Work(Channel* channel, bool batch_forgets);
+  bool Serve(Channel& channel, WorkerPool::Worker& self, bool batch_forgets);
   // The next request for a worker whose own channel is `own`: polled from
   // the shared polling channel when the worker gets the poller's role and a
   // request comes within the window, else read from `own`. `*reply_to` is
@@ -98,16 +146,18 @@ class Session {
   Filesystem& fs_;
   Transport& transport_;
   int threads_;
+  int max_threads_;
   Connection connection_;
   Stats stats_;
   Notifier notifier_;
   BackingRegistry backing_;
   Dispatcher dispatcher_;
-  std::vector<std::unique_ptr<Channel>> channels_;
   BusyPoller poller_;
   std::unique_ptr<Channel> polling_channel_;  // shared; null: no polling
-  std::vector<std::thread> workers_;
-  std::atomic<int> running_workers_{0};
+  // Added to while Start() runs, when earlier pools already serve.
+  mutable std::mutex pools_mu_;
+  std::vector<std::unique_ptr<WorkerPool>> pools_;  // guarded by pools_mu_
+  std::atomic<bool> started_{false};                // Start() has run
   bool destroyed_ = false;
 };
 

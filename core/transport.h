@@ -25,7 +25,7 @@ namespace lamina {
 struct InitConfig;
 struct InitReply;
 
-// One stream of requests, owned by one worker thread.
+// One stream of requests, owned by one worker thread at a time.
 class Channel {
  public:
   virtual ~Channel() = default;
@@ -49,6 +49,11 @@ class Channel {
   // Sends one complete reply (the out header is the first iovec). ENOENT
   // means the kernel already dropped an interrupted request.
   virtual Result<void> Send(std::span<const struct iovec> iov) = 0;
+
+  // Called once on the worker's thread before its first Receive: a channel
+  // that must be set up by the thread that uses it (an io_uring queue)
+  // does so here, so that the worker counts as ready only when it is.
+  virtual void Prepare() {}
 };
 
 class Transport {
@@ -72,6 +77,13 @@ class Transport {
   // own, instead of the session's NewChannel() clones (one per io_uring
   // queue). Empty: the session clones. Ownership passes to the caller.
   virtual std::vector<std::unique_ptr<Channel>> TakeQueueChannels() { return {}; }
+
+  // Another channel on the queue TakeQueueChannels() returned at `index`,
+  // for an additional worker of that queue; called on the thread that will
+  // use it. EOPNOTSUPP when the transport has no queues.
+  virtual Result<std::unique_ptr<Channel>> NewQueueChannel(int /*index*/) {
+    return Errno{EOPNOTSUPP};
+  }
 
   // A channel on the same connection whose Receive never blocks (EAGAIN
   // when nothing is pending), shared by all workers for busy polling: a

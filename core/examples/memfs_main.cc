@@ -1,6 +1,6 @@
 // lamina-memfs: mounts the example in-memory filesystem in the foreground.
 //
-//   lamina-memfs [-d] [--threads=N] [--io-uring] [--stats=FILE] MOUNTPOINT
+//   lamina-memfs [-d] [--threads=N] [--max-threads=N] [--io-uring] [--stats=FILE] MOUNTPOINT
 //
 // Seeded with a few files; SIGINT/SIGTERM unmount, SIGUSR1 dumps stats.
 // --io-uring serves through FUSE-over-io_uring when the kernel offers it
@@ -23,7 +23,8 @@ namespace {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: lamina-memfs [-d] [--threads=N] [--io-uring] [--stats=FILE] MOUNTPOINT\n");
+               "usage: lamina-memfs [-d] [--threads=N] [--max-threads=N] [--io-uring] "
+               "[--stats=FILE] MOUNTPOINT\n");
   return 2;
 }
 
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
       debug = true;
     } else if (arg.rfind("--threads=", 0) == 0) {
       options.session.threads = std::atoi(arg.c_str() + 10);
+    } else if (arg.rfind("--max-threads=", 0) == 0) {
+      options.session.max_threads = std::atoi(arg.c_str() + 14);
     } else if (arg == "--io-uring") {
       options.io_uring = true;
     } else if (arg.rfind("--stats=", 0) == 0) {

@@ -152,6 +152,8 @@ TEST(OptionsTest, MalformedFuseOverlayfsOptionsNameTheProblem) {
       {"fast_ino_check=1", "unknown option 'fast_ino_check=1'"},
       {"busy_poll=-1", "busy_poll must be 0 to 10000 microseconds, not '-1'"},
       {"busy_poll=1s", "busy_poll must be 0 to 10000 microseconds, not '1s'"},
+      {"max_threads=0", "max_threads must be 1 to 1024, not '0'"},
+      {"max_threads=many", "max_threads must be 1 to 1024, not 'many'"},
   });
 }
 
@@ -242,6 +244,12 @@ TEST(OptionsTest, PassthroughTakesMaxWriteButNotOverlayOptions) {
       ParseMountCommand({"-o", "busy_poll=0", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
   ASSERT_TRUE(no_polling.ok()) << no_polling.status();
   EXPECT_EQ(no_polling->busy_poll_us, 0);
+  EXPECT_EQ(command->max_threads, 0);  // the session's default
+  absl::StatusOr<MountCommand> capped = ParseMountCommand(
+      {"-o", "threads=2,max_threads=16", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->threads, 2);
+  EXPECT_EQ(capped->max_threads, 16);
   EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", Dir()("l1"), Dir()("mnt")}).ok());
 }
 

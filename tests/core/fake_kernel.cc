@@ -124,9 +124,20 @@ void FakeKernel::ExpectNextReplyIsFor(uint32_t opcode, const std::string& args) 
   EXPECT_NE(reply.header.unique, 0U) << "a stray message preceded the reply";
 }
 
-SessionHarness::SessionHarness(Filesystem& fs, int threads)
+namespace {
+
+SessionOptions HarnessOptions(int threads, int max_threads) {
+  SessionOptions options;
+  options.threads = threads;
+  options.max_threads = max_threads;
+  return options;
+}
+
+}  // namespace
+
+SessionHarness::SessionHarness(Filesystem& fs, int threads, int max_threads)
     : transport_(std::make_unique<SocketTransport>(kernel_.TakeServerFd())),
-      session_(std::make_unique<Session>(fs, *transport_, SessionOptions{threads})) {}
+      session_(std::make_unique<Session>(fs, *transport_, HarnessOptions(threads, max_threads))) {}
 
 SessionHarness::~SessionHarness() {
   (void)Stop();

@@ -129,10 +129,11 @@ class FakeKernel {
   uint64_t unique_ = 0;
 };
 
-// A Session served over a FakeKernel on a background thread.
+// A Session served over a FakeKernel on a background thread. By default
+// one worker that never gets help, so replies come in request order.
 class SessionHarness {
  public:
-  explicit SessionHarness(Filesystem& fs, int threads = 1);
+  explicit SessionHarness(Filesystem& fs, int threads = 1, int max_threads = 1);
   ~SessionHarness();
 
   // Runs Session::Run() on a thread; kernel() then plays INIT and requests.
