@@ -295,9 +295,9 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
   if (access("/usr/bin/strace", X_OK) != 0) {
     GTEST_SKIP() << "strace is not installed (scripts/install-deps --test installs it)";
   }
-  // One worker thread: strace counts calls per thread, so the n-th call in
-  // the traced run is the n-th in every run.
-  const std::string options = "threads=1,";
+  // One worker thread, which never grows into more: strace counts calls
+  // per thread, so the n-th call in the traced run is the n-th in every run.
+  const std::string options = "threads=1,max_threads=1,";
   UseRoot(dir_.Subdir("traced"));
   MakeLayers();
   ASSERT_NO_FATAL_FAILURE(StartDaemon(options));
