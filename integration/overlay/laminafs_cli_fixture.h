@@ -80,8 +80,9 @@ class LaminafsCliTest : public ::testing::Test {
     for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
       std::string name = entry.path().filename();
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream file(entry.path() / "cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(file)), {});
+      // (Read with read(2): a process may exit in the middle, and
+      // libstdc++'s streams throw on that read's ESRCH.)
+      const std::string cmdline = ReadFileQuietly(entry.path() / "cmdline");
       std::string program = std::filesystem::path(cmdline.substr(0, cmdline.find('\0'))).filename();
       pid_t pid = std::stoi(name);
       if (program == "laminafs" && cmdline.find(text) != std::string::npos && !Gone(pid)) {
@@ -113,9 +114,10 @@ class LaminafsCliTest : public ::testing::Test {
 
   // Whether `pid` has exited (a zombie counts).
   static bool Gone(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string pid_field, comm, state;
-    return !(stat >> pid_field >> comm >> state) || state == "Z";
+    // The state follows the command name's closing parenthesis.
+    const std::string stat = ReadFileQuietly("/proc/" + std::to_string(pid) + "/stat");
+    const size_t paren = stat.rfind(')');
+    return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] == 'Z';
   }
 
   // Unmounts `point` and waits until the daemon serving it has exited, so
