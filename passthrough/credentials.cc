@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "spdlog/spdlog.h"
@@ -64,6 +67,18 @@ ScopedCredentials::~ScopedCredentials() {
     spdlog::critical("cannot restore supplementary groups (errno {})", errno);
     std::abort();
   }
+}
+
+bool CallerHasCapability(const RequestContext& ctx, int cap) {
+  if (ctx.pid == 0 || cap < 0 || cap > 63) return false;
+  std::ifstream status("/proc/" + std::to_string(ctx.pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const uint64_t effective = std::strtoull(line.c_str() + 7, nullptr, 16);
+    return (effective >> cap) & 1;
+  }
+  return false;
 }
 
 void UseUmaskOnThisThread(mode_t mask) {

@@ -14,6 +14,7 @@
 
 #include <span>
 
+#include "core/request_context.h"
 #include "core/result.h"
 
 namespace lamina::passthrough {
@@ -35,6 +36,13 @@ class ScopedCredentials {
   bool switched_ = false;
   int error_ = 0;
 };
+
+// Whether the process that sent a request has capability `cap` in its
+// effective set, as /proc/PID/status says (false when the pid is unknown:
+// a caller in another pid namespace). For the rare decisions the kernel
+// leaves to the filesystem and a uid cannot settle: root may have dropped
+// its capabilities.
+bool CallerHasCapability(const RequestContext& ctx, int cap);
 
 // Gives the calling thread its own umask `mask` (unsharing CLONE_FS once, so
 // the change stays away from the rest of the process; a no-op when the

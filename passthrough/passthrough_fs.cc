@@ -81,8 +81,15 @@ void PassthroughFs::Init(InitConfig& config) {
   // POSIX record locks stay in the kernel: forwarding them to one open file
   // per FUSE open would make two descriptors of one process conflict.
   config.want &= ~abi::kPosixLocks;
+  // FUSE_POSIX_ACL also turns the kernel's permission checks on: with it,
+  // a user of the mount gets no access the source would refuse them, even
+  // if the mount options lack default_permissions.
   if (options_.posix_acl && config.KernelOffers(abi::kPosixAcl | abi::kDontMask)) {
     config.want |= abi::kPosixAcl | abi::kDontMask;
+  } else if (options_.posix_acl) {
+    spdlog::warn(
+        "the kernel does not offer FUSE_POSIX_ACL: permissions are checked only if the mount "
+        "has default_permissions, and without ACLs");
   }
   if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
     config.want |= abi::kPassthrough;
@@ -225,7 +232,7 @@ Result<StatxAttributes> PassthroughFs::Statx(const Ctx&, NodeId node, std::optio
   return out;
 }
 
-Result<Attributes> PassthroughFs::SetAttr(const Ctx& ctx, NodeId node, const SetAttrRequest& req) {
+Result<Attributes> PassthroughFs::SetAttr(const Ctx&, NodeId node, const SetAttrRequest& req) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
   const std::string proc = inode->ProcPath();
@@ -254,10 +261,11 @@ Result<Attributes> PassthroughFs::SetAttr(const Ctx& ctx, NodeId node, const Set
     int rc = fh_fd >= 0 ? futimens(fh_fd, times) : utimensat(AT_FDCWD, proc.c_str(), times, 0);
     if (rc != 0) return LastErrno();
   }
-  // HANDLE_KILLPRIV_V2: a size or owner change by a non-root caller drops
+  // HANDLE_KILLPRIV_V2: a size change by a caller without CAP_FSETID (the
+  // kernel knows, and says so with the flag; uid 0 may lack it) drops
   // set-user-ID (and set-group-ID when group-executable). The root daemon
   // has CAP_FSETID, so the backing filesystem would not do it for us.
-  if (req.Has(abi::kFattrKillSuidgid) && ctx.uid != 0 && !req.Has(abi::kFattrMode)) {
+  if (req.Has(abi::kFattrKillSuidgid) && !req.Has(abi::kFattrMode)) {
     Result<struct stat> st = StatPath(inode->fd());
     if (!st.ok()) return Errno{st.error()};
     mode_t kill = S_ISUID | ((st->st_mode & S_IXGRP) ? S_ISGID : 0);

@@ -11,10 +11,12 @@
 // writes are served here with preadv/pwritev straight into the request
 // buffers.
 //
-// Creating operations run with the caller's fsuid/fsgid/groups
-// (credentials.h). POSIX record locks are left to the kernel (it keeps them
-// per mount); flock(2) locks are forwarded, since each FUSE open maps to
-// exactly one open file here.
+// Permissions are the kernel's to check (posix_acl below): it knows the
+// caller's groups and capabilities, which a request does not carry. Creating
+// operations also run with the caller's fsuid/fsgid/groups (credentials.h),
+// so new files belong to the caller. POSIX record locks are left to the
+// kernel (it keeps them per mount); flock(2) locks are forwarded, since
+// each FUSE open maps to exactly one open file here.
 
 #ifndef LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
 #define LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
@@ -59,14 +61,15 @@ struct PassthroughOptions {
   size_t max_cached_nodes = kDefaultMaxCachedNodes;
   // The largest WRITE the kernel may send; 0 keeps the core's default.
   uint32_t max_write = 0;
-  // POSIX ACLs enforced and cached by the kernel (FUSE_POSIX_ACL, which
-  // turns default_permissions on) and creation that honours the parent's
+  // The kernel checks every permission (FUSE_POSIX_ACL, which turns
+  // default_permissions on for the connection whatever the mount options
+  // say) with the source's POSIX ACLs, and creation honours the parent's
   // default ACL (FUSE_DONT_MASK: the umask reaches the source's filesystem
-  // unapplied). Meant for mounts with default_permissions, whose mode-bit
-  // checks would otherwise ignore ACLs; without it the daemon's own access
-  // to the source is what is checked, and the kernel masks new modes with
-  // the umask before the parent's default ACL is consulted.
-  bool posix_acl = false;
+  // unapplied). Off only for a mount no one but the daemon's own user can
+  // reach: the daemon then acts on the source with its own credentials for
+  // whoever asks (docs/security.md), and the kernel masks new modes with the
+  // umask before the parent's default ACL is consulted.
+  bool posix_acl = true;
 };
 
 // Ceiling of the default max_nodes: a larger kernel cache than this rarely

@@ -1,7 +1,9 @@
 // PassthroughFs: opening files and moving their data.
 //
 // Every open reopens the node's O_PATH descriptor through /proc/self/fd
-// with the caller's flags; that descriptor is the file handle. With kernel
+// with the caller's flags (regular files and directories only); that
+// descriptor is the file handle. The kernel has checked the caller's
+// permission to open (posix_acl in passthrough_fs.h). With kernel
 // passthrough, the first open of an inode also registers a backing id that
 // all its opens share (the kernel refuses mixed backings per inode) and
 // the kernel then serves read, write and mmap itself.
@@ -89,6 +91,10 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
 Result<OpenReply> PassthroughFs::Open(const Ctx&, NodeId node, const OpenRequest& req) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
+  // The kernel opens FIFOs, sockets and devices on a FUSE mount itself and
+  // never sends OPEN for them; opening one here could block a worker on a
+  // FIFO without a writer, or reach a device as root.
+  if (!S_ISREG(inode->type()) && !S_ISDIR(inode->type())) return Errno{ENXIO};
   int fd = open(inode->ProcPath().c_str(), (req.flags & ~kStrippedOpenFlags) | O_CLOEXEC);
   if (fd < 0) return LastErrno();
   if (req.kill_suidgid && (req.flags & O_TRUNC) != 0) {

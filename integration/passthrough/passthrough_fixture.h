@@ -92,9 +92,8 @@ class MountedPassthrough {
     options.entry_timeout = options.attr_timeout = options.negative_timeout = setup.timeout;
     options.max_nodes = setup.max_nodes;
     if (setup.max_cached_nodes) options.max_cached_nodes = *setup.max_cached_nodes;
-    // As `laminafs passthrough` does: ACLs with the kernel's permission checks.
-    options.posix_acl = std::find(setup.mount_options.begin(), setup.mount_options.end(),
-                                  "default_permissions") != setup.mount_options.end();
+    // options.posix_acl stays on, as in `laminafs passthrough`: the kernel
+    // checks permissions, with ACLs, whatever the mount options.
     auto fs = PassthroughFs::Create(options);
     if (!fs.ok()) throw std::runtime_error(fs.status().ToString());
     fs_ = std::move(*fs);
