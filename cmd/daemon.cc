@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -115,6 +116,23 @@ int RunMounted(const DaemonOptions& options, const StartFn& start) {
   return 1;
 }
 
+void AddPermissionChecks(std::vector<std::string>& mount_options) {
+  if (std::find(mount_options.begin(), mount_options.end(), "default_permissions") ==
+      mount_options.end()) {
+    mount_options.push_back("default_permissions");
+  }
+}
+
+std::vector<std::string> WeakenedChecks(const MountCommand& command) {
+  std::vector<std::string> weakened;
+  if (!command.posix_acl) {
+    weakened.push_back(
+        "noacl: POSIX ACLs are not enforced; a user an ACL entry denies gets what the mode "
+        "bits allow");
+  }
+  return weakened;
+}
+
 int ServeCommand(const MountCommand& command, Filesystem& fs,
                  std::vector<std::string> mount_options) {
   LoggingFilesystem traced(fs);
@@ -136,7 +154,16 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   daemon.log_file = command.log_file;
   daemon.name = "laminafs";
   const std::string mountpoint = command.mountpoint;
-  return RunMounted(daemon, [&] { return FuseServer::Start(served, mountpoint, server_options); });
+  const std::vector<std::string> weakened = WeakenedChecks(command);
+  if (!command.foreground) {
+    for (const std::string& warning : weakened) {
+      std::fprintf(stderr, "laminafs: WARNING: %s\n", warning.c_str());
+    }
+  }
+  return RunMounted(daemon, [&] {
+    for (const std::string& warning : weakened) spdlog::warn("WARNING: {}", warning);
+    return FuseServer::Start(served, mountpoint, server_options);
+  });
 }
 
 }  // namespace lamina::cmd

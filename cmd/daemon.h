@@ -34,6 +34,17 @@ int RunMounted(const DaemonOptions& options, const StartFn& start);
 
 struct MountCommand;
 
+// Adds default_permissions unless present. The kernel, which knows each
+// caller's groups and capabilities, then checks every access before the
+// daemon acts with its own credentials (docs/security.md); no option turns
+// that off.
+void AddPermissionChecks(std::vector<std::string>& mount_options);
+
+// What the command's options turn off of the checks a user of the mount
+// would meet on the layers or kernel overlayfs, one sentence each ("noacl:
+// ..."); ServeCommand logs them as warnings, and prints them when detaching.
+std::vector<std::string> WeakenedChecks(const MountCommand& command);
+
 // Mounts `fs` at the command's mountpoint with `mount_options` (plus
 // subtype=laminafs) and serves it as the command says: -f, -d (tracing every
 // request), log=, threads=. Returns the process exit code.

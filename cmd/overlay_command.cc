@@ -16,13 +16,12 @@ bool Has(const std::vector<std::string>& options, const std::string& option) {
   return std::find(options.begin(), options.end(), option) != options.end();
 }
 
-// Run as root, the mount serves every user of a container rootfs with the
-// kernel's permission checks, and keeps setuid binaries and device nodes
-// working, unless the caller said otherwise.
+// Run as root, the mount serves every user of a container rootfs and keeps
+// setuid binaries and device nodes working, unless the caller said
+// otherwise. (The kernel's permission checks are always on.)
 void AddContainerDefaults(std::vector<std::string>& options) {
   if (geteuid() != 0) return;
   if (!Has(options, "allow_other")) options.push_back("allow_other");
-  if (!Has(options, "default_permissions")) options.push_back("default_permissions");
   if (!Has(options, "nosuid") && !Has(options, "suid")) options.push_back("suid");
   if (!Has(options, "nodev") && !Has(options, "dev")) options.push_back("dev");
 }
@@ -70,6 +69,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   }
   std::vector<std::string> mount_options = command->mount_options;
   if (command->upperdir.empty() && !Has(mount_options, "ro")) mount_options.push_back("ro");
+  AddPermissionChecks(mount_options);
   AddContainerDefaults(mount_options);
   mount_options.push_back("fsname=laminafs");
   return ServeCommand(*command, **fs, std::move(mount_options));

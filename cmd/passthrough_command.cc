@@ -4,7 +4,6 @@
 
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <cstdio>
 
 #include "cmd/daemon.h"
@@ -33,11 +32,10 @@ int RunPassthrough(const std::vector<std::string>& args) {
   fs_options.passthrough = command->passthrough;
   fs_options.max_nodes = command->max_nodes;
   fs_options.max_write = command->max_write.value_or(0);
-  // With default_permissions the kernel checks access; it must then know
-  // the ACLs too (unless noacl), or it would judge by mode bits alone.
-  const std::vector<std::string>& requested = command->mount_options;
-  fs_options.posix_acl = command->posix_acl && std::find(requested.begin(), requested.end(),
-                                                         "default_permissions") != requested.end();
+  // The kernel checks every permission, with the source's ACLs
+  // (docs/security.md): the daemon acts on the source as root for whoever
+  // uses the mount.
+  fs_options.posix_acl = true;
   if (command->timeout) {
     fs_options.entry_timeout = fs_options.attr_timeout = fs_options.negative_timeout =
         *command->timeout;
@@ -48,6 +46,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
     return 1;
   }
   std::vector<std::string> mount_options = command->mount_options;
+  AddPermissionChecks(mount_options);
   mount_options.push_back("fsname=" + command->source);
   return ServeCommand(*command, **fs, std::move(mount_options));
 }

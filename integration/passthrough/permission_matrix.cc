@@ -334,28 +334,16 @@ std::string BuildMatrixTree(const std::string& root) {
   return "";
 }
 
-std::vector<std::vector<std::string>> RunMatrixAs(const Principal& who,
-                                                  const std::vector<std::string>& roots) {
+std::string RunAs(const Principal& who, const std::function<std::string()>& body) {
   int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return {{"pipe failed"}};
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return "pipe failed";
   pid_t pid = fork();
+  if (pid < 0) return "fork failed";
   if (pid == 0) {
     close(pipe_fds[0]);
     umask(022);
-    std::string report;
-    if (!BecomePrincipal(who)) {
-      report = "cannot become " + std::string(who.name) + "\n";
-    } else {
-      for (const std::string& root : roots) {
-        for (const Operation& op : Operations()) {
-          std::string line =
-              std::string(op.name) + " " + op.path + ": " + op.run(root + "/" + op.path, root);
-          std::replace(line.begin(), line.end(), '\n', ' ');
-          report += line + "\n";
-        }
-        report += "\n";  // ends this root's list
-      }
-    }
+    const std::string report =
+        BecomePrincipal(who) ? body() : "cannot become " + std::string(who.name);
     for (size_t done = 0; done < report.size();) {
       ssize_t n = write(pipe_fds[1], report.data() + done, report.size() - done);
       if (n <= 0) _exit(1);
@@ -367,10 +355,32 @@ std::vector<std::vector<std::string>> RunMatrixAs(const Principal& who,
   std::string report;
   char buffer[4096];
   ssize_t n;
-  while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0) report.append(buffer, size_t(n));
+  while ((n = read(pipe_fds[0], buffer, sizeof buffer)) > 0) {
+    report.append(buffer, static_cast<size_t>(n));
+  }
   close(pipe_fds[0]);
   int status = 0;
-  if (pid > 0) waitpid(pid, &status, 0);
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "child failed";
+  }
+  return report;
+}
+
+std::vector<std::vector<std::string>> RunMatrixAs(const Principal& who,
+                                                  const std::vector<std::string>& roots) {
+  const std::string report = RunAs(who, [&] {
+    std::string out;
+    for (const std::string& root : roots) {
+      for (const Operation& op : Operations()) {
+        std::string line =
+            std::string(op.name) + " " + op.path + ": " + op.run(root + "/" + op.path, root);
+        std::replace(line.begin(), line.end(), '\n', ' ');
+        out += line + "\n";
+      }
+      out += "\n";  // ends this root's list
+    }
+    return out;
+  });
   std::vector<std::vector<std::string>> lists(roots.size());
   std::istringstream lines(report);
   std::string line;
@@ -398,7 +408,9 @@ std::string DescribeMatrixState(const std::string& root) {
          << " mode=" << (st.st_mode & 07777) << std::dec << " owner=" << st.st_uid << ":"
          << st.st_gid;
     if (S_ISREG(st.st_mode)) {
-      line << " size=" << st.st_size << " data=" << ReadFile(path);
+      std::string data = ReadFile(path);
+      std::replace(data.begin(), data.end(), '\n', '|');
+      line << " size=" << st.st_size << " data=" << data;
     } else if (S_ISLNK(st.st_mode)) {
       line << " -> " << std::filesystem::read_symlink(path, error).string();
     } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -49,11 +50,14 @@ const std::vector<Principal>& MatrixPrincipals();
 // the filesystem refused.
 std::string BuildMatrixTree(const std::string& root);
 
+// Runs `body` as `who` in a child process and returns what it returned
+// ("cannot become NAME" if the switch failed, "child failed" if it died).
+std::string RunAs(const Principal& who, const std::function<std::string()>& body);
+
 // Runs every operation as `who`, in a child process, on each of `roots`
 // (copies of the tree) in turn, and returns one list of outcomes per root,
-// each "operation path: ok" (with what a read returned) or ": ERRNO". A
-// root whose list is empty was not run (the child failed; see the list's
-// single entry in the first root).
+// each "operation path: ok" (with what a read returned) or ": ERRNO". If the
+// child failed, the first list holds only why and the others are empty.
 std::vector<std::vector<std::string>> RunMatrixAs(const Principal& who,
                                                   const std::vector<std::string>& roots);
 
