@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
 #include <limits.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +19,6 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
 
@@ -41,22 +42,72 @@ std::string UnescapeMountinfo(const std::string& field) {
   return out;
 }
 
+// Starts a helper program (fusermount3) with an argument vector, never
+// through a shell, so no character of a mount point can become part of a
+// command. `extra_env` ("NAME=VALUE") is added to the environment; with
+// `quiet` its output goes to /dev/null. Returns the pid, or -1.
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
+                  bool quiet) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  // The environment, but with extra_env's values for the names it sets.
+  auto overridden = [&](const char* entry) {
+    for (const std::string& extra : extra_env) {
+      if (std::strncmp(entry, extra.c_str(), extra.find('=') + 1) == 0) return true;
+    }
+    return false;
+  };
+  std::vector<char*> env;
+  for (const std::string& entry : extra_env) env.push_back(const_cast<char*>(entry.c_str()));
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (!overridden(*entry)) env.push_back(*entry);
+  }
+  env.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (quiet) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  }
+  pid_t pid = -1;
+  const int error = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    spdlog::warn("cannot run {}: {}", argv[0], strerror(error));
+    return -1;
+  }
+  return pid;
+}
+
+// Waits for a helper; its exit status, or -1 if it did not exit normally.
+int WaitForHelper(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 // Mounts through the setuid fusermount3 helper, which opens /dev/fuse,
 // mounts, and passes the descriptor back over a socket (_FUSE_COMMFD).
+// `options` is the escaped list (JoinMountOptions).
 absl::StatusOr<int> MountWithFusermount(const std::string& mountpoint, const std::string& options) {
   int sockets[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sockets) != 0) {
     return absl::InternalError(absl::StrCat("socketpair: ", strerror(errno)));
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(sockets[0]);
-    setenv("_FUSE_COMMFD", std::to_string(sockets[1]).c_str(), 1);
-    std::string opts = options.empty() ? "rw" : options;
-    execlp("fusermount3", "fusermount3", "-o", opts.c_str(), "--", mountpoint.c_str(), nullptr);
-    _exit(127);
-  }
+  // The helper inherits its end only.
+  fcntl(sockets[0], F_SETFD, FD_CLOEXEC);
+  const std::string opts = options.empty() ? "rw" : options;
+  const pid_t pid = SpawnHelper({"fusermount3", "-o", opts, "--", mountpoint},
+                                {"_FUSE_COMMFD=" + std::to_string(sockets[1])}, /*quiet=*/false);
   close(sockets[1]);
+  if (pid < 0) {
+    close(sockets[0]);
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot run fusermount3 to mount ", mountpoint));
+  }
   char byte;
   struct iovec iov = {&byte, 1};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
@@ -67,12 +118,11 @@ absl::StatusOr<int> MountWithFusermount(const std::string& mountpoint, const std
   msg.msg_controllen = sizeof(control);
   ssize_t n = recvmsg(sockets[0], &msg, MSG_CMSG_CLOEXEC);
   close(sockets[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = WaitForHelper(pid);
   struct cmsghdr* cmsg = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
   if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
-    return absl::PermissionDeniedError(absl::StrCat("fusermount3 could not mount ", mountpoint,
-                                                    " (exit status ", WEXITSTATUS(status), ")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("fusermount3 could not mount ", mountpoint, " (exit status ", status, ")"));
   }
   int fd;
   std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
@@ -80,6 +130,18 @@ absl::StatusOr<int> MountWithFusermount(const std::string& mountpoint, const std
 }
 
 }  // namespace
+
+std::string JoinMountOptions(const std::vector<std::string>& options) {
+  std::string list;
+  for (const std::string& option : options) {
+    if (!list.empty()) list.push_back(',');
+    for (char c : option) {
+      if (c == ',' || c == '\\') list.push_back('\\');
+      list.push_back(c);
+    }
+  }
+  return list;
+}
 
 int FindMountMinor(const std::string& mountpoint) {
   std::ifstream mountinfo("/proc/self/mountinfo");
@@ -106,10 +168,11 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Create(
         absl::StrCat("mountpoint ", mountpoint, " is not a directory"));
   }
 
+  const std::string option_list = JoinMountOptions(options);
   std::vector<std::string> argv_storage = {"lamina"};
   if (!options.empty()) {
     argv_storage.push_back("-o");
-    argv_storage.push_back(absl::StrJoin(options, ","));
+    argv_storage.push_back(option_list);
   }
   std::vector<char*> argv;
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
@@ -121,12 +184,12 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Create(
   fuse_opt_free_args(&args);
   if (mount->session_ == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("libfuse rejected the mount options: ", absl::StrJoin(options, ",")));
+        absl::StrCat("libfuse rejected the mount options: ", option_list));
   }
   if (geteuid() != 0 && access("/dev/fuse", R_OK | W_OK) != 0) {
     // libfuse only falls back to fusermount3 when mount(2) is refused, not
     // when the device itself cannot be opened; the helper can open it.
-    absl::StatusOr<int> fd = MountWithFusermount(resolved, absl::StrJoin(options, ","));
+    absl::StatusOr<int> fd = MountWithFusermount(resolved, option_list);
     if (!fd.ok()) return fd.status();
     mount->fd_ = *fd;
   } else if (fuse_session_mount(mount->session_, resolved) != 0) {
@@ -171,8 +234,9 @@ void FuseMount::Unmount() {
     if (geteuid() == 0) {
       umount2(mountpoint_.c_str(), MNT_DETACH);
     } else {
-      std::string command = absl::StrCat("fusermount3 -u -z -- '", mountpoint_, "' 2>/dev/null");
-      if (system(command.c_str()) != 0) spdlog::warn("could not unmount {}", mountpoint_);
+      const pid_t pid =
+          SpawnHelper({"fusermount3", "-u", "-z", "--", mountpoint_}, {}, /*quiet=*/true);
+      if (pid < 0 || WaitForHelper(pid) != 0) spdlog::warn("could not unmount {}", mountpoint_);
     }
   }
 }

@@ -4,6 +4,7 @@
 // way to get a FUSE mount: mount(2) as root, or the setuid fusermount3
 // helper for unprivileged users. Nothing after the mount goes through
 // libfuse: Lamina's session reads and answers the connection itself.
+// Helpers run from argument vectors, never through a shell.
 
 #ifndef LAMINA_CORE_FUSE_MOUNT_H_
 #define LAMINA_CORE_FUSE_MOUNT_H_
@@ -23,7 +24,8 @@ class FuseMount {
  public:
   // Mounts a FUSE filesystem at `mountpoint` (made absolute first) with
   // mount options such as "allow_other", "default_permissions",
-  // "fsname=NAME", "subtype=NAME", "ro", "suid", "dev". The kernel sends
+  // "fsname=NAME", "subtype=NAME", "ro", "suid", "dev", one per element (any
+  // character may appear in a value: JoinMountOptions). The kernel sends
   // INIT right after; serve it with a Session on fd().
   static absl::StatusOr<std::unique_ptr<FuseMount>> Create(const std::string& mountpoint,
                                                            const std::vector<std::string>& options);
@@ -59,6 +61,12 @@ class FuseMount {
   std::mutex unmount_mu_;
   bool unmounted_ = false;  // guarded by unmount_mu_
 };
+
+// The -o list libfuse and fusermount3 take for `options`, one option each:
+// both split the list at commas and read a backslash as "the next
+// character as it is", so a comma or backslash inside an option (a source
+// path in fsname=) is escaped and can never become an option of its own.
+std::string JoinMountOptions(const std::vector<std::string>& options);
 
 // Finds the device minor of the mount at `mountpoint` in /proc/self/mountinfo
 // (FUSE connection numbers are the mount's anonymous device numbers).

@@ -6,7 +6,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -31,16 +33,38 @@ std::string Outcome(long rc) {
   return name != nullptr ? name : std::to_string(errno);
 }
 
-// The mount's line in /proc/self/mountinfo.
-std::string MountinfoLine(const std::string& mountpoint) {
+// A mountinfo field as it was before the kernel escaped space, tab,
+// newline and backslash as \ooo.
+std::string Unescape(const std::string& field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      out.push_back(static_cast<char>(std::stoi(field.substr(i + 1, 3), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(field[i]);
+    }
+  }
+  return out;
+}
+
+// The fields of the mount at `mountpoint` in /proc/self/mountinfo: mount
+// point, mount options, source, super options (unescaped); empty if none.
+struct MountinfoEntry {
+  std::string mountpoint, options, source, super_options;
+};
+std::optional<MountinfoEntry> FindMount(const std::string& mountpoint) {
   std::istringstream mountinfo(ReadFile("/proc/self/mountinfo"));
   for (std::string line; std::getline(mountinfo, line);) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (point == mountpoint) return line;
+    std::istringstream in(line);
+    std::vector<std::string> fields;
+    for (std::string field; in >> field;) fields.push_back(field);
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 6 || dash == fields.end() || fields.end() - dash < 4) continue;
+    MountinfoEntry entry{Unescape(fields[4]), fields[5], Unescape(dash[2]), dash[3]};
+    if (entry.mountpoint == mountpoint) return entry;
   }
-  return "";
+  return std::nullopt;
 }
 
 // The report: `laminafs passthrough -o allow_other SRC MNT` as root, without
@@ -70,8 +94,10 @@ TEST(passthrough_cli_security, AllowOtherGivesNoMoreThanTheSource) {
   ChildProcess command(
       {BuiltBinary("cmd/laminafs"), "passthrough", "-o", "allow_other,timeout=0", source, mnt});
   ASSERT_EQ(command.Wait(std::chrono::seconds(30)), 0) << command.output();
-  EXPECT_NE(MountinfoLine(mnt).find("default_permissions"), std::string::npos)
-      << MountinfoLine(mnt);
+  std::optional<MountinfoEntry> entry = FindMount(mnt);
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_NE(entry->super_options.find("default_permissions"), std::string::npos)
+      << entry->super_options;
 
   for (const Principal& who : MatrixPrincipals()) {
     if (who.uid != kMatrixStranger && who.uid != kMatrixOwner) continue;
@@ -107,6 +133,36 @@ TEST(passthrough_cli_security, AllowOtherGivesNoMoreThanTheSource) {
   }
   EXPECT_EQ(ReadFile(source + "/secret"), "root only");
   EXPECT_EQ(ReadFile(source + "/rootdir/victim"), "keep me");
+}
+
+// A source path joined unescaped into fsname= once became mount options:
+// `laminafs passthrough "/tmp/src,ro,allow_other" MNT` mounted read-only for
+// everyone. Sources and mount points with a comma, backslash, quotes, a
+// space or a newline mount as they are: mountinfo shows exactly those
+// paths, and no option but the command's.
+TEST(passthrough_cli_security, OddNamesStayWholeSourcesAndMountPoints) {
+  ASSERT_EQ(geteuid(), 0U) << "needs root";
+  TempDir dir("lamina-names");
+  const std::string sources = dir.Subdir("src"), mounts = dir.Subdir("mnt");
+  for (const std::string name : {"a,ro,allow_other", "back\\slash", "quo'te", "dq\"uote", "sp ace",
+                                 "new\nline", "tr\\,ick\\\\,"}) {
+    SCOPED_TRACE(name);
+    const std::string source = sources + "/" + name, mnt = mounts + "/" + name;
+    ASSERT_EQ(mkdir(source.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(mnt.c_str(), 0755), 0);
+    WriteFile(source + "/f", "whole");
+    UnmountGuard guard{mnt};
+    ChildProcess command({BuiltBinary("cmd/laminafs"), "passthrough", source, mnt});
+    ASSERT_EQ(command.Wait(std::chrono::seconds(30)), 0) << command.output();
+    std::optional<MountinfoEntry> entry = FindMount(mnt);
+    ASSERT_TRUE(entry.has_value());
+    EXPECT_EQ(entry->source, source);
+    EXPECT_EQ(entry->options.rfind("rw,", 0), 0U) << entry->options;
+    EXPECT_EQ(entry->super_options.find("allow_other"), std::string::npos) << entry->super_options;
+    EXPECT_EQ(ReadFile(mnt + "/f"), "whole");
+    WriteFile(mnt + "/written", "yes");
+    EXPECT_EQ(ReadFile(source + "/written"), "yes");
+  }
 }
 
 }  // namespace
