@@ -8,7 +8,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "overlay/layers.h"
 #include "overlay/privilege.h"
 
@@ -130,8 +129,10 @@ absl::Status ApplyFuseOverlayfsOption(const std::string& key, const std::string&
 absl::Status ApplyOverlayOption(const std::string& key, const std::string& value, bool has_value,
                                 MountCommand& out) {
   if (key == "lowerdir" && has_value) {
+    absl::StatusOr<std::vector<std::string>> layers = SplitLowerdirs(value);
+    if (!layers.ok()) return layers.status();
     out.lowerdirs.clear();
-    for (const std::string& layer : SplitLowerdirs(value)) {
+    for (const std::string& layer : *layers) {
       absl::StatusOr<std::string> path = Absolute(layer, "lowerdir");
       if (!path.ok()) return path.status();
       out.lowerdirs.push_back(*path);
@@ -166,6 +167,7 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
   return feature;
 }
 
+// `option` as split from the list, escapes kept (option_list.h).
 absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand& out) {
   if (IsMountOption(option)) {
     out.mount_options.push_back(option);
@@ -173,7 +175,9 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
   }
   size_t eq = option.find('=');
   std::string key = option.substr(0, eq);
-  std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
+  // lowerdir= splits at unescaped colons before it unescapes.
+  std::string raw_value = eq == std::string::npos ? "" : option.substr(eq + 1);
+  std::string value = key == "lowerdir" ? raw_value : UnescapeOptionValue(raw_value);
   if (kind == MountKind::kOverlay) {
     absl::Status status = ApplyOverlayOption(key, value, eq != std::string::npos, out);
     if (!absl::IsNotFound(status)) return status;
@@ -241,26 +245,6 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
   return absl::OkStatus();
 }
 
-}  // namespace
-
-std::vector<std::string> SplitLowerdirs(const std::string& list) {
-  std::vector<std::string> layers(1);
-  for (size_t i = 0; i < list.size(); ++i) {
-    if (list[i] == '\\' && i + 1 < list.size() && list[i + 1] == ':') {
-      layers.back().push_back(':');
-      ++i;
-    } else if (list[i] == ':') {
-      layers.emplace_back();
-    } else {
-      layers.back().push_back(list[i]);
-    }
-  }
-  std::erase_if(layers, [](const std::string& layer) { return layer.empty(); });
-  return layers;
-}
-
-namespace {
-
 absl::StatusOr<std::string> Absolute(const std::string& path, const char* what) {
   char resolved[PATH_MAX];
   if (realpath(path.c_str(), resolved) == nullptr) {
@@ -315,8 +299,8 @@ absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& a
     } else if (arg == "-o" || (arg.size() > 2 && arg.rfind("-o", 0) == 0)) {
       std::string list = arg == "-o" ? (i + 1 < args.size() ? args[++i] : "") : arg.substr(2);
       if (list.empty()) return absl::InvalidArgumentError("-o needs an option list");
-      for (absl::string_view option : absl::StrSplit(list, ',', absl::SkipEmpty())) {
-        absl::Status status = ApplyOption(std::string(option), kind, out);
+      for (const std::string& option : SplitOptionList(list)) {
+        absl::Status status = ApplyOption(option, kind, out);
         if (!status.ok()) return status;
       }
     } else if (!arg.empty() && arg[0] == '-') {

@@ -4,8 +4,9 @@
 //   laminafs passthrough [-f] [-d] [-o OPT[,OPT...]] SOURCE MOUNTPOINT
 //
 // -o takes FUSE mount options (handed to the mount) and Lamina's own
-// options (consumed here). Paths are made absolute at parse time, before
-// the daemon forks or changes directory.
+// options (consumed here), in kernel overlayfs' syntax (option_list.h:
+// `\,` and `\:` escape commas and colons in paths). Paths are made absolute
+// at parse time, before the daemon forks or changes directory.
 
 #ifndef LAMINA_CMD_OPTIONS_H_
 #define LAMINA_CMD_OPTIONS_H_
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cmd/option_list.h"
 #include "overlay/id_map.h"
 #include "passthrough/passthrough_fs.h"
 
@@ -80,9 +82,6 @@ struct MountCommand {
 // (the message names the offending argument); the caller exits with 2.
 absl::StatusOr<MountCommand> ParseMountCommand(const std::vector<std::string>& args,
                                                MountKind kind = MountKind::kPassthrough);
-
-// Splits a lowerdir list at unescaped colons ("\:" is a literal colon).
-std::vector<std::string> SplitLowerdirs(const std::string& list);
 
 }  // namespace lamina::cmd
 

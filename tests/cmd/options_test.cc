@@ -69,7 +69,42 @@ TEST(OptionsTest, ContainersStorageForm) {
 }
 
 TEST(OptionsTest, EscapedColonsInLowerdir) {
-  EXPECT_EQ(SplitLowerdirs("a\\:b:c::d"), (std::vector<std::string>{"a:b", "c", "d"}));
+  EXPECT_EQ(*SplitLowerdirs("a\\:b:c:d"), (std::vector<std::string>{"a:b", "c", "d"}));
+  // As the kernel reads it: a backslash makes any next character ordinary.
+  EXPECT_EQ(*SplitLowerdirs("a\\\\:b\\,c:\\d\\"), (std::vector<std::string>{"a\\", "b,c", "d"}));
+  EXPECT_TRUE(SplitLowerdirs("")->empty());
+  // What the kernel refuses, and data-only layers ("::"), which Lamina lacks.
+  EXPECT_EQ(SplitLowerdirs(":a").status().message(), "lowerdir may not start with ':'");
+  EXPECT_EQ(SplitLowerdirs("a:").status().message(), "lowerdir may not end with ':'");
+  EXPECT_EQ(SplitLowerdirs("a::b").status().message(),
+            "data-only lower layers (lowerdir=...::DIR) are not supported by laminafs");
+}
+
+// The -o list in kernel overlayfs' syntax: `\,` keeps a comma inside a path
+// (it once split the option, and the rest became options of their own),
+// `\:` a colon inside a layer, `\\` a backslash.
+TEST(OptionsTest, EscapedCommasAndBackslashesInPaths) {
+  for (const char* name : {"l,1", "l:2", "l\\3", "u,p", "w\\o", "lo,g"}) {
+    std::filesystem::create_directory(Dir()(name));
+  }
+  absl::StatusOr<MountCommand> command = ParseMountCommand(
+      {"-o",
+       "lowerdir=" + Dir()("l\\,1") + ":" + Dir()("l\\:2") + ":" + Dir()("l\\\\3") + ",upperdir=" +
+           Dir()("u\\,p") + ",workdir=" + Dir()("w\\\\o") + ",log=" + Dir()("lo\\,g/log"),
+       Dir()("mnt")},
+      MountKind::kOverlay);
+  ASSERT_TRUE(command.ok()) << command.status();
+  EXPECT_EQ(command->lowerdirs,
+            (std::vector<std::string>{Dir()("l,1"), Dir()("l:2"), Dir()("l\\3")}));
+  EXPECT_EQ(command->upperdir, Dir()("u,p"));
+  EXPECT_EQ(command->workdir, Dir()("w\\o"));
+  EXPECT_EQ(command->log_file, Dir()("lo,g/log"));
+  EXPECT_TRUE(command->mount_options.empty());
+  // Unescaped, the comma still ends the option.
+  EXPECT_EQ(ErrorOf("upperdir=" + Dir()("u,p") + ",workdir=" + Dir()("work")),
+            "upperdir '" + Dir()("u") + "': No such file or directory");
+  EXPECT_EQ(ErrorOf("lowerdir=" + Dir()("l1") + "::" + Dir()("l2")),
+            "data-only lower layers (lowerdir=...::DIR) are not supported by laminafs");
 }
 
 TEST(OptionsTest, MountHelperForm) {
