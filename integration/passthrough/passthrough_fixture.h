@@ -66,6 +66,9 @@ struct MountSetup {
   // freed inode number to the next new file at once.
   bool ext4_source = false;
   std::vector<std::string> mount_options = {"default_permissions", "allow_other"};
+  // PassthroughOptions::posix_acl; false (and no default_permissions above)
+  // leaves every check to the daemon, as an embedder may choose.
+  bool posix_acl = true;
 };
 
 class MountedPassthrough {
@@ -92,8 +95,9 @@ class MountedPassthrough {
     options.entry_timeout = options.attr_timeout = options.negative_timeout = setup.timeout;
     options.max_nodes = setup.max_nodes;
     if (setup.max_cached_nodes) options.max_cached_nodes = *setup.max_cached_nodes;
-    // options.posix_acl stays on, as in `laminafs passthrough`: the kernel
-    // checks permissions, with ACLs, whatever the mount options.
+    // On by default, as in `laminafs passthrough`: the kernel checks
+    // permissions, with ACLs, whatever the mount options.
+    options.posix_acl = setup.posix_acl;
     auto fs = PassthroughFs::Create(options);
     if (!fs.ok()) throw std::runtime_error(fs.status().ToString());
     fs_ = std::move(*fs);
