@@ -157,8 +157,9 @@ std::string ListXattr(const std::string& path) {
   std::sort(list.begin(), list.end());
   std::string out = "ok";
   for (const std::string& name : list) out += " " + name;
-  // A size query must agree with the list.
-  if (llistxattr(path.c_str(), nullptr, 0) != n) out += " (size query differs)";
+  // A size query must leave room for the list (kernel overlayfs answers
+  // the size of the unfiltered list, which is more).
+  if (llistxattr(path.c_str(), nullptr, 0) < n) out += " (size query too small)";
   return out;
 }
 
