@@ -1,5 +1,6 @@
 #include "passthrough/credentials.h"
 
+#include <linux/capability.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -65,6 +67,29 @@ ScopedCredentials::~ScopedCredentials() {
   const std::vector<gid_t>& groups = DaemonGroups();
   if (syscall(SYS_setgroups, groups.size(), groups.data()) != 0) {
     spdlog::critical("cannot restore supplementary groups (errno {})", errno);
+    std::abort();
+  }
+}
+
+ScopedCapabilityDrop::ScopedCapabilityDrop(int cap) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  static_assert(sizeof(data) == sizeof(saved_));
+  if (cap < 0 || cap > 63 || syscall(SYS_capget, &header, data) != 0) return;
+  const uint32_t bit = 1U << (cap % 32);
+  if ((data[cap / 32].effective & bit) == 0) return;
+  std::memcpy(saved_, data, sizeof(saved_));
+  data[cap / 32].effective &= ~bit;
+  dropped_ = syscall(SYS_capset, &header, data) == 0;
+}
+
+ScopedCapabilityDrop::~ScopedCapabilityDrop() {
+  if (!dropped_) return;
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  std::memcpy(data, saved_, sizeof(saved_));
+  if (syscall(SYS_capset, &header, data) != 0) {
+    spdlog::critical("cannot restore capabilities (errno {})", errno);
     std::abort();
   }
 }

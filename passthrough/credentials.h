@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <span>
 
 #include "core/request_context.h"
@@ -35,6 +36,25 @@ class ScopedCredentials {
  private:
   bool switched_ = false;
   int error_ = 0;
+};
+
+// Takes capability `cap` out of the calling thread's effective set (if it
+// is there) until destroyed; capabilities, like the fsuid, belong to the
+// thread. Used while registering a kernel backing file: the kernel keeps
+// the registering thread's credentials and runs every passthrough read and
+// write with them, so without CAP_FSETID a write through the kernel drops
+// set-user-ID and set-group-ID as the source's filesystem would for an
+// unprivileged writer, even on an open made before the bits were set.
+class ScopedCapabilityDrop {
+ public:
+  explicit ScopedCapabilityDrop(int cap);
+  ~ScopedCapabilityDrop();
+  ScopedCapabilityDrop(const ScopedCapabilityDrop&) = delete;
+  ScopedCapabilityDrop& operator=(const ScopedCapabilityDrop&) = delete;
+
+ private:
+  bool dropped_ = false;
+  uint32_t saved_[6] = {};  // two __user_cap_data_struct: effective, permitted, inheritable
 };
 
 // Whether the process that sent a request has capability `cap` in its

@@ -9,6 +9,7 @@
 // the kernel then serves read, write and mmap itself.
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -53,9 +54,12 @@ Result<void> KillSuidgid(int fd) {
 }
 
 // Writes through kernel passthrough reach the backing file with the
-// daemon's credentials, so the backing filesystem never drops set-user-ID
-// or set-group-ID for an unprivileged writer. Writable opens of such files
-// are therefore served by the daemon, whose Write clears the bits.
+// credentials the backing id was registered with (the daemon's, without
+// CAP_FSETID), so they drop set-user-ID and set-group-ID whoever writes:
+// right for a file that became set-ID after an unprivileged open, wrong
+// for root. Writable opens of files set-ID at open time are therefore
+// served by the daemon, whose Write clears the bits only when the kernel
+// says the writer lacks CAP_FSETID.
 bool NeedsDaemonWrites(int fd, int flags) {
   if ((flags & O_ACCMODE) == O_RDONLY) return false;
   struct stat st;
@@ -69,7 +73,11 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
   if (S_ISREG(inode.type()) && passthrough_active() && NeedsDaemonWrites(fd, flags)) {
     reply.open_flags |= abi::kFopenDirectIo;  // may coexist with passthrough opens
   } else if (S_ISREG(inode.type()) && passthrough_active()) {
-    Result<int> id = backing_->Acquire(node, fd);
+    Result<int> id = [&] {
+      // Writes through the kernel then drop set-ID bits (credentials.h).
+      passthrough::ScopedCapabilityDrop no_fsetid(CAP_FSETID);
+      return backing_->Acquire(node, fd);
+    }();
     if (id.ok()) {
       reply.fh = passthrough::FileHandle(fd, /*backed=*/true);
       reply.backing_id = *id;
