@@ -77,10 +77,13 @@ PassthroughFs::~PassthroughFs() {
 
 void PassthroughFs::Init(InitConfig& config) {
   if (options_.max_write != 0) config.max_write = options_.max_write;
-  config.want |= abi::kFlockLocks;
-  // POSIX record locks stay in the kernel: forwarding them to one open file
-  // per FUSE open would make two descriptors of one process conflict.
-  config.want &= ~abi::kPosixLocks;
+  // Locks stay in the kernel, which keeps them per mount. POSIX record
+  // locks forwarded to one open file per FUSE open would make two
+  // descriptors of one process conflict; a forwarded flock(2) that waits
+  // blocks a worker for as long as another user holds the lock, and with
+  // as many waiters as workers the holder's unlock found no worker: the
+  // mount hung for good.
+  config.want &= ~(abi::kPosixLocks | abi::kFlockLocks);
   // FUSE_POSIX_ACL also turns the kernel's permission checks on: with it,
   // a user of the mount gets no access the source would refuse them, even
   // if the mount options lack default_permissions.

@@ -14,9 +14,10 @@
 // Permissions are the kernel's to check (posix_acl below): it knows the
 // caller's groups and capabilities, which a request does not carry. Creating
 // operations also run with the caller's fsuid/fsgid/groups (credentials.h),
-// so new files belong to the caller. POSIX record locks are left to the
-// kernel (it keeps them per mount); flock(2) locks are forwarded, since
-// each FUSE open maps to exactly one open file here.
+// so new files belong to the caller. POSIX record locks and flock(2)
+// locks are left to the kernel, which keeps them per mount: they do not
+// conflict with locks taken on the source directly (as on kernel
+// overlayfs), and a waiter never blocks a daemon worker.
 
 #ifndef LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
 #define LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
@@ -129,7 +130,6 @@ class PassthroughFs : public Filesystem {
   Result<size_t> CopyFileRange(const Ctx&, const CopyRangeRequest& req) override;
   Result<IoctlReply> Ioctl(const Ctx&, NodeId node, const IoctlRequest& req,
                            std::span<std::byte> out) override;
-  Result<void> SetLock(const Ctx&, NodeId node, const LockRequest& req, bool wait) override;
 
   // passthrough_dir.cc
   Result<OpenReply> OpenDir(const Ctx&, NodeId node, int flags) override;

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -221,15 +220,6 @@ Result<size_t> PassthroughFs::CopyFileRange(const Ctx&, const CopyRangeRequest& 
                               static_cast<unsigned int>(req.flags));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
-}
-
-Result<void> PassthroughFs::SetLock(const Ctx&, NodeId, const LockRequest& req, bool wait) {
-  // Only flock(2) locks are negotiated (see Init). Each FUSE open is one
-  // open file here, which is exactly flock's unit of ownership.
-  if (!req.is_flock) return Errno{ENOSYS};
-  int op = req.lock.l_type == F_UNLCK ? LOCK_UN : req.lock.l_type == F_RDLCK ? LOCK_SH : LOCK_EX;
-  if (!wait) op |= LOCK_NB;
-  return CheckSyscall(flock(HandleFd(req.fh), op));
 }
 
 }  // namespace lamina
