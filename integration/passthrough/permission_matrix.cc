@@ -77,6 +77,13 @@ std::string ReadForStrangerAcl() {
               {kOther, 0, kNoId}});
 }
 
+// File capabilities (security.capability, VFS_CAP_REVISION_2, effective):
+// CAP_NET_RAW permitted.
+std::string FileCapabilities() {
+  const uint32_t caps[5] = {0x02000000 | 0x1, 1U << 13, 0, 0, 0};
+  return std::string(reinterpret_cast<const char*>(caps), sizeof caps);
+}
+
 struct Spec {
   char type;  // f file, d directory
   const char* path;
@@ -99,6 +106,8 @@ constexpr Spec kTree[] = {
     {'f', "setgid-foreign", kMatrixOwner, 0, 0755},
     {'f', "setgid-acl", kMatrixOwner, 0, 02770},
     {'f', "prog", kMatrixStranger, kMatrixStranger, 0755},
+    {'f', "filecap-write", kMatrixOwner, kMatrixOwner, 0777},
+    {'f', "filecap-chown", kMatrixOwner, kMatrixOwner, 0755},
     {'f', "acl-deny", 0, 0, 0644},
     {'f', "acl-grant", 0, 0, 0600},
     {'d', "rootdir", 0, 0, 0755},
@@ -244,6 +253,10 @@ const std::vector<Operation>& Operations() {
       {"truncate", "setid-truncate", [](auto& p, auto&) { return Result(truncate(p.c_str(), 0)); }},
       {"write", "setid-write",
        [](auto& p, auto&) { return OpenAndWrite(p, O_WRONLY | O_APPEND, "+"); }},
+      {"write", "filecap-write",
+       [](auto& p, auto&) { return OpenAndWrite(p, O_WRONLY | O_APPEND, "+"); }},
+      {"chgrp-own", "filecap-chown",
+       [](auto& p, auto&) { return Result(chown(p.c_str(), -1, kMatrixOwner)); }},
       {"utimes-now", "own666", [](auto& p, auto&) { return Utimes(p, true); }},
       {"utimes-set", "own666", [](auto& p, auto&) { return Utimes(p, false); }},
       {"utimes-now", "root644", [](auto& p, auto&) { return Utimes(p, true); }},
@@ -325,6 +338,8 @@ std::string BuildMatrixTree(const std::string& root) {
       {"root600", "security.s", "3"},
       {"acl-deny", "system.posix_acl_access", DenyStrangerAcl()},
       {"acl-grant", "system.posix_acl_access", GrantOwnerAcl()},
+      {"filecap-write", "security.capability", FileCapabilities()},
+      {"filecap-chown", "security.capability", FileCapabilities()},
   };
   for (const auto& xattr : xattrs) {
     const std::string path = root + "/" + xattr.path;

@@ -45,8 +45,9 @@ const std::vector<Principal>& MatrixPrincipals();
 // Builds the tree under `root` (an existing empty directory), as root:
 // plain files of root, the owner and the stranger with modes from 0600 to
 // 06777, a root-only directory, a world-writable one, a sticky one, a
-// group-writable one, files with ACLs that grant and that deny, and xattrs
-// in the user, trusted and security namespaces. Empty on success, else what
+// group-writable one, files with ACLs that grant and that deny, files with
+// capabilities (security.capability), and xattrs in the user, trusted and
+// security namespaces. Empty on success, else what
 // the filesystem refused.
 std::string BuildMatrixTree(const std::string& root);
 
