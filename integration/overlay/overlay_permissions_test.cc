@@ -48,6 +48,10 @@ const KnownDifference* KnownFor(const std::string& line) {
   return nullptr;
 }
 
+void PrintTo(TreeLayer layer, std::ostream* os) {
+  *os << (layer == TreeLayer::kLower ? "lower" : "upper");
+}
+
 using MatrixParam = std::tuple<TreeLayer, Principal>;
 
 class OverlayPermissionMatrixTest : public OverlayPair,
