@@ -3,6 +3,7 @@
 #include "passthrough/passthrough_fs.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -21,6 +23,7 @@
 #include "core/resource_limits.h"
 #include "passthrough/credentials.h"
 #include "passthrough/handles.h"
+#include "passthrough/set_id_bits.h"
 #include "spdlog/spdlog.h"
 
 namespace lamina {
@@ -235,11 +238,18 @@ Result<StatxAttributes> PassthroughFs::Statx(const Ctx&, NodeId node, std::optio
   return out;
 }
 
-Result<Attributes> PassthroughFs::SetAttr(const Ctx&, NodeId node, const SetAttrRequest& req) {
+Result<Attributes> PassthroughFs::SetAttr(const Ctx& ctx, NodeId node, const SetAttrRequest& req) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
   const std::string proc = inode->ProcPath();
   const int fh_fd = req.fh ? passthrough::HandleFd(*req.fh) : -1;
+  // Set-ID bits are judged against the file as it was before a chown.
+  std::optional<struct stat> before;
+  if (req.KillsPrivileges() && !req.Has(abi::kFattrMode)) {
+    Result<struct stat> st = StatPath(inode->fd());
+    if (!st.ok()) return Errno{st.error()};
+    before = *st;
+  }
   if (req.Has(abi::kFattrMode)) {
     if (S_ISLNK(inode->type())) return Errno{EOPNOTSUPP};
     int rc = fh_fd >= 0 ? fchmod(fh_fd, req.mode & 07777) : chmod(proc.c_str(), req.mode & 07777);
@@ -264,16 +274,23 @@ Result<Attributes> PassthroughFs::SetAttr(const Ctx&, NodeId node, const SetAttr
     int rc = fh_fd >= 0 ? futimens(fh_fd, times) : utimensat(AT_FDCWD, proc.c_str(), times, 0);
     if (rc != 0) return LastErrno();
   }
-  // HANDLE_KILLPRIV_V2: a size change by a caller without CAP_FSETID (the
-  // kernel knows, and says so with the flag; uid 0 may lack it) drops
-  // set-user-ID (and set-group-ID when group-executable). The root daemon
-  // has CAP_FSETID, so the backing filesystem would not do it for us.
-  if (req.Has(abi::kFattrKillSuidgid) && !req.Has(abi::kFattrMode)) {
-    Result<struct stat> st = StatPath(inode->fd());
-    if (!st.ok()) return Errno{st.error()};
-    mode_t kill = S_ISUID | ((st->st_mode & S_IXGRP) ? S_ISGID : 0);
-    if ((st->st_mode & kill) != 0 && chmod(proc.c_str(), st->st_mode & 07777 & ~kill) != 0) {
-      return LastErrno();
+  // HANDLE_KILLPRIV_V2 leaves dropping set-ID bits and file capabilities
+  // to us (the daemon has CAP_FSETID, so the source's filesystem would not):
+  // FATTR_KILL_SUIDGID on a chown or on a truncate by a caller without
+  // CAP_FSETID, or a SETATTR that changes nothing: chown(f, -1, -1), or the
+  // kernel's own file_remove_privs(). The latter is a mode change the kernel
+  // has not checked, so only a caller who may chmod the file gets it; the
+  // writes it may stand for drop the bits without it (Write, and kernel
+  // backing files registered without CAP_FSETID).
+  if (before) {
+    const bool may_chmod = ctx.uid == before->st_uid ||
+                           (ctx.uid == 0 && passthrough::CallerHasCapability(ctx, CAP_FOWNER));
+    if (req.Has(abi::kFattrKillSuidgid) || may_chmod) {
+      auto groups = [&] { return ctx.SupplementaryGroups(); };
+      Result<void> killed =
+          passthrough::KillPrivileges(inode->fd(), {ctx.gid, ctx.uid == 0, groups},
+                                      passthrough::Capabilities::kDrop, before->st_gid);
+      if (!killed.ok()) return Errno{killed.error()};
     }
   }
   return AttributesOf(*inode);

@@ -39,6 +39,24 @@ class PassthroughPermissionMatrixTest : public ::testing::TestWithParam<MatrixPa
   std::unique_ptr<MountedPassthrough> mount_;
 };
 
+// What the daemon cannot tell apart: a SETATTR that changes nothing is both
+// chown(f, -1, -1) and the kernel's request to drop set-ID bits before a
+// write. The kernel checked neither for a mode change, the source refuses
+// the first (EPERM) to a caller who may not chmod a set-ID file and lets
+// the second through; the daemon answers both OK and drops the bits only
+// for a caller who may chmod (the write drops them on its own).
+bool MayNotChmodOthersFiles(const Principal& who) {
+  return who.uid != kMatrixOwner && (who.uid != 0 || who.drop_capabilities);
+}
+const std::vector<KnownDifference>& KnownDifferences() {
+  static const std::vector<KnownDifference> known = {
+      {"chown(f, -1, -1) of another's set-ID file answers OK, changing nothing",
+       {"chown-none setid-chown-none:"},
+       MayNotChmodOthersFiles},
+  };
+  return known;
+}
+
 TEST_P(PassthroughPermissionMatrixTest, SameOutcomesAndStateAsThePlainDirectory) {
   const Principal& who = std::get<1>(GetParam());
   const std::string source = mount_->source() + "/m", twin = mount_->twin() + "/m";
@@ -49,14 +67,10 @@ TEST_P(PassthroughPermissionMatrixTest, SameOutcomesAndStateAsThePlainDirectory)
   ASSERT_EQ(StateDifference(DescribeMatrixState(source), DescribeMatrixState(twin)), "");
   const std::vector<std::vector<std::string>> outcomes =
       RunMatrixAs(who, {mount_->mnt() + "/m", twin});
-  ASSERT_EQ(outcomes.size(), 2U);
-  ASSERT_FALSE(outcomes[0].empty()) << "the child did not run";
-  ASSERT_EQ(outcomes[0].size(), outcomes[1].size()) << outcomes[0].front();
-  for (size_t i = 0; i < outcomes[0].size(); ++i) {
-    EXPECT_EQ(outcomes[0][i], outcomes[1][i]) << "through the mount (left) and on the plain twin";
-  }
-  EXPECT_EQ(StateDifference(DescribeMatrixState(source), DescribeMatrixState(twin)), "")
-      << "- the source after the operations through the mount, + the plain twin";
+  EXPECT_EQ(CompareMatrix(who, outcomes, DescribeMatrixState(source), DescribeMatrixState(twin),
+                          KnownDifferences()),
+            "")
+      << "left: through the mount (the source), right: the plain twin";
 }
 
 std::string MatrixName(const ::testing::TestParamInfo<MatrixParam>& info) {

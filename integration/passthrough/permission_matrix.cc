@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <sstream>
 
@@ -103,6 +104,7 @@ constexpr Spec kTree[] = {
     {'f', "setid-write", kMatrixOwner, kMatrixOwner, 06777},
     {'f', "setid-truncate", kMatrixOwner, kMatrixOwner, 06777},
     {'f', "setid-chown", kMatrixOwner, kMatrixOwner, 06755},
+    {'f', "setid-chown-none", kMatrixOwner, kMatrixOwner, 06755},
     {'f', "setgid-foreign", kMatrixOwner, 0, 0755},
     {'f', "setgid-acl", kMatrixOwner, 0, 02770},
     {'f', "prog", kMatrixStranger, kMatrixStranger, 0755},
@@ -246,6 +248,8 @@ const std::vector<Operation>& Operations() {
        [](auto& p, auto&) { return Result(chown(p.c_str(), -1, kMatrixOwner)); }},
       {"chgrp-setid", "setid-chown",
        [](auto& p, auto&) { return Result(chown(p.c_str(), -1, kMatrixOwner)); }},
+      {"chown-none", "setid-chown-none",
+       [](auto& p, auto&) { return Result(chown(p.c_str(), -1, -1)); }},
       {"chmod-setgid", "setgid-foreign",
        [](auto& p, auto&) { return Result(chmod(p.c_str(), 02755)); }},
       {"truncate", "root644", [](auto& p, auto&) { return Result(truncate(p.c_str(), 1)); }},
@@ -471,6 +475,45 @@ std::string StateDifference(const std::string& left, const std::string& right) {
   for (const std::string& line : only_left) out += "- " + line + "\n";
   for (const std::string& line : only_right) out += "+ " + line + "\n";
   return out;
+}
+
+std::string CompareMatrix(const Principal& who,
+                          const std::vector<std::vector<std::string>>& outcomes,
+                          const std::string& left_state, const std::string& right_state,
+                          const std::vector<KnownDifference>& known) {
+  if (outcomes.size() != 2 || outcomes[0].empty() || outcomes[0].size() != outcomes[1].size()) {
+    return "the operations did not run: " + (outcomes.empty() || outcomes[0].empty()
+                                                 ? std::string("no outcomes")
+                                                 : outcomes[0].front());
+  }
+  std::vector<bool> seen(known.size());
+  auto explained = [&](const std::string& line) {
+    for (size_t k = 0; k < known.size(); ++k) {
+      if (!known[k].applies(who)) continue;
+      for (const std::string& prefix : known[k].prefixes) {
+        if (line.rfind(prefix, 0) != 0) continue;
+        std::cout << "known difference (" << known[k].what << "): " << line << "\n";
+        seen[k] = true;
+        return true;
+      }
+    }
+    return false;
+  };
+  std::string report;
+  for (size_t i = 0; i < outcomes[0].size(); ++i) {
+    if (outcomes[0][i] == outcomes[1][i] || explained(outcomes[0][i])) continue;
+    report += "left: " + outcomes[0][i] + " | right: " + outcomes[1][i] + "\n";
+  }
+  std::istringstream lines(StateDifference(left_state, right_state));
+  for (std::string line; std::getline(lines, line);) {
+    if (!explained(line.substr(2))) report += "state " + line + "\n";
+  }
+  for (size_t k = 0; k < known.size(); ++k) {
+    if (known[k].applies(who) && !seen[k]) {
+      report += "fixed? remove the known difference: " + known[k].what + "\n";
+    }
+  }
+  return report;
 }
 
 }  // namespace lamina::testing

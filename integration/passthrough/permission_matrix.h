@@ -71,6 +71,27 @@ std::string DescribeMatrixState(const std::string& root);
 // `left` only, "+ " for `right` only); empty if the states are equal.
 std::string StateDifference(const std::string& left, const std::string& right);
 
+// A difference between the two trees that a test knows of and tolerates
+// (a protocol limit, or a defect reported and not fixed yet): printed on
+// stdout, and, for a principal it applies to, required to still be there,
+// so that a fix makes the test say the entry must go.
+struct KnownDifference {
+  std::string what;
+  // Outcome lines ("chown-none setid-chown-none:") or state lines
+  // ("/setid-chown-none ") that start so belong to it.
+  std::vector<std::string> prefixes;
+  std::function<bool(const Principal&)> applies;
+};
+
+// Compares the two outcome lists RunMatrixAs returned and the two states
+// (DescribeMatrixState) after them, `left` against `right`; returns every
+// difference that no applicable known difference explains, and every
+// applicable known difference not seen, one per line ("" if none).
+std::string CompareMatrix(const Principal& who,
+                          const std::vector<std::vector<std::string>>& outcomes,
+                          const std::string& left_state, const std::string& right_state,
+                          const std::vector<KnownDifference>& known);
+
 }  // namespace lamina::testing
 
 #endif  // LAMINA_INTEGRATION_PASSTHROUGH_PERMISSION_MATRIX_H_
