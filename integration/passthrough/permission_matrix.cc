@@ -126,8 +126,9 @@ constexpr Spec kTree[] = {
     {'d', "grpdir", 0, kMatrixOwner, 0775},
 };
 
+// With O_CREAT, the new file's mode is 0644 (less the umask).
 std::string OpenAndWrite(const std::string& path, int flags, const char* data) {
-  int fd = open(path.c_str(), flags | O_CLOEXEC);
+  int fd = open(path.c_str(), flags | O_CLOEXEC, 0644);
   if (fd < 0) return Result(-1);
   std::string result = "ok";
   if (data != nullptr && write(fd, data, strlen(data)) < 0) result = "write " + Result(-1);
