@@ -82,9 +82,13 @@ TEST(passthrough_cli_flock, WaitersDoNotStopTheMount) {
   const std::string source = dir.Subdir("src"), mnt = dir.Subdir("mnt");
   WriteFile(source + "/lock", "");
   ASSERT_EQ(chmod((source + "/lock").c_str(), 0666), 0);
+  // A fixed pool: a growing one (max_threads) only moves the limit, which
+  // a user can reach with as many waiters.
   constexpr int kWorkers = 2;
   ChildProcess daemon({BuiltBinary("cmd/laminafs"), "passthrough", "-f", "-o",
-                       "allow_other,timeout=0,threads=" + std::to_string(kWorkers), source, mnt});
+                       "allow_other,timeout=0,threads=" + std::to_string(kWorkers) +
+                           ",max_threads=" + std::to_string(kWorkers),
+                       source, mnt});
   ASSERT_TRUE(WaitUntil([&] { return IsFuseMounted(mnt); }, seconds(10))) << daemon.output();
   const std::string lock = mnt + "/lock";
 
