@@ -81,12 +81,15 @@ struct SetAttrRequest {
   // the server. It sends one before a FUSE passthrough write by such a
   // caller (the write itself never reaches the server) and for
   // chown(f, -1, -1).
-  bool KillsPrivileges() const {
-    constexpr uint32_t kChanges = abi::kFattrMode | abi::kFattrUid | abi::kFattrGid |
-                                  abi::kFattrSize | abi::kFattrAtime | abi::kFattrMtime |
-                                  abi::kFattrAtimeNow | abi::kFattrMtimeNow | abi::kFattrCtime;
-    return Has(abi::kFattrKillSuidgid) || (valid & kChanges) == 0;
-  }
+  bool KillsPrivileges() const { return Has(abi::kFattrKillSuidgid) || (valid & kChanges) == 0; }
+  // No attribute to change and no FATTR_KILL_SUIDGID: chown(f, -1, -1), or
+  // the kernel's file_remove_privs(). To the server that is a mode change
+  // the kernel has not checked.
+  bool ChangesNothing() const { return (valid & (kChanges | abi::kFattrKillSuidgid)) == 0; }
+
+  static constexpr uint32_t kChanges = abi::kFattrMode | abi::kFattrUid | abi::kFattrGid |
+                                       abi::kFattrSize | abi::kFattrAtime | abi::kFattrMtime |
+                                       abi::kFattrAtimeNow | abi::kFattrMtimeNow | abi::kFattrCtime;
 };
 
 struct OpenRequest {

@@ -11,11 +11,13 @@
 // keep reading the lower file (as on the kernel's overlayfs before 4.19).
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/backing_registry.h"
 #include "overlay/overlay_fs.h"
+#include "passthrough/credentials.h"
 
 namespace lamina {
 
@@ -44,6 +46,15 @@ bool HandleLower(uint64_t fh) {
 
 bool WantsWrite(int flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
+}
+
+// Whether an open with `flags` of `fd` may write a set-user-ID or
+// set-group-ID file: its writes are served by the daemon, which drops the
+// bits only when the kernel says the writer lacks CAP_FSETID.
+bool WritesSetId(int fd, int flags) {
+  if ((flags & O_ACCMODE) == O_RDONLY) return false;
+  struct stat st;
+  return fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0;
 }
 
 }  // namespace
@@ -87,8 +98,17 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     }
     // EBUSY: the kernel inode passes through another object than `fd`'s
     // (this open raced a copy-up and holds the lower file, while opens of
-    // the upper one pass through): the daemon serves this open's I/O.
-    Result<int> backing_id = backing_->Acquire(id, fd);
+    // the upper one pass through): the daemon serves this open's I/O. The
+    // kernel runs passthrough writes with the credentials the id was
+    // registered with: without CAP_FSETID, a write drops set-ID bits as
+    // the upper filesystem does for an unprivileged writer (a file may
+    // become set-ID after a stranger opened it). Root's writes must keep
+    // them, so writable opens of files set-ID now are the daemon's.
+    Result<int> backing_id = Errno{EBUSY};
+    if (!WritesSetId(fd, flags)) {
+      passthrough::ScopedCapabilityDrop without_fsetid(CAP_FSETID);
+      backing_id = backing_->Acquire(id, fd);
+    }
     if (backing_id.ok()) {
       reply.backing_id = *backing_id;
       backed = true;
@@ -275,6 +295,20 @@ Result<void> OverlayFs::KillPrivileges(const Ctx& ctx, int fd,
 Result<Attributes> OverlayFs::SetAttr(const Ctx& ctx, NodeId id, const SetAttrRequest& req) {
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
+  // A SETATTR that changes nothing drops set-ID bits and capabilities
+  // (KillsPrivileges), a mode change the kernel has not checked: only a
+  // caller who may chmod the object gets it. The writes it also stands for
+  // drop the bits without it (Write, and backing files registered without
+  // CAP_FSETID); for anyone else nothing changes, and nothing is copied up.
+  if (req.ChangesNothing()) {
+    struct stat st;
+    if (fstatat(node->TopFd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      return LastErrno();
+    }
+    const bool may_chmod = options_.ids.UidToLayer(ctx.uid) == st.st_uid ||
+                           (ctx.uid == 0 && passthrough::CallerHasCapability(ctx, CAP_FOWNER));
+    if (!may_chmod) return AttributesOf(*node);
+  }
   Result<void> ok = CopyUp(node);
   if (!ok.ok()) return Errno{ok.error()};
   const int upper = node->UpperFd();

@@ -10,16 +10,23 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <linux/capability.h>
+
 #include <cstring>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "overlay/overlay_fs.h"
+#include "passthrough/credentials.h"
 
 namespace lamina {
 
 using overlay::FdPath;
 
 namespace {
+
+constexpr std::string_view kTrustedPrefix = "trusted.";
 
 // The name stored in the layer for the caller's `name`.
 std::string StoredName(const overlay::LayerStack& layers, std::string_view name) {
@@ -65,7 +72,7 @@ Result<size_t> OverlayFs::GetXattr(const Ctx&, NodeId id, std::string_view name,
   return static_cast<size_t>(n);
 }
 
-Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) {
+Result<size_t> OverlayFs::ListXattr(const Ctx& ctx, NodeId id, std::span<char> out) {
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
@@ -75,15 +82,25 @@ Result<size_t> OverlayFs::ListXattr(const Ctx&, NodeId id, std::span<char> out) 
   std::vector<char> names(static_cast<size_t>(size));
   size = listxattr(path.c_str(), names.data(), names.size());
   if (size < 0) return LastErrno();
-  // Keep the caller's names, unescaping ours; drop overlayfs' own.
+  // Keep the caller's names, unescaping ours; drop overlayfs' own. Like
+  // the layers' own filesystems (and kernel overlayfs, which asks them as
+  // the caller), list trusted.* names only to a caller with CAP_SYS_ADMIN
+  // (asked of /proc only when there are such names).
   const std::string& prefix = layers_.private_prefix();
   const std::string escaped = prefix + "overlay.";
+  std::optional<bool> admin;
+  auto shown = [&](std::string_view name) {
+    if (name.substr(0, kTrustedPrefix.size()) != kTrustedPrefix) return true;
+    if (!admin) admin = ctx.uid == 0 && passthrough::CallerHasCapability(ctx, CAP_SYS_ADMIN);
+    return *admin;
+  };
   std::string visible;
   for (const char* n = names.data(); n < names.data() + size; n += strlen(n) + 1) {
     std::string_view name(n);
     if (name.substr(0, escaped.size()) == escaped) {
-      visible.append(prefix).append(name.substr(escaped.size())).push_back('\0');
-    } else if (name.substr(0, prefix.size()) != prefix) {
+      std::string unescaped = prefix + std::string(name.substr(escaped.size()));
+      if (shown(unescaped)) visible.append(unescaped).push_back('\0');
+    } else if (name.substr(0, prefix.size()) != prefix && shown(name)) {
       visible.append(name).push_back('\0');
     }
   }
