@@ -15,6 +15,7 @@
 
 #include "overlay/dir_merge.h"
 #include "overlay/index.h"
+#include "overlay/layer_lookup.h"
 #include "overlay/overlay_fs.h"
 #include "passthrough/credentials.h"
 
@@ -71,15 +72,7 @@ Result<void> ClearWhiteouts(int upper_dir_fd) {
 }  // namespace
 
 bool OverlayFs::NameExistsBelow(const Node& dir, std::string_view name) const {
-  for (const overlay::LowerRef& lower : dir.lowers) {
-    std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
-    if (!st) {
-      if (overlay::HasOciWhiteout(lower.fd, name)) return false;
-      continue;
-    }
-    return !overlay::IsWhiteout(layers_, lower.fd, name, *st, lower.marks);
-  }
-  return false;
+  return layer_lookup_.ExistsBelow(overlay::ParentDir{-1, &dir.lowers}, name);
 }
 
 Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bool replace) {
@@ -225,10 +218,6 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   }
   created.type = created.top.st_mode & S_IFMT;
   created.upper_marks.opaque = opaque;
-  {
-    std::shared_lock lock((*dir)->mu);
-    created.lower_path = (*dir)->dir->lower_path + "/" + target;
-  }
   (*dir)->DropListing();
   Result<Entry> entry = Adopt(*dir, name, std::move(created), /*created=*/true);
   if (entry.ok() && opened != nullptr) std::swap(*opened, made_fd.fd);
@@ -288,6 +277,10 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
 }
 
 Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool directory) {
+  // Never a layer directory itself or its parent (the kernel sends neither).
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    return Errno{EINVAL};
+  }
   Result<void> ok = RequireUpper();
   if (!ok.ok()) return ok;
   Result<NodePtr> dir = Dir(parent);
@@ -298,12 +291,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
     const int upper_dir = (*dir)->UpperFd();
     std::optional<struct stat> st;
     if (upper_dir >= 0) st = overlay::StatAt(upper_dir, name);
-    DirMarks marks;
-    if (st) {
-      std::shared_lock lock((*dir)->mu);
-      marks = (*dir)->upper_marks;
-    }
-    if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st, marks)) {
+    if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st)) {
       // A name of an indexed lower hard link: the index entry goes when
       // the last name does.
       int inode_fd = -1;
@@ -399,6 +387,51 @@ void OverlayFs::DropListing(NodeId dir) {
   if (NodePtr node = Get(dir)) node->DropListing();
 }
 
+Result<void> OverlayFs::RecordRedirect(Node& dir, bool same_parent) {
+  std::string redirect;
+  {
+    std::shared_lock lock(dir.mu);
+    redirect = dir.dir->redirect;
+  }
+  // A record that stays true: any for a move within the directory, a
+  // path from the root for any move.
+  if (!redirect.empty() && (same_parent || redirect[0] == '/')) return Ok();
+  if (same_parent) {
+    std::shared_lock lock(dir.mu);
+    redirect = dir.name;
+  } else {
+    // The path from the root, right to left: each directory's own record
+    // where it has one (a path from the root ends the walk), else its name.
+    redirect.clear();
+    NodePtr parent;
+    const Node* at = &dir;
+    for (;;) {
+      std::string part;
+      {
+        std::shared_lock lock(at->mu);
+        parent = at->parent;
+        part = at->dir->redirect.empty() ? at->name : at->dir->redirect;
+      }
+      if (parent == nullptr) break;  // the root
+      if (!part.empty() && part[0] == '/') {
+        redirect = part + redirect;
+        break;
+      }
+      redirect = "/" + part + redirect;
+      if (redirect.size() > kMaxRedirect) break;
+      at = parent.get();
+    }
+    // Past the kernel's limit (redirect_max) it answers EXDEV, and mv(1)
+    // copies instead.
+    if (redirect.size() > kMaxRedirect) return Errno{EXDEV};
+  }
+  Result<void> written = overlay::WriteRedirect(layers_, dir.UpperFd(), redirect);
+  if (!written.ok()) return written;
+  std::unique_lock lock(dir.mu);
+  dir.dir->redirect = redirect;
+  return Ok();
+}
+
 Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
                                std::string_view new_name, uint32_t flags) {
   if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0) return Errno{EINVAL};
@@ -486,15 +519,9 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   // (a redirect, so lookups at its new name follow it instead of the
   // name), or, when it merges nothing below, that it hides whatever the
   // layers below hold under its new name.
+  const bool same_parent = *from_dir == *to_dir;
   auto keep_lower_view = [&](const NodePtr& dir, bool merged, bool new_name_below) {
-    if (merged) {
-      std::string lower_path;
-      {
-        std::shared_lock lock(dir->mu);
-        lower_path = dir->dir->lower_path;
-      }
-      return overlay::WriteRedirect(layers_, dir->UpperFd(), lower_path);
-    }
+    if (merged) return RecordRedirect(*dir, same_parent);
     if (dir->is_dir() && new_name_below) return overlay::MarkOpaque(layers_, dir->UpperFd());
     return Result<void>(Ok());
   };
