@@ -39,8 +39,8 @@ Result<int> LayerLookup::LookupOne(Walk& walk, const Layer& layer, int base_fd,
   const bool last_element = rest.empty();
   // What the kernel's one-name lookup refuses; only a redirect brings it.
   if (component.empty() || component == "." || component == "..") {
-    WarnAboutLayer("redirect to \"%s\" leads to \"%s\": refused", walk.name,
-                   std::string(component));
+    WarnAboutLayer("redirect to \"%s\" leads to \"%s\": refused", Printable(walk.name),
+                   Printable(component));
     return Errno{EACCES};
   }
   if (component.size() > NAME_MAX) return -1;  // no layer holds it
@@ -139,7 +139,7 @@ Result<LayerObjects> LayerLookup::Find(const ParentDir& parent, std::string_view
   walk.name = std::string(name);
   auto refuse_redirect = [&] {
     WarnAboutLayer("refusing to follow redirect for \"%s\" (redirect_dir=nofollow)",
-                   std::string(name));
+                   Printable(name));
     r.Release();
     return Errno{EPERM};
   };

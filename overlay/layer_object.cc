@@ -13,7 +13,6 @@
 #include <atomic>
 #include <cstring>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "overlay/layer_warnings.h"
 
@@ -178,7 +177,7 @@ Result<std::optional<std::string>> ReadRedirect(const LayerStack& layers, int di
   // The kernel reads the value as a C string: it ends at the first NUL.
   value.resize(std::min(static_cast<size_t>(n), value.find('\0')));
   if (int error = empty ? EINVAL : CheckRedirect(value); error != 0) {
-    WarnAboutLayer("invalid redirect \"%s\"", absl::CHexEscape(value.substr(0, 256)));
+    WarnAboutLayer("invalid redirect \"%s\"", Printable(value));
     return Errno{error};
   }
   return std::optional<std::string>(std::move(value));
@@ -199,11 +198,11 @@ Result<void> CheckNotMetacopy(const LayerStack& layers, int dir_fd, std::string_
   // An empty record is the classic form; 4 bytes and more the one with a
   // data digest; anything between is malformed.
   if (n > 0 && n < 4) {
-    WarnAboutLayer("metacopy file '%s' has too small xattr", std::string(name));
+    WarnAboutLayer("metacopy file \"%s\" has too small xattr", Printable(name));
     return Errno{EIO};
   }
-  WarnAboutLayer("refusing to follow metacopy origin for '%s' (metacopy is off)",
-                 std::string(name));
+  WarnAboutLayer("refusing to follow metacopy origin for \"%s\" (metacopy is off)",
+                 Printable(name));
   return Errno{EPERM};
 }
 

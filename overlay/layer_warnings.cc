@@ -1,5 +1,6 @@
 #include "overlay/layer_warnings.h"
 
+#include "absl/strings/escaping.h"
 #include "spdlog/spdlog.h"
 
 namespace lamina::overlay {
@@ -19,6 +20,14 @@ bool RateLimiter::Allow(Clock::time_point now, uint64_t* dropped) {
   *dropped = dropped_;
   dropped_ = 0;
   return true;
+}
+
+std::string Printable(std::string_view text) {
+  constexpr size_t kShown = 256;
+  const std::string_view shown = text.substr(0, kShown);
+  std::string out = absl::CHexEscape(absl::string_view(shown.data(), shown.size()));
+  if (text.size() > kShown) out += "...";
+  return out;
 }
 
 void WarnAboutLayer(const std::string& message) {

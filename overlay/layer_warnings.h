@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/str_format.h"
 
@@ -42,6 +43,11 @@ class RateLimiter {
 
 inline constexpr int kLayerWarningBurst = 10;
 inline constexpr std::chrono::seconds kLayerWarningInterval{5};
+
+// `text` (a name or record from a layer, or a caller's name) as a log line
+// may show it: C escapes for anything unprintable (a newline could forge
+// lines), at most 256 bytes of it.
+std::string Printable(std::string_view text);
 
 // Logs "overlay: <message>" as a warning, within the shared rate limit.
 void WarnAboutLayer(const std::string& message);

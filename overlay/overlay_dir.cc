@@ -144,7 +144,12 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
       continue;
     }
     Result<Entry> entry = Adopt(dir, item.name, std::move(*resolved));
-    if (!entry.ok()) continue;
+    if (!entry.ok()) {
+      // A directory under a second name, stale to lookups: the kernel
+      // lists the name all the same.
+      if (entry.error() == ESTALE) out.Add(item.name, item.ino, item.type, next);
+      continue;
+    }
     out.AddPlus(item.name, *entry, next);
   }
 }

@@ -334,7 +334,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     // one name was copied up): the kernel calls the lookup stale rather
     // than show one name's upper directory under the other.
     overlay::WarnAboutLayer("a lower directory shows under two names; \"%s\" is stale",
-                            std::string(name));
+                            overlay::Printable(name));
     r.Release();
     table_.Forget(handle.id, 1);
     return Errno{ESTALE};

@@ -297,8 +297,9 @@ class OverlayFs : public Filesystem {
   Result<void> RecordRedirect(overlay::Node& dir, bool same_parent);
   // The kernel's default redirect_max: longer paths are not recorded.
   static constexpr size_t kMaxRedirect = 256;
-  // Atomically replaces `name` in the upper directory with a whiteout.
-  Result<void> WhiteoutName(int upper_dir_fd, std::string_view name, bool replace);
+  // Atomically replaces `name` in the upper directory of `dir` (copied up)
+  // with a whiteout.
+  Result<void> WhiteoutName(overlay::Node& dir, std::string_view name, bool replace);
   // Creates an object with `make(dir_fd, name)` in the upper directory of
   // `parent` as the caller, replacing a whiteout if one is there. `make`
   // returns a descriptor it opened on the new object, or -1; with `opened`,

@@ -75,7 +75,8 @@ bool OverlayFs::NameExistsBelow(const Node& dir, std::string_view name) const {
   return layer_lookup_.ExistsBelow(overlay::ParentDir{-1, &dir.lowers}, name);
 }
 
-Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bool replace) {
+Result<void> OverlayFs::WhiteoutName(Node& dir, std::string_view name, bool replace) {
+  const int upper_dir_fd = dir.UpperFd();
   const int staging = layers_.staging_fd();
   const std::string staged = layers_.StagingName();
   Result<bool> xattr_form = overlay::CreateStagedWhiteout(layers_, staged);
@@ -86,6 +87,9 @@ Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bo
       unlinkat(staging, staged.c_str(), 0);
       return marked;
     }
+    // Listings of the directory leave such whiteouts out from now on.
+    std::unique_lock lock(dir.mu);
+    dir.upper_marks.xattr_whiteouts = true;
   }
   std::string target(name);
   if (!replace) {
@@ -102,8 +106,9 @@ Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bo
     return swapped;
   }
   struct stat st;
-  bool dir = fstatat(staging, staged.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-  return CheckSyscall(unlinkat(staging, staged.c_str(), dir ? AT_REMOVEDIR : 0));
+  bool was_dir =
+      fstatat(staging, staged.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  return CheckSyscall(unlinkat(staging, staged.c_str(), was_dir ? AT_REMOVEDIR : 0));
 }
 
 Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
@@ -301,7 +306,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
       }
       const NodePtr kept = KeepIfKnown(*st);
       Result<void> removed = NameExistsBelow(**dir, name)
-                                 ? WhiteoutName(upper_dir, name, /*replace=*/true)
+                                 ? WhiteoutName(**dir, name, /*replace=*/true)
                                  : CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
       if (inode_fd >= 0) {
         if (removed.ok()) overlay::DropIndexIfUnlinked(layers_, inode_fd);
@@ -356,7 +361,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   const int upper_dir = (*dir)->UpperFd();
   // A deleted lower object leaves a whiteout; nothing is ever copied up.
   const NodePtr kept = in_upper ? KeepIfKnown(victim->top) : nullptr;
-  if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, in_upper);
+  if (NameExistsBelow(**dir, name)) return WhiteoutName(**dir, name, in_upper);
   return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), is_dir ? AT_REMOVEDIR : 0));
 }
 
@@ -563,7 +568,7 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       }
       if (ok.ok() && !moved) {
         ok = CheckSyscall(renameat(from_upper, from_name.c_str(), to_upper, to_name.c_str()));
-        if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
+        if (ok.ok() && source_below) ok = WhiteoutName(**from_dir, name, /*replace=*/false);
       }
     }
   }

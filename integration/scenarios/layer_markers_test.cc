@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -306,6 +307,71 @@ TEST_F(LayerMarkersTest, OriginsNameOnlyObjectsOfTheirType) {
         return ShowAll(r, {"dir", "dir/file", "wrongtype"});
       },
       "the directory named by a file's origin");
+}
+
+// A lower file may carry a nested overlay's records, escaped
+// (trusted.overlay.overlay.X, shown as trusted.overlay.X): the caller's
+// own attributes, which copy-up keeps, as the kernel does.
+TEST_F(LayerMarkersTest, EscapedPrivateXattrsAreCopiedUp) {
+  Mount({{"f f data", "x f trusted.overlay.overlay.opaque y", "x f trusted.overlay.overlay.foo bar",
+          "d d", "x d trusted.overlay.overlay.redirect /x"}});
+  auto show = [](const std::string& r) {
+    std::string out;
+    for (const char* name : {"/f", "/d"}) {
+      for (const char* attr :
+           {"trusted.overlay.opaque", "trusted.overlay.foo", "trusted.overlay.redirect"}) {
+        char value[16] = {};
+        out +=
+            Outcome(static_cast<int>(getxattr((r + name).c_str(), attr, value, 15))) + value + " ";
+      }
+    }
+    return out;
+  };
+  ExpectSame(show, "escaped attributes below");
+  ExpectSame(
+      [](const std::string& r) {
+        return Outcome(chmod((r + "/f").c_str(), 0600)) + Outcome(chmod((r + "/d").c_str(), 0700));
+      },
+      "copy-ups");
+  ExpectSame(show, "escaped attributes after the copy-ups");
+  for (const std::string& upper : {lamina_upper(), kernel_upper()}) {
+    EXPECT_EQ(LayerXattr(upper + "/f", "trusted.overlay.overlay.foo"), "bar") << upper;
+    EXPECT_EQ(LayerXattr(upper + "/d", "trusted.overlay.overlay.redirect"), "/x") << upper;
+  }
+}
+
+// An index entry (work/index/<origin in hex>) is the upper copy of a lower
+// hard link only if it records that origin itself: the kernel checks every
+// entry at mount and refuses the mount otherwise; Lamina ignores such an
+// entry and shows the lower file.
+TEST_F(LayerMarkersTest, IndexEntriesMustRecordTheirOrigin) {
+  kernel_options_ = "index=on";
+  Mount({{"f f lower", "h g f"}});
+  ExpectSame(
+      [](const std::string& r) {
+        int fd = open((r + "/f").c_str(), O_WRONLY | O_APPEND);
+        int written = fd >= 0 ? static_cast<int>(write(fd, "+up", 3)) : -1;
+        if (fd >= 0) close(fd);
+        return Outcome(written) + ReadFile(r + "/g");
+      },
+      "a write through one name of a hard link");
+  UnmountLamina();
+  UnmountKernel();
+  for (const std::string& set : set_) {
+    std::vector<std::string> entries = ListDir(set + "/work/index");
+    ASSERT_EQ(entries.size(), 1u) << set;
+    ASSERT_EQ(removexattr((set + "/work/index/" + entries[0]).c_str(), "trusted.overlay.origin"),
+              0);
+    ASSERT_EQ(unlink((set + "/upper/f").c_str()), 0);
+  }
+  MountLamina();
+  EXPECT_EQ(ReadFile(lamina_root() + "/f"), "lower");
+  EXPECT_EQ(ReadFile(lamina_root() + "/g"), "lower");
+  const std::string data = "lowerdir=" + set_[1] + "/lower0,upperdir=" + set_[1] +
+                           "/upper,workdir=" + set_[1] + "/work,index=on";
+  EXPECT_NE(mount("overlay", kernel_root().c_str(), "overlay", 0, data.c_str()), 0)
+      << "the kernel took an index entry without its origin";
+  umount2(kernel_root().c_str(), MNT_DETACH);
 }
 
 // The kernel never asks for "." or "..", and the daemon must not depend on
