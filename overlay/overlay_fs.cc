@@ -420,6 +420,7 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
     }
     return Errno{r.error()};
   }
+  sync_points_.Reach(overlay::SyncPoint::kLookupBeforeAdopt);
   return Adopt(*dir, name, std::move(*r));
 }
 
