@@ -186,13 +186,15 @@ TEST_P(RedirectValueTest, IsReadAndRefusedWhereTheKernelReadsAndRefusesIt) {
   };
   // bot: only in the bottom layer (never read); top: above its own name;
   // only/sub, x/t: in the top layer alone; up: an upper directory over
-  // lower ones; newp/sub: an upper directory with nothing below.
-  Mount({{"d top", on("top"), "d only/sub", on("only/sub"), "d x/t", on("x/t")},
-         {"d bot", on("bot"), "d top", "d a", "d b", "f b/f b"}},
+  // lower ones; newp/sub: an upper directory with nothing below; mid: in a
+  // middle layer under a file of the top one (never reached).
+  Mount({{"d top", on("top"), "d only/sub", on("only/sub"), "d x/t", on("x/t"), "f mid m"},
+         {"d top", "d a", "d b", "f b/f b", "d mid", on("mid")},
+         {"d mid/deep", "d bot", on("bot")}},
         {"d up", on("up"), "d newp/sub", on("newp/sub")});
   ExpectSame(
       [](const std::string& r) {
-        return ShowAll(r, {"bot", "top", "only/sub", "up", "newp/sub", "x/t", ""});
+        return ShowAll(r, {"bot", "top", "only/sub", "up", "newp/sub", "x/t", "mid", ""});
       },
       std::string("lookups with redirect '") + redirect.value + "'");
 }
