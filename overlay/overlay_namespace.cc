@@ -408,9 +408,10 @@ Result<void> OverlayFs::RecordRedirect(Node& dir, bool same_parent) {
     // The path from the root, right to left: each directory's own record
     // where it has one (a path from the root ends the walk), else its name.
     redirect.clear();
-    NodePtr parent;
+    NodePtr held;  // keeps `at` alive once it is an ancestor
     const Node* at = &dir;
     for (;;) {
+      NodePtr parent;
       std::string part;
       {
         std::shared_lock lock(at->mu);
@@ -424,7 +425,8 @@ Result<void> OverlayFs::RecordRedirect(Node& dir, bool same_parent) {
       }
       redirect = "/" + part + redirect;
       if (redirect.size() > kMaxRedirect) break;
-      at = parent.get();
+      held = std::move(parent);
+      at = held.get();
     }
     // Past the kernel's limit (redirect_max) it answers EXDEV, and mv(1)
     // copies instead.
