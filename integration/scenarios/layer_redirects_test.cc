@@ -144,7 +144,9 @@ TEST_F(LayerRedirectsTest, WritesRedirectsAsTheKernelDoes) {
       {"p/q/r", "p/q/r2"}, {"p/q/r2", "p/q/r3"}, {"p/q/r3", "z/r"},  {"p/q", "p/q2"},
       {"p/q2/t", "z/t"},   {"z", "z2"},          {"z2/r/s", "z2/s"}, {"z2", "p/z3"},
   };
-  for (const auto& [from, to] : moves) {
+  for (const auto& move : moves) {
+    const std::string& from = move.first;
+    const std::string& to = move.second;
     ExpectSame(
         [&](const std::string& r) {
           return Outcome(rename((r + "/" + from).c_str(), (r + "/" + to).c_str()));
