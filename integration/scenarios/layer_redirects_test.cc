@@ -175,7 +175,8 @@ class RedirectValueTest
       public ::testing::WithParamInterface<std::tuple<BadRedirect, bool /*follow*/>> {};
 
 TEST_P(RedirectValueTest, IsReadAndRefusedWhereTheKernelReadsAndRefusesIt) {
-  const auto& [redirect, follow] = GetParam();
+  const BadRedirect& redirect = std::get<0>(GetParam());
+  const bool follow = std::get<1>(GetParam());
   if (!follow) {
     lamina_options_.redirect_dir = false;
     lamina_options_.redirect_follow = false;
