@@ -64,8 +64,11 @@ Result<void> CopyRange(int from, int to, off_t offset, off_t length) {
 }
 
 // Copies extended attributes except overlayfs' own, from a "/proc/self/fd/N"
-// path to a staging path. (The path of an O_PATH descriptor of a symlink
-// reaches the symlink itself, so symlinks' xattrs are copied too.)
+// path to a staging path. A caller's own attribute in the private
+// namespace, stored escaped ("<prefix>overlay.X", a nested overlay's
+// record), is the caller's and goes along, as on the kernel. (The path of
+// an O_PATH descriptor of a symlink reaches the symlink itself, so
+// symlinks' xattrs are copied too.)
 Result<void> CopyXattrs(const overlay::LayerStack& layers, const std::string& from,
                         const std::string& to) {
   ssize_t size = listxattr(from.c_str(), nullptr, 0);
@@ -76,7 +79,11 @@ Result<void> CopyXattrs(const overlay::LayerStack& layers, const std::string& fr
   std::vector<char> value;
   for (const char* name = names.data(); name < names.data() + size; name += strlen(name) + 1) {
     std::string_view view(name);
-    if (view.substr(0, layers.private_prefix().size()) == layers.private_prefix()) continue;
+    const std::string& prefix = layers.private_prefix();
+    if (view.substr(0, prefix.size()) == prefix &&
+        view.substr(prefix.size(), 8) != std::string_view("overlay.")) {
+      continue;
+    }
     ssize_t length = getxattr(from.c_str(), name, nullptr, 0);
     if (length < 0) continue;
     value.resize(static_cast<size_t>(length));

@@ -96,11 +96,18 @@ std::vector<DirItem> MergeListing(const LayerStack& layers, const DirSources& di
         continue;
       }
       decided.insert(e.name);
-      bool maybe_whiteout = e.type == DT_CHR || e.type == DT_UNKNOWN ||
-                            (e.type == DT_REG && source.marks.xattr_whiteouts);
+      // Xattr whiteouts are left out only where the directory says it
+      // holds them (opaque "x"); elsewhere the kernel lists them, though
+      // a lookup takes them for whiteouts.
+      const bool xattr_whiteouts = source.marks.xattr_whiteouts;
+      bool maybe_whiteout =
+          e.type == DT_CHR || e.type == DT_UNKNOWN || (e.type == DT_REG && xattr_whiteouts);
       if (maybe_whiteout) {
         std::optional<struct stat> st = StatAt(source.fd, e.name);
-        if (!st || IsWhiteout(layers, source.fd, e.name, *st, source.marks)) continue;
+        if (!st || IsDeviceWhiteout(*st) ||
+            (xattr_whiteouts && IsXattrWhiteout(layers, source.fd, e.name, *st))) {
+          continue;
+        }
         if (e.type == DT_UNKNOWN) e.type = (st->st_mode & S_IFMT) >> 12;
       }
       if (source.layer == 0 && layers.has_upper()) from_upper[e.name] = items.size();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "overlay/layer_object.h"
+#include "overlay/layer_warnings.h"
 #include "spdlog/spdlog.h"
 
 namespace lamina::overlay {
@@ -36,14 +37,26 @@ std::string IndexName(const Layer& layer, int lower_fd) {
 
 std::optional<int> OpenIndexEntry(const LayerStack& layers, const Layer& layer, int lower_fd) {
   if (layers.index_fd() < 0) return std::nullopt;
-  const std::string name = IndexName(layer, lower_fd);
-  if (name.empty()) return std::nullopt;
+  const std::string origin = EncodeOrigin(layer, lower_fd);
+  if (origin.empty()) return std::nullopt;
+  const std::string name = Hex(origin);
   std::optional<struct stat> st = StatAt(layers.index_fd(), name);
   // Only regular files are indexed here; the kernel also indexes other
   // non-directories, and with nfs_export leaves whiteouts (both ignored).
   if (!st || !S_ISREG(st->st_mode)) return std::nullopt;
   Result<int> fd = OpenPathAt(layers.index_fd(), name);
   if (!fd.ok()) return std::nullopt;
+  // An entry is the copy of the lower file its name says: it records that
+  // origin itself (what the kernel verifies of every entry at mount, where
+  // a mismatch refuses the mount; here the entry is ignored).
+  char recorded[256];
+  ssize_t n = getxattr(FdPath(*fd).c_str(), layers.PrivateXattr("origin").c_str(), recorded,
+                       sizeof(recorded));
+  if (n < 0 || std::string_view(recorded, static_cast<size_t>(n)) != origin) {
+    WarnAboutLayer("index entry %s records another origin: ignored", name);
+    close(*fd);
+    return std::nullopt;
+  }
   return *fd;
 }
 

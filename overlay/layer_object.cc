@@ -7,10 +7,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "overlay/layer_warnings.h"
 
 namespace lamina::overlay {
 
@@ -49,21 +53,50 @@ bool XattrEquals(const std::string& path, const std::string& name, std::string_v
   return n >= 0 && std::string_view(value, static_cast<size_t>(n)) == want;
 }
 
-bool HasXattr(const std::string& path, const std::string& name) {
-  return lgetxattr(path.c_str(), name.c_str(), nullptr, 0) >= 0;
+// getxattrat(2) (Linux 6.13): an xattr of `name` in `dir_fd` without
+// following it, in one call. The same number on every architecture.
+constexpr long kGetxattratSyscall = 464;
+struct XattrArgs {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+static_assert(sizeof(XattrArgs) == 16);
+
+// lgetxattr of `name` in the directory `dir_fd`: getxattrat where the
+// kernel has it (a third of the cost of a walk through /proc), else the
+// /proc path. The size of the value, or -1 with errno.
+ssize_t XattrAt(int dir_fd, std::string_view name, const std::string& xattr, char* value,
+                size_t size) {
+  static std::atomic<bool> have_getxattrat{true};
+  const std::string file(name);
+  if (have_getxattrat.load(std::memory_order_relaxed)) {
+    XattrArgs args{reinterpret_cast<uintptr_t>(value), static_cast<uint32_t>(size), 0};
+    long n = syscall(kGetxattratSyscall, dir_fd, file.c_str(), AT_SYMLINK_NOFOLLOW, xattr.c_str(),
+                     &args, sizeof(args));
+    // (No read of an xattr answers EPERM; a seccomp filter that does not
+    // know the call may, instead of ENOSYS.)
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
+    have_getxattrat.store(false, std::memory_order_relaxed);
+  }
+  return lgetxattr(absl::StrCat(FdPath(dir_fd), "/", file).c_str(), xattr.c_str(), value, size);
 }
 
 }  // namespace
 
-bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, const struct stat& st,
-                const DirMarks& marks) {
-  if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) return true;
-  if (marks.xattr_whiteouts && S_ISREG(st.st_mode) && st.st_size == 0) {
-    std::string path = absl::StrCat(FdPath(dir_fd), "/", std::string(name));
-    return HasXattr(path, layers.PrivateXattr("whiteout")) ||
-           HasXattr(path, "trusted.overlay.whiteout") || HasXattr(path, "user.overlay.whiteout");
-  }
-  return false;
+bool IsDeviceWhiteout(const struct stat& st) {
+  return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+bool IsXattrWhiteout(const LayerStack& layers, int dir_fd, std::string_view name,
+                     const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || st.st_size != 0) return false;
+  return XattrAt(dir_fd, name, layers.PrivateXattr("whiteout"), nullptr, 0) >= 0;
+}
+
+bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name,
+                const struct stat& st) {
+  return IsDeviceWhiteout(st) || IsXattrWhiteout(layers, dir_fd, name, st);
 }
 
 bool HasOciWhiteout(int dir_fd, std::string_view name) {
@@ -72,7 +105,7 @@ bool HasOciWhiteout(int dir_fd, std::string_view name) {
   return fstatat(dir_fd, wh.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
+DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd, bool upper) {
   DirMarks marks;
   const std::string path = FdPath(dir_fd);
   // One listxattr says which markers exist: most directories carry none,
@@ -89,17 +122,19 @@ DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
     }
     return false;
   };
+  // The mount's own namespace only: the other one is a user's attribute
+  // (anyone owning a file may set user.overlay.* through a trusted mount),
+  // and the kernel reads neither.
   const std::string opaque = layers.PrivateXattr("opaque");
-  char value[8];
-  const std::string_view names[] = {opaque, "trusted.overlay.opaque", "user.overlay.opaque"};
-  for (size_t i = 0; i < std::size(names); ++i) {
-    const std::string_view name = names[i];
-    if (!listed(name) || (i > 0 && name == opaque)) continue;  // asked already
-    ssize_t n = getxattr(path.c_str(), std::string(name).c_str(), value, sizeof(value));
+  if (listed(opaque)) {
+    char value[8];
+    ssize_t n = getxattr(path.c_str(), opaque.c_str(), value, sizeof(value));
     if (n == 1 && value[0] == 'y') marks.opaque = true;
     if (n == 1 && value[0] == 'x') marks.xattr_whiteouts = true;
   }
-  if (!marks.opaque && listed("user.fuseoverlayfs.opaque")) {
+  // fuse-overlayfs marks its layers this way when it may not use trusted.*;
+  // in the upper, where a user of the mount could set it, it is theirs.
+  if (!upper && !marks.opaque && listed("user.fuseoverlayfs.opaque")) {
     marks.opaque = XattrEquals(path, "user.fuseoverlayfs.opaque", "y");
   }
   if (!marks.opaque) {
@@ -112,29 +147,42 @@ DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd) {
 }
 
 int CheckRedirect(std::string_view redirect) {
-  if (redirect.empty() || redirect.find('\0') != std::string_view::npos) return EINVAL;
-  if (redirect[0] != '/' && redirect.find('/') != std::string_view::npos) return EINVAL;
-  // Like the kernel's one-component lookups, "." and ".." are refused with
-  // EACCES, in a name or anywhere in a path.
-  for (size_t start = redirect[0] == '/' ? 1 : 0; start <= redirect.size();) {
+  if (redirect.empty() || redirect[0] != '/') {
+    return redirect.find('/') == std::string_view::npos ? 0 : EINVAL;
+  }
+  // "/a/b": every component non-empty (so no "/", "//" or trailing '/').
+  for (size_t start = 1; start <= redirect.size();) {
     const size_t slash = std::min(redirect.find('/', start), redirect.size());
-    const std::string_view component = redirect.substr(start, slash - start);
-    if (component.empty()) return EINVAL;
-    if (component == "." || component == "..") return EACCES;
+    if (slash == start) return EINVAL;
     start = slash + 1;
   }
   return 0;
 }
 
-Result<std::string> ReadRedirect(const LayerStack& layers, int dir_fd) {
-  char value[PATH_MAX];
-  ssize_t n = getxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("redirect").c_str(), value,
-                       sizeof(value));
-  if (n <= 0) return std::string();
-  std::string redirect(value, static_cast<size_t>(n));
-  // A name or a path from the layer roots, nothing that could climb out.
-  if (int error = CheckRedirect(redirect); error != 0) return Errno{error};
-  return redirect;
+Result<std::optional<std::string>> ReadRedirect(const LayerStack& layers, int dir_fd) {
+  const std::string path = FdPath(dir_fd);
+  const std::string name = layers.PrivateXattr("redirect");
+  std::string value(PATH_MAX, '\0');
+  ssize_t n = getxattr(path.c_str(), name.c_str(), value.data(), value.size());
+  if (n < 0 && errno == ERANGE) {  // longer than a path: read it all, as the kernel does
+    n = getxattr(path.c_str(), name.c_str(), nullptr, 0);
+    if (n > 0) {
+      value.resize(static_cast<size_t>(n));
+      n = getxattr(path.c_str(), name.c_str(), value.data(), value.size());
+    }
+  }
+  if (n < 0) {
+    if (errno == ENODATA || errno == EOPNOTSUPP) return std::optional<std::string>();
+    return LastErrno();
+  }
+  const bool empty = n == 0;
+  // The kernel reads the value as a C string: it ends at the first NUL.
+  value.resize(std::min(static_cast<size_t>(n), value.find('\0')));
+  if (int error = empty ? EINVAL : CheckRedirect(value); error != 0) {
+    WarnAboutLayer("invalid redirect \"%s\"", Printable(value));
+    return Errno{error};
+  }
+  return std::optional<std::string>(std::move(value));
 }
 
 Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect) {
@@ -142,37 +190,22 @@ Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::stri
                                redirect.data(), redirect.size(), 0));
 }
 
-std::optional<int> OpenLayerPath(int root_fd, const std::string& path, const LayerStack* layers,
-                                 std::string* below) {
-  int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
-  std::string moved;  // the path so far, as the layers below see it
-  size_t start = 0;
-  while (fd >= 0 && start < path.size()) {
-    size_t slash = path.find('/', start);
-    std::string component = path.substr(start, slash == std::string::npos ? slash : slash - start);
-    start = slash == std::string::npos ? path.size() : slash + 1;
-    if (component.empty() || component == ".") continue;
-    int next = -1;
-    struct stat st;
-    // Never "..": a redirect must not climb out of the layer.
-    if (component != ".." && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-      next = openat(fd, component.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    }
-    close(fd);
-    fd = next;
-    if (fd < 0 || below == nullptr) continue;
-    Result<std::string> redirect = ReadRedirect(*layers, fd);
-    if (!redirect.ok() || redirect->empty()) {
-      moved += "/" + component;
-    } else if ((*redirect)[0] == '/') {
-      moved = *redirect;
-    } else {
-      moved += "/" + *redirect;
-    }
+Result<void> CheckNotMetacopy(const LayerStack& layers, int dir_fd, std::string_view name) {
+  ssize_t n = XattrAt(dir_fd, name, layers.PrivateXattr("metacopy"), nullptr, 0);
+  if (n < 0) {
+    // Not one, or unreadable, which the kernel also takes for "not one"
+    // (with user xattrs and no read permission).
+    return Ok();
   }
-  if (fd < 0) return std::nullopt;
-  if (below != nullptr) *below = moved;
-  return fd;
+  // An empty record is the classic form; 4 bytes and more the one with a
+  // data digest; anything between is malformed.
+  if (n > 0 && n < 4) {
+    WarnAboutLayer("metacopy file \"%s\" has too small xattr", Printable(name));
+    return Errno{EIO};
+  }
+  WarnAboutLayer("refusing to follow metacopy origin for \"%s\" (metacopy is off)",
+                 Printable(name));
+  return Errno{EPERM};
 }
 
 Result<bool> CreateStagedWhiteout(const LayerStack& layers, const std::string& name) {
@@ -243,7 +276,8 @@ bool HasOrigin(const LayerStack& layers, int upper_fd, int lower_fd) {
              handle->second;
 }
 
-std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int upper_fd) {
+std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int upper_fd,
+                                                mode_t type) {
   struct stat st;
   if (fstat(upper_fd, &st) != 0 || S_ISLNK(st.st_mode)) return std::nullopt;
   unsigned char value[256];
@@ -263,7 +297,17 @@ std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int up
     if (layer.upper || std::memcmp(layer.uuid.data(), value + 5, 16) != 0) continue;
     if (layer.handle_fd < 0) continue;
     int fd = open_by_handle_at(layer.handle_fd, &handle.header, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) return std::make_pair(fd, layer.index);
+    if (fd < 0) continue;
+    // The kernel's "invalid origin": an object of another type is no
+    // origin (and would share a node with it).
+    struct stat found;
+    if (fstat(fd, &found) != 0 || (found.st_mode & S_IFMT) != (type & S_IFMT)) {
+      WarnAboutLayer("invalid origin (type %o, origin type %o): ignored", type & S_IFMT,
+                     found.st_mode & S_IFMT);
+      close(fd);
+      return std::nullopt;
+    }
+    return std::make_pair(fd, layer.index);
   }
   return std::nullopt;
 }
@@ -288,7 +332,7 @@ Result<void> MarkImpure(const LayerStack& layers, int dir_fd) {
 }
 
 Result<void> MarkXattrWhiteouts(const LayerStack& layers, int dir_fd) {
-  if (ReadDirMarks(layers, dir_fd).opaque) return Ok();
+  if (ReadDirMarks(layers, dir_fd, /*upper=*/true).opaque) return Ok();
   return CheckSyscall(
       setxattr(FdPath(dir_fd).c_str(), layers.PrivateXattr("opaque").c_str(), "x", 1, 0));
 }

@@ -1,12 +1,16 @@
-// Inspecting objects inside one layer: whiteouts, opaque directories, and
-// the private xattrs overlayfs keeps on them.
+// Inspecting objects inside one layer: whiteouts, opaque directories,
+// redirects, metacopy and origin records, the private xattrs overlayfs keeps
+// on them.
 //
-// Read side (all forms, so layers written by the kernel, fuse-overlayfs and
-// OCI tooling all work): a whiteout is a 0/0 character device, an empty
-// regular file carrying overlay.whiteout in a directory marked opaque "x",
-// or an OCI ".wh.NAME" file beside the name; a directory is opaque with
-// overlay.opaque = "y", fuse-overlayfs' user.fuseoverlayfs.opaque = "y", or
-// an OCI ".wh..wh..opq" entry. Write side: only what the kernel writes.
+// Layer contents are data anyone may have built, so each record is read
+// only in the forms the mount honours (docs/security.md, "Layer contents"):
+// the private namespace of the mount's mode ("trusted.overlay." as root,
+// "user.overlay." with userxattr), and in lower layers also
+// fuse-overlayfs' user.fuseoverlayfs.opaque. A user of the mount can write
+// neither (the mount escapes its private names, and writes only the upper).
+// OCI whiteouts (".wh.NAME", ".wh..wh..opq") are names, which the mount
+// never creates, and count in every layer. Write side: only what the kernel
+// writes.
 
 #ifndef LAMINA_OVERLAY_LAYER_OBJECT_H_
 #define LAMINA_OVERLAY_LAYER_OBJECT_H_
@@ -28,7 +32,7 @@ inline constexpr std::string_view kOciOpaqueMarker = ".wh..wh..opq";
 // How a directory in one layer shapes the merge below it.
 struct DirMarks {
   bool opaque = false;           // hides every layer below
-  bool xattr_whiteouts = false;  // may hold xattr whiteouts (opaque "x")
+  bool xattr_whiteouts = false;  // a listing hides xattr whiteouts (opaque "x")
   bool redirected = false;       // has an overlay.redirect (see ReadRedirect)
 };
 
@@ -50,33 +54,44 @@ Result<int> OpenPathAt(int dir_fd, std::string_view name);
 // "/proc/self/fd/N" with AT_FDCWD reopens an O_PATH descriptor.
 int OpenForReading(const Layer& layer, int dir_fd, const char* path, int flags);
 
-// Whether `st` (the stat of `name` in a directory with `marks`) is a whiteout.
-bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, const struct stat& st,
-                const DirMarks& marks);
+// Whether `st` is a character-device whiteout (0/0), which every layer form
+// and the kernel read.
+bool IsDeviceWhiteout(const struct stat& st);
+// Whether `name` in `dir_fd` (whose stat is `st`) is an xattr whiteout: an
+// empty regular file with the mount's overlay.whiteout. A lookup takes it
+// for a whiteout in any directory (as the kernel does); a listing hides it
+// only in a directory marked opaque "x" (DirMarks::xattr_whiteouts).
+bool IsXattrWhiteout(const LayerStack& layers, int dir_fd, std::string_view name,
+                     const struct stat& st);
+// Either form: what a lookup stops at.
+bool IsWhiteout(const LayerStack& layers, int dir_fd, std::string_view name, const struct stat& st);
 // Whether the layer directory `dir_fd` has an OCI whiteout for `name`.
 bool HasOciWhiteout(int dir_fd, std::string_view name);
-// Reads a layer directory's markers (opaque in its xattr forms and the OCI
-// marker; whether it records a redirect).
-DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd);
+// Reads a layer directory's markers in the forms honoured for its role
+// (the upper layer, or a lower one): opaque "y" or "x", the OCI opaque
+// marker, and whether it records a redirect.
+DirMarks ReadDirMarks(const LayerStack& layers, int dir_fd, bool upper);
 
 // A renamed directory's overlay.redirect: where its lower directories are.
 // An absolute value ("/a/b") is a path from the layer roots; a relative one
-// is a name in the same parent. Empty when there is none.
-// A value that is neither a plain name nor a path of plain names from the
-// roots is refused as the kernel refuses it (CheckRedirect's errno).
-Result<std::string> ReadRedirect(const LayerStack& layers, int dir_fd);
-// 0 for a valid redirect; EINVAL for an empty one, a relative one with a
-// '/', or an empty component; EACCES for a "." or ".." component.
+// is a name in the same parent. nullopt when there is none. Read as the
+// kernel reads it (up to the first NUL); EINVAL for a value the kernel
+// calls invalid: empty, a relative one with a '/', an absolute one with an
+// empty component. (A "." or ".." component, or the empty name a value
+// starting with NUL leaves, is refused with EACCES only where a lookup
+// meets it, as on the kernel.)
+Result<std::optional<std::string>> ReadRedirect(const LayerStack& layers, int dir_fd);
+// 0 for a (non-empty) redirect the kernel reads, else EINVAL.
 int CheckRedirect(std::string_view redirect);
 Result<void> WriteRedirect(const LayerStack& layers, int dir_fd, const std::string& redirect);
-// Opens `path` (absolute, from the root of the layer `root_fd`) one
-// component at a time without following symlinks; nullopt if any component
-// is missing or not a directory (except the last, which is returned as is).
-// With `below`, also reports where the layers below this one hold `path`:
-// a directory on the way that was renamed in this layer (overlay.redirect)
-// moves the rest of the path there, as the kernel's lookup does.
-std::optional<int> OpenLayerPath(int root_fd, const std::string& path,
-                                 const LayerStack* layers = nullptr, std::string* below = nullptr);
+
+// The metacopy record (overlay.metacopy) of the regular file `name` in
+// `dir_fd`: such a file holds only metadata, its data lies below, and
+// following it needs metacopy=on, which this overlay does not offer. Ok
+// when there is none; EPERM for a metacopy file (the kernel's "refusing to
+// follow metacopy origin"), EIO for a record of 1 to 3 bytes.
+Result<void> CheckNotMetacopy(const LayerStack& layers, int dir_fd, std::string_view name);
+
 // Names the merged view never shows: OCI whiteouts and markers.
 inline bool IsHiddenName(std::string_view name) {
   return name.substr(0, kOciWhiteoutPrefix.size()) == kOciWhiteoutPrefix;
@@ -95,10 +110,15 @@ std::string EncodeOrigin(const Layer& layer, int lower_fd);
 // (same file handle; the uuid is not compared, so copied layers still work).
 bool HasOrigin(const LayerStack& layers, int upper_fd, int lower_fd);
 
-// Finds the lower object an upper object was copied up from by decoding its
-// origin file handle (needs CAP_DAC_READ_SEARCH; fails quietly without).
-// Returns an O_PATH descriptor and the layer, or nullopt.
-std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int upper_fd);
+// Finds the lower object the upper non-directory `upper_fd` was copied up
+// from by decoding its origin file handle in the lower layers (needs
+// CAP_DAC_READ_SEARCH; fails quietly without). Like the kernel, accepts
+// only an object of the upper's own type (S_IFMT `type`), and uses it for
+// its identity alone (inode number, node): a handle carries no parent, so
+// where the object lies cannot be checked, as the kernel says of its own
+// lookup. Returns an O_PATH descriptor and the layer, or nullopt.
+std::optional<std::pair<int, int>> DecodeOrigin(const LayerStack& layers, int upper_fd,
+                                                mode_t type);
 
 // Marks an upper directory opaque ("y").
 Result<void> MarkOpaque(const LayerStack& layers, int dir_fd);

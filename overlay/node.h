@@ -100,12 +100,11 @@ class Node {
   // What only directories have, allocated for them alone (most nodes are
   // files). Fields guarded by `mu`.
   struct DirState {
-    // Where the layer right below the upper finds this directory, as a path
-    // from the layer roots ("" for the root). It differs from the merged
-    // path after a rename (the upper's overlay.redirect), and is what a
-    // later rename records; records in lower layers redirect the layers
-    // below them, not this path.
-    std::string lower_path;
+    // The upper directory's overlay.redirect as last read or written ("" if
+    // none): where the layers below find it, if not by its name. The kernel
+    // keeps it with the inode and builds the next record from it and the
+    // parents' (see OverlayFs::Rename).
+    std::string redirect;
     // The merged listing READDIR serves to every reader (the kernel opens
     // directories without asking: no OPENDIR). A change to the directory
     // through this mount drops it, and so does a reader reaching its end

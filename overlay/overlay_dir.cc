@@ -134,15 +134,22 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
     // also takes the lookup reference the kernel will hold.
     Result<Resolved> resolved = Resolve(*dir, item.name, nullptr, current ? item.layer : 0);
     if (!resolved.ok()) {
-      // Removed since the snapshot: left out. Refused: listed without
-      // attributes where the kernel lists it too.
-      if (resolved.error() != ENOENT && ListsUnresolvable(*dir, item.name)) {
+      // Removed since a snapshot of this open: left out. Refused (or, in a
+      // current listing, an xattr whiteout the listing keeps, as the
+      // kernel's does): listed without attributes where the kernel lists
+      // it too.
+      if ((resolved.error() != ENOENT || current) && ListsUnresolvable(*dir, item.name)) {
         out.Add(item.name, item.ino, item.type, next);
       }
       continue;
     }
     Result<Entry> entry = Adopt(dir, item.name, std::move(*resolved));
-    if (!entry.ok()) continue;
+    if (!entry.ok()) {
+      // A directory under a second name, stale to lookups: the kernel
+      // lists the name all the same.
+      if (entry.error() == ESTALE) out.Add(item.name, item.ino, item.type, next);
+      continue;
+    }
     out.AddPlus(item.name, *entry, next);
   }
 }
@@ -157,6 +164,11 @@ std::optional<Result<Entry>> OverlayFs::AdoptUnopened(const NodePtr& dir,
   struct stat st;
   if (dir_fd < 0 || fstatat(dir_fd, item.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
       S_ISDIR(st.st_mode) || st.st_nlink > 1) {
+    return std::nullopt;
+  }
+  // What a lookup refuses or takes for a whiteout goes the lookup's way.
+  if (S_ISREG(st.st_mode) && (overlay::IsXattrWhiteout(layers_, dir_fd, item.name, st) ||
+                              !overlay::CheckNotMetacopy(layers_, dir_fd, item.name).ok())) {
     return std::nullopt;
   }
   Resolved r;

@@ -17,6 +17,8 @@
 #include "core/node_shedder.h"
 #include "core/resource_limits.h"
 #include "overlay/index.h"
+#include "overlay/layer_lookup.h"
+#include "overlay/layer_warnings.h"
 #include "passthrough/credentials.h"
 
 namespace lamina {
@@ -45,16 +47,21 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
   std::unique_ptr<OverlayFs> fs(
       new OverlayFs(std::move(options), std::move(*layers), descriptor_limit));
 
-  // The root merges the roots of every layer (an opaque upper root hides
-  // nothing: the kernel ignores opaque on the root too).
+  // The root merges the roots of every layer. No lookup reaches a layer's
+  // root, so the kernel reads no opaque mark or redirect there (an opaque
+  // root hides nothing); its "x" still says how to list it.
   const overlay::LayerStack& stack = fs->layers_;
   Resolved root;
+  DirMarks root_upper_marks;
   for (const overlay::Layer& layer : stack.layers()) {
     int fd = fcntl(layer.fd, F_DUPFD_CLOEXEC, 0);
+    DirMarks marks = overlay::ReadDirMarks(stack, fd, layer.upper);
+    marks.opaque = marks.redirected = false;
     if (layer.upper) {
       root.upper_fd = fd;
+      root_upper_marks = marks;
     } else {
-      root.lowers.push_back(LowerRef{layer.index, fd, overlay::ReadDirMarks(stack, fd)});
+      root.lowers.push_back(LowerRef{layer.index, fd, marks});
     }
   }
   int top = root.upper_fd >= 0 ? root.upper_fd : root.lowers.front().fd;
@@ -64,6 +71,7 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
   {
     std::unique_lock lock(node->mu);
     node->upper_fd = root.upper_fd;
+    node->upper_marks = root_upper_marks;
   }
   node->lowers = std::move(root.lowers);
   node->CountDescriptorsIn(&fs->held_descriptors_);
@@ -74,6 +82,7 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
 OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit)
     : options_(std::move(options)),
       layers_(std::move(layers)),
+      layer_lookup_(layers_, options_.redirect_follow),
       shedder_(descriptor_limit,
                [this](size_t descriptors) { return PickNodesToShed(descriptors); }),
       cached_nodes_(options_.max_cached_nodes,
@@ -181,173 +190,53 @@ Result<void> OverlayFs::RequireUpper() const {
   return Ok();
 }
 
-namespace {
-
-// Where a name may exist in one lower layer: a directory of that layer and
-// the name in it.
-struct Candidate {
-  int layer;
-  int dir_fd;
-  std::string name;
-  DirMarks marks;  // of dir_fd
-  bool owned;      // dir_fd was opened for this candidate
-};
-
-}  // namespace
-
 Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view name,
                                                bool* upper_whiteout, int first_layer) const {
   if (overlay::IsHiddenName(name)) return Errno{ENOENT};
-  Resolved r;
-  bool found = false;
-  int dir_upper;
-  DirMarks dir_upper_marks;
+  overlay::ParentDir parent;
   {
     std::shared_lock lock(dir.mu);
-    dir_upper = dir.upper_fd;
-    dir_upper_marks = dir.upper_marks;
-    r.lower_path = dir.dir->lower_path + "/" + std::string(name);
+    parent.upper_fd = dir.upper_fd;
   }
-  std::string redirect;
-  if (dir_upper >= 0 && first_layer == 0) {
-    std::optional<struct stat> st = overlay::StatAt(dir_upper, name);
-    if (st) {
-      if (overlay::IsWhiteout(layers_, dir_upper, name, *st, dir_upper_marks)) {
-        if (upper_whiteout != nullptr) *upper_whiteout = true;
-        return Errno{ENOENT};
+  parent.lowers = &dir.lowers;
+  Result<overlay::LayerObjects> found =
+      layer_lookup_.Find(parent, name, upper_whiteout, first_layer);
+  if (!found.ok()) return Errno{found.error()};
+  Resolved r;
+  r.upper_fd = found->upper_fd;
+  r.upper_marks = found->upper_marks;
+  r.upper_redirect = std::move(found->upper_redirect);
+  r.lowers = std::move(found->lowers);
+  r.type = found->type;
+  r.top = found->top;
+  if (r.upper_fd >= 0 && !S_ISDIR(r.type)) {
+    // An upper non-directory continues a lower one only if its origin
+    // record names it (a file created over a whiteout is a new object):
+    // first the same name below, which needs no handle decoding, then
+    // wherever the handle leads (hard links, renames).
+    for (const LowerRef& lower : dir.lowers) {
+      std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
+      if (!st) {
+        if (overlay::HasOciWhiteout(lower.fd, name)) break;
+        continue;
       }
-      Result<int> fd = overlay::OpenPathAt(dir_upper, name);
-      if (!fd.ok()) return Errno{fd.error()};
-      r.upper_fd = *fd;
-      r.type = st->st_mode & S_IFMT;
-      r.top = *st;
-      found = true;
-      if (S_ISDIR(r.type)) {
-        r.upper_marks = overlay::ReadDirMarks(layers_, r.upper_fd);
-        if (r.upper_marks.opaque) return r;
-        Result<std::string> recorded = r.upper_marks.redirected
-                                           ? overlay::ReadRedirect(layers_, r.upper_fd)
-                                           : Result<std::string>(std::string());
-        if (!recorded.ok()) {
-          r.Release();
-          return Errno{recorded.error()};
-        }
-        redirect = *recorded;
-      }
-    } else if (!dir.lowers.empty() && overlay::HasOciWhiteout(dir_upper, name)) {
-      // (Without merged lowers there is nothing for such a marker to hide:
-      // a new directory's lookups of new names cost one stat.)
-      return Errno{ENOENT};
-    }
-  }
-
-  // Where to look below: the same name in each merged lower directory or,
-  // once a directory on the way says it was renamed (overlay.redirect), the
-  // path it came from: a name in the same parent, or a path from the roots.
-  // Only the upper's record moves lower_path, the path that a rename
-  // records: a redirect written in the upper is read in the layer right
-  // below it, and that layer's own record takes over from there.
-  auto follow = [&](const std::string& to, bool in_upper) {
-    if (to.empty()) return;
-    if (in_upper) {
-      if (to[0] == '/') {
-        r.lower_path = to;
-      } else {
-        std::shared_lock lock(dir.mu);
-        r.lower_path = dir.dir->lower_path + "/" + to;
-      }
-    }
-    redirect = to;
-  };
-  follow(redirect, /*in_upper=*/true);
-  Result<void> status = Ok();
-  int last_layer = found ? 0 : -1;
-  for (const overlay::Layer& layer : layers_.layers()) {
-    if (layer.upper || layer.index <= last_layer || layer.index < first_layer) continue;
-    Candidate c{layer.index, -1, redirect.empty() ? std::string(name) : redirect, {}, false};
-    if (redirect.empty() || redirect[0] != '/') {
-      auto merged = std::find_if(dir.lowers.begin(), dir.lowers.end(),
-                                 [&](const LowerRef& l) { return l.layer == layer.index; });
-      if (merged == dir.lowers.end()) continue;
-      if (!redirect.empty() && !options_.redirect_follow) {
-        status = Errno{EPERM};
+      if ((st->st_mode & S_IFMT) != r.type || overlay::IsWhiteout(layers_, lower.fd, name, *st)) {
         break;
       }
-      c.dir_fd = merged->fd;
-      c.marks = merged->marks;
-    } else {
-      if (!options_.redirect_follow) {
-        status = Errno{EPERM};
-        break;
-      }
-      size_t slash = redirect.rfind('/');
-      std::string below;
-      std::optional<int> fd =
-          overlay::OpenLayerPath(layer.fd, redirect.substr(0, slash), &layers_, &below);
-      if (!fd) continue;
-      c = Candidate{layer.index, *fd, redirect.substr(slash + 1),
-                    overlay::ReadDirMarks(layers_, *fd), true};
-      // A directory on the way renamed in this layer moves the path for
-      // the layers below (the object's own record, if any, overrides it).
-      redirect = below + "/" + c.name;
-    }
-    // Closes a descriptor opened just for this candidate.
-    auto done = [&c] {
-      if (c.owned) close(c.dir_fd);
-    };
-    std::optional<struct stat> st = overlay::StatAt(c.dir_fd, c.name);
-    if (!st) {
-      bool hidden = overlay::HasOciWhiteout(c.dir_fd, c.name);
-      done();
-      if (hidden) break;
-      continue;
-    }
-    bool whiteout = overlay::IsWhiteout(layers_, c.dir_fd, c.name, *st, c.marks);
-    mode_t type = st->st_mode & S_IFMT;
-    bool merge = !found || (S_ISDIR(r.type) && S_ISDIR(type));
-    bool origin = found && !S_ISDIR(r.type) && type == r.type;
-    Result<int> fd = (whiteout || (!merge && !origin)) ? Result<int>(Errno{ENOENT})
-                                                       : overlay::OpenPathAt(c.dir_fd, c.name);
-    done();
-    if (whiteout || (!merge && !origin)) break;
-    if (!fd.ok()) {
-      status = Errno{fd.error()};
-      break;
-    }
-    if (origin) {
-      // An upper non-directory continues a lower one only if it was copied
-      // up from it; a file created over a whiteout is a new object.
-      if (overlay::HasOrigin(layers_, r.upper_fd, *fd)) {
-        r.lowers.push_back(LowerRef{c.layer, *fd, {}});
-      } else {
+      Result<int> fd = overlay::OpenPathAt(lower.fd, name);
+      if (fd.ok() && overlay::HasOrigin(layers_, r.upper_fd, *fd)) {
+        r.lowers.push_back(LowerRef{lower.layer, *fd, {}});
+      } else if (fd.ok()) {
         close(*fd);
       }
       break;
     }
-    LowerRef ref{c.layer, *fd, {}};
-    if (S_ISDIR(type)) ref.marks = overlay::ReadDirMarks(layers_, *fd);
-    r.lowers.push_back(ref);
-    last_layer = c.layer;
-    if (!found) {
-      r.type = type;
-      r.top = *st;
-      found = true;
+    if (r.lowers.empty()) {
+      if (auto origin = overlay::DecodeOrigin(layers_, r.upper_fd, r.type)) {
+        r.lowers.push_back(LowerRef{origin->second, origin->first, {}});
+      }
     }
-    if (!S_ISDIR(type) || ref.marks.opaque) break;
-    // A lower layer's own rename record redirects the layers beneath it.
-    Result<std::string> recorded = ref.marks.redirected ? overlay::ReadRedirect(layers_, *fd)
-                                                        : Result<std::string>(std::string());
-    if (!recorded.ok()) {
-      status = Errno{recorded.error()};
-      break;
-    }
-    follow(*recorded, /*in_upper=*/false);
   }
-  if (!status.ok()) {
-    r.Release();
-    return Errno{status.error()};
-  }
-  if (!found) return Errno{ENOENT};
   if (r.upper_fd < 0 && !r.lowers.empty()) {
     r.lower_nlink = r.top.st_nlink;
     if (S_ISREG(r.type) && r.lower_nlink > 1) {
@@ -364,13 +253,6 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
           close(*fd);
         }
       }
-    }
-  }
-  if (r.upper_fd >= 0 && !S_ISDIR(r.type) && r.lowers.empty()) {
-    // Copied up under another name (a hard link) or before a rename: the
-    // origin record still leads to the object whose identity it keeps.
-    if (auto origin = overlay::DecodeOrigin(layers_, r.upper_fd)) {
-      r.lowers.push_back(LowerRef{origin->second, origin->first, {}});
     }
   }
   return r;
@@ -419,7 +301,7 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
       node->upper_marks = r.upper_marks;
       node->parent = parent;
       node->name = std::string(name);
-      if (node->dir != nullptr) node->dir->lower_path = r.lower_path;
+      if (node->dir != nullptr) node->dir->redirect = r.upper_redirect;
     }
     node->lowers = std::move(r.lowers);
     if (from_lower && !S_ISDIR(r.type)) node->lower_nlink = identity.st_nlink;
@@ -446,6 +328,16 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
     if (!created && upper >= 0 && (S_ISREG(r.type) || S_ISDIR(r.type))) {
       EnforceProtection(upper, r.type);
     }
+  } else if (handle.node->is_dir() && !SameDirectory(*handle.node, *parent, name, r)) {
+    // One lower directory under two names whose upper directories differ
+    // (a redirect to a directory that also shows under its own name, after
+    // one name was copied up): the kernel calls the lookup stale rather
+    // than show one name's upper directory under the other.
+    overlay::WarnAboutLayer("a lower directory shows under two names; \"%s\" is stale",
+                            overlay::Printable(name));
+    r.Release();
+    table_.Forget(handle.id, 1);
+    return Errno{ESTALE};
   } else {
     // A known object: keep its descriptors, but follow it to this name
     // (by which a parked node reopens them: it resolved just now; an
@@ -483,9 +375,35 @@ Result<Entry> OverlayFs::Adopt(const NodePtr& parent, std::string_view name, Res
   return MakeEntry(handle.id, *handle.node, r.top);
 }
 
+bool OverlayFs::SameDirectory(const Node& node, const Node& parent, std::string_view name,
+                              const Resolved& r) const {
+  const int node_upper = node.UpperFd();
+  auto same = [](int a, int b) {
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+  };
+  if (node_upper < 0) return r.upper_fd < 0;  // (a copy-up sets it before its lock is let go)
+  if (r.upper_fd >= 0) return same(node_upper, r.upper_fd);
+  // Copied up since the resolution looked: the name leads to the node's
+  // upper directory now.
+  const int parent_upper = parent.UpperFd();
+  if (parent_upper < 0) return false;
+  Result<int> now = overlay::OpenPathAt(parent_upper, name);
+  if (!now.ok()) return false;
+  const bool moved_up = same(node_upper, *now);
+  close(*now);
+  return moved_up;
+}
+
 Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name) {
   // FUSE passes names up to 1024 bytes; no layer can hold one past NAME_MAX.
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  // The kernel never asks for them (no NFS export); refused, so that ".."
+  // of a layer root can never lead out of the layers.
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    return Errno{EINVAL};
+  }
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
   bool over_whiteout = false;
@@ -502,6 +420,7 @@ Result<Entry> OverlayFs::Lookup(const Ctx&, NodeId parent, std::string_view name
     }
     return Errno{r.error()};
   }
+  sync_points_.Reach(overlay::SyncPoint::kLookupBeforeAdopt);
   return Adopt(*dir, name, std::move(*r));
 }
 

@@ -33,6 +33,7 @@
 #include "core/node_shedder.h"
 #include "overlay/dir_merge.h"
 #include "overlay/id_map.h"
+#include "overlay/layer_lookup.h"
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "overlay/sync_points.h"
@@ -179,8 +180,8 @@ class OverlayFs : public Filesystem {
     overlay::DirMarks upper_marks;
     overlay::LowerRefs lowers;  // owned until handed to a Node
     mode_t type = 0;
-    std::string lower_path;  // directories: see Node::lower_path
-    struct stat top {};      // stat of the topmost object
+    std::string upper_redirect;  // directories: see Node::DirState::redirect
+    struct stat top {};          // stat of the topmost object
     // The upper object is an index entry found by the lower object's file
     // handle, not a name in the upper directory (see index.h).
     bool upper_from_index = false;
@@ -225,6 +226,12 @@ class OverlayFs : public Filesystem {
   // (it carries no protection flags another overlay recorded).
   Result<Entry> Adopt(const NodePtr& parent, std::string_view name, Resolved resolved,
                       bool created = false);
+  // Whether the known directory `node`, found again as `name` in `parent`
+  // with the objects `r`, is still the same merged directory: the same
+  // upper directory or none on both (the kernel's check of a directory
+  // inode on lookup).
+  bool SameDirectory(const overlay::Node& node, const overlay::Node& parent, std::string_view name,
+                     const Resolved& r) const;
   Result<Attributes> AttributesOf(const overlay::Node& node) const;
   Entry MakeEntry(NodeId id, const overlay::Node& node, const struct stat& st) const;
   // What the view shows of a layer object's attributes; every attribute
@@ -283,8 +290,16 @@ class OverlayFs : public Filesystem {
   // Whether any lower layer still shows `name` under `dir` (so removing it
   // needs a whiteout).
   bool NameExistsBelow(const overlay::Node& dir, std::string_view name) const;
-  // Atomically replaces `name` in the upper directory with a whiteout.
-  Result<void> WhiteoutName(int upper_dir_fd, std::string_view name, bool replace);
+  // Records in `dir`'s upper directory, which is about to move, where the
+  // layers below find it, as the kernel does (ovl_set_redirect): its name
+  // for a move within its directory, else the path from the root; nothing
+  // if its record stays true. EXDEV for a path past kMaxRedirect.
+  Result<void> RecordRedirect(overlay::Node& dir, bool same_parent);
+  // The kernel's default redirect_max: longer paths are not recorded.
+  static constexpr size_t kMaxRedirect = 256;
+  // Atomically replaces `name` in the upper directory of `dir` (copied up)
+  // with a whiteout.
+  Result<void> WhiteoutName(overlay::Node& dir, std::string_view name, bool replace);
   // Creates an object with `make(dir_fd, name)` in the upper directory of
   // `parent` as the caller, replacing a whiteout if one is there. `make`
   // returns a descriptor it opened on the new object, or -1; with `opened`,
@@ -341,6 +356,7 @@ class OverlayFs : public Filesystem {
 
   OverlayOptions options_;
   overlay::LayerStack layers_;
+  overlay::LayerLookup layer_lookup_;  // the layer walk of every lookup
   // Before the nodes that count into it (members die in reverse order).
   std::atomic<size_t> held_descriptors_{0};
   std::atomic<uint64_t> parked_{0};  // nodes parked so far

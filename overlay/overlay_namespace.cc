@@ -15,6 +15,7 @@
 
 #include "overlay/dir_merge.h"
 #include "overlay/index.h"
+#include "overlay/layer_lookup.h"
 #include "overlay/overlay_fs.h"
 #include "passthrough/credentials.h"
 
@@ -71,18 +72,11 @@ Result<void> ClearWhiteouts(int upper_dir_fd) {
 }  // namespace
 
 bool OverlayFs::NameExistsBelow(const Node& dir, std::string_view name) const {
-  for (const overlay::LowerRef& lower : dir.lowers) {
-    std::optional<struct stat> st = overlay::StatAt(lower.fd, name);
-    if (!st) {
-      if (overlay::HasOciWhiteout(lower.fd, name)) return false;
-      continue;
-    }
-    return !overlay::IsWhiteout(layers_, lower.fd, name, *st, lower.marks);
-  }
-  return false;
+  return layer_lookup_.ExistsBelow(overlay::ParentDir{-1, &dir.lowers}, name);
 }
 
-Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bool replace) {
+Result<void> OverlayFs::WhiteoutName(Node& dir, std::string_view name, bool replace) {
+  const int upper_dir_fd = dir.UpperFd();
   const int staging = layers_.staging_fd();
   const std::string staged = layers_.StagingName();
   Result<bool> xattr_form = overlay::CreateStagedWhiteout(layers_, staged);
@@ -93,6 +87,9 @@ Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bo
       unlinkat(staging, staged.c_str(), 0);
       return marked;
     }
+    // Listings of the directory leave such whiteouts out from now on.
+    std::unique_lock lock(dir.mu);
+    dir.upper_marks.xattr_whiteouts = true;
   }
   std::string target(name);
   if (!replace) {
@@ -109,8 +106,9 @@ Result<void> OverlayFs::WhiteoutName(int upper_dir_fd, std::string_view name, bo
     return swapped;
   }
   struct stat st;
-  bool dir = fstatat(staging, staged.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-  return CheckSyscall(unlinkat(staging, staged.c_str(), dir ? AT_REMOVEDIR : 0));
+  bool was_dir =
+      fstatat(staging, staged.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  return CheckSyscall(unlinkat(staging, staged.c_str(), was_dir ? AT_REMOVEDIR : 0));
 }
 
 Result<std::pair<NodeId, OverlayFs::NodePtr>> OverlayFs::Pin(const NodePtr& dir,
@@ -225,10 +223,6 @@ Result<Entry> OverlayFs::CreateObject(const Ctx& ctx, NodeId parent, std::string
   }
   created.type = created.top.st_mode & S_IFMT;
   created.upper_marks.opaque = opaque;
-  {
-    std::shared_lock lock((*dir)->mu);
-    created.lower_path = (*dir)->dir->lower_path + "/" + target;
-  }
   (*dir)->DropListing();
   Result<Entry> entry = Adopt(*dir, name, std::move(created), /*created=*/true);
   if (entry.ok() && opened != nullptr) std::swap(*opened, made_fd.fd);
@@ -288,6 +282,10 @@ Result<Entry> OverlayFs::Link(const Ctx& ctx, NodeId id, NodeId new_parent,
 }
 
 Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool directory) {
+  // Never a layer directory itself or its parent (the kernel sends neither).
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+    return Errno{EINVAL};
+  }
   Result<void> ok = RequireUpper();
   if (!ok.ok()) return ok;
   Result<NodePtr> dir = Dir(parent);
@@ -298,12 +296,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
     const int upper_dir = (*dir)->UpperFd();
     std::optional<struct stat> st;
     if (upper_dir >= 0) st = overlay::StatAt(upper_dir, name);
-    DirMarks marks;
-    if (st) {
-      std::shared_lock lock((*dir)->mu);
-      marks = (*dir)->upper_marks;
-    }
-    if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st, marks)) {
+    if (st && !S_ISDIR(st->st_mode) && !overlay::IsWhiteout(layers_, upper_dir, name, *st)) {
       // A name of an indexed lower hard link: the index entry goes when
       // the last name does.
       int inode_fd = -1;
@@ -313,7 +306,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
       }
       const NodePtr kept = KeepIfKnown(*st);
       Result<void> removed = NameExistsBelow(**dir, name)
-                                 ? WhiteoutName(upper_dir, name, /*replace=*/true)
+                                 ? WhiteoutName(**dir, name, /*replace=*/true)
                                  : CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), 0));
       if (inode_fd >= 0) {
         if (removed.ok()) overlay::DropIndexIfUnlinked(layers_, inode_fd);
@@ -368,7 +361,7 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   const int upper_dir = (*dir)->UpperFd();
   // A deleted lower object leaves a whiteout; nothing is ever copied up.
   const NodePtr kept = in_upper ? KeepIfKnown(victim->top) : nullptr;
-  if (NameExistsBelow(**dir, name)) return WhiteoutName(upper_dir, name, in_upper);
+  if (NameExistsBelow(**dir, name)) return WhiteoutName(**dir, name, in_upper);
   return CheckSyscall(unlinkat(upper_dir, std::string(name).c_str(), is_dir ? AT_REMOVEDIR : 0));
 }
 
@@ -397,6 +390,53 @@ Result<void> OverlayFs::Rmdir(const Ctx&, NodeId parent, std::string_view name) 
 
 void OverlayFs::DropListing(NodeId dir) {
   if (NodePtr node = Get(dir)) node->DropListing();
+}
+
+Result<void> OverlayFs::RecordRedirect(Node& dir, bool same_parent) {
+  std::string redirect;
+  {
+    std::shared_lock lock(dir.mu);
+    redirect = dir.dir->redirect;
+  }
+  // A record that stays true: any for a move within the directory, a
+  // path from the root for any move.
+  if (!redirect.empty() && (same_parent || redirect[0] == '/')) return Ok();
+  if (same_parent) {
+    std::shared_lock lock(dir.mu);
+    redirect = dir.name;
+  } else {
+    // The path from the root, right to left: each directory's own record
+    // where it has one (a path from the root ends the walk), else its name.
+    redirect.clear();
+    NodePtr held;  // keeps `at` alive once it is an ancestor
+    const Node* at = &dir;
+    for (;;) {
+      NodePtr parent;
+      std::string part;
+      {
+        std::shared_lock lock(at->mu);
+        parent = at->parent;
+        part = at->dir->redirect.empty() ? at->name : at->dir->redirect;
+      }
+      if (parent == nullptr) break;  // the root
+      if (!part.empty() && part[0] == '/') {
+        redirect = part + redirect;
+        break;
+      }
+      redirect = "/" + part + redirect;
+      if (redirect.size() > kMaxRedirect) break;
+      held = std::move(parent);
+      at = held.get();
+    }
+    // Past the kernel's limit (redirect_max) it answers EXDEV, and mv(1)
+    // copies instead.
+    if (redirect.size() > kMaxRedirect) return Errno{EXDEV};
+  }
+  Result<void> written = overlay::WriteRedirect(layers_, dir.UpperFd(), redirect);
+  if (!written.ok()) return written;
+  std::unique_lock lock(dir.mu);
+  dir.dir->redirect = redirect;
+  return Ok();
 }
 
 Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name, NodeId new_parent,
@@ -486,15 +526,9 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
   // (a redirect, so lookups at its new name follow it instead of the
   // name), or, when it merges nothing below, that it hides whatever the
   // layers below hold under its new name.
+  const bool same_parent = *from_dir == *to_dir;
   auto keep_lower_view = [&](const NodePtr& dir, bool merged, bool new_name_below) {
-    if (merged) {
-      std::string lower_path;
-      {
-        std::shared_lock lock(dir->mu);
-        lower_path = dir->dir->lower_path;
-      }
-      return overlay::WriteRedirect(layers_, dir->UpperFd(), lower_path);
-    }
+    if (merged) return RecordRedirect(*dir, same_parent);
     if (dir->is_dir() && new_name_below) return overlay::MarkOpaque(layers_, dir->UpperFd());
     return Result<void>(Ok());
   };
@@ -536,7 +570,7 @@ Result<void> OverlayFs::Rename(const Ctx&, NodeId parent, std::string_view name,
       }
       if (ok.ok() && !moved) {
         ok = CheckSyscall(renameat(from_upper, from_name.c_str(), to_upper, to_name.c_str()));
-        if (ok.ok() && source_below) ok = WhiteoutName(from_upper, name, /*replace=*/false);
+        if (ok.ok() && source_below) ok = WhiteoutName(**from_dir, name, /*replace=*/false);
       }
     }
   }

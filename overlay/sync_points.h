@@ -24,6 +24,9 @@ enum class SyncPoint {
   // OverlayFs::Release: the descriptor is closed, the open's backing id not
   // yet given back.
   kReleaseBeforeUnregister,
+  // OverlayFs::Lookup: the name is resolved in the layers, its node not yet
+  // found or made.
+  kLookupBeforeAdopt,
   kCount,
 };
 

@@ -320,6 +320,11 @@ TEST_F(OverlayRenameCrashTest, KillAtEveryStepOfDirectoryRenames) {
     std::string tid, rest;
     if (!(fields >> tid >> rest) || rest.find('(') == std::string::npos) continue;
     std::string call = rest.substr(0, rest.find('('));
+    // strace before 6.13 shows calls it has no name for whatever the
+    // filter (syscall_0x1d0: getxattrat, by which the daemon reads markers).
+    if (("," + std::string(kChangingCalls) + ",").find("," + call + ",") == std::string::npos) {
+      continue;
+    }
     threads.insert(tid);
     kill_points.emplace_back(call, ++seen[call]);
   }

@@ -166,8 +166,10 @@ void OverlayPair::MountKernelOnLaminaLayers(const std::string& options) {
   UnmountLamina();
   UnmountKernel();
   WatchLowers(0);
-  std::string data = "lowerdir=" + lamina_lower(0) + ",upperdir=" + lamina_upper() +
-                     ",workdir=" + set_[0] + "/work";
+  std::string lowerdir;
+  for (int i = 0; i < lower_count_; ++i) lowerdir += (i ? ":" : "") + lamina_lower(i);
+  std::string data =
+      "lowerdir=" + lowerdir + ",upperdir=" + lamina_upper() + ",workdir=" + set_[0] + "/work";
   if (!options.empty()) data += "," + options;
   ASSERT_EQ(mount("overlay", kernel_mnt_.c_str(), "overlay", 0, data.c_str()), 0)
       << strerror(errno) << " mounting kernel overlay on Lamina's layers";
