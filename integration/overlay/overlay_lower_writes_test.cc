@@ -17,14 +17,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "integration/overlay/overlay_harness.h"
+#include "integration/overlay/sync_gate.h"
 
 namespace lamina::testing {
 namespace {
@@ -51,37 +50,6 @@ std::string Append(const std::string& path, const std::string& data) {
   return out;
 }
 
-// Holds the first request that reaches a sync point until the test lets it
-// go; later requests pass. Every wait is bounded, so a request that never
-// comes fails the test instead of hanging it.
-class Gate {
- public:
-  void Hold() {
-    if (armed_.exchange(false)) {
-      std::unique_lock lock(mu_);
-      reached_ = true;
-      changed_.notify_all();
-      changed_.wait_for(lock, 30s, [this] { return opened_; });
-    }
-  }
-  bool WaitUntilReached() {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, 10s, [this] { return reached_; });
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    opened_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  std::atomic<bool> armed_{true};
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool reached_ = false;
-  bool opened_ = false;
-};
-
 class OverlayLowerWritesTest : public OverlayPair {
  protected:
   void SetUp() override {
@@ -104,7 +72,7 @@ class OverlayLowerWritesTest : public OverlayPair {
 // for passthrough; a copy-up finishing in between must not leave the lower
 // file registered as if it were the upper one.
 TEST_F(OverlayLowerWritesTest, OpenRacingACopyUpNeverHandsTheLowerFileToAWriter) {
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<SyncGate>();
   fs_->sync_points().Set(SyncPoint::kOpenBeforeRegister, [gate] { gate->Hold(); });
   std::atomic<int> reader{-1};
   const std::string path = merged_file();
@@ -135,7 +103,7 @@ TEST_F(OverlayLowerWritesTest, ReleaseRacingAWriteOpenNeverHandsItTheLowerFile) 
   EXPECT_GE(registered_backings(), 1U) << "FUSE passthrough is not in use: nothing is tested";
   EXPECT_EQ(chmod(merged_file().c_str(), 0640), 0) << strerror(errno);
 
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<SyncGate>();
   fs_->sync_points().Set(SyncPoint::kReleaseBeforeUnregister, [gate] { gate->Hold(); });
   close(reader);  // the kernel sends RELEASE after close(2) returns
   const bool reached = gate->WaitUntilReached();

@@ -10,16 +10,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "integration/overlay/sync_gate.h"
 #include "integration/scenarios/layer_contents.h"
 
 namespace lamina::testing {
@@ -265,42 +263,13 @@ TEST_F(LayerRedirectsTest, OneLowerDirectoryUnderTwoNames) {
   ExpectSame([&](const std::string& r) { return ShowAll(r, paths); }, "after a remount");
 }
 
-// Holds the first request that reaches a sync point until the test lets it
-// go; later requests pass. Every wait is bounded.
-class Gate {
- public:
-  void Hold() {
-    if (!armed_.exchange(false)) return;
-    std::unique_lock lock(mu_);
-    reached_ = true;
-    changed_.notify_all();
-    changed_.wait_for(lock, std::chrono::seconds(30), [this] { return opened_; });
-  }
-  bool WaitUntilReached() {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, std::chrono::seconds(10), [this] { return reached_; });
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    opened_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  std::atomic<bool> armed_{true};
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool reached_ = false;
-  bool opened_ = false;
-};
-
 // A lookup that resolved a known directory just before another request
 // copied it up is still the same directory, not a stale one: only an upper
 // directory that is not the node's makes a lookup stale.
 TEST_F(LayerRedirectsTest, ALookupRacingACopyUpOfItsDirectoryIsNotStale) {
   Mount({{"d d", "f d/f f"}});
   ASSERT_EQ(ListDir(lamina_root() + "/d"), std::vector<std::string>{"f"});  // its node exists
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<SyncGate>();
   fs_->sync_points().Set(overlay::SyncPoint::kLookupBeforeAdopt, [gate] { gate->Hold(); });
   Result<Entry> found = Errno{EIO};
   // (Straight to the daemon: a lookup through the kernel that failed would
