@@ -139,7 +139,9 @@ int ServeCommand(const MountCommand& command, Filesystem& fs,
   Filesystem& served = command.debug ? static_cast<Filesystem&>(traced) : fs;
   ServerOptions server_options;
   server_options.mount_options = std::move(mount_options);
-  server_options.mount_options.push_back("subtype=laminafs");
+  if (!command.subtype.empty()) {
+    server_options.mount_options.push_back("subtype=" + command.subtype);
+  }
   server_options.session.threads = command.threads;
   server_options.session.max_threads = command.max_threads;
   if (command.busy_poll_us.has_value()) {

@@ -236,6 +236,18 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
           absl::StrCat("max_write must be 4096 to 1048576 bytes, not '", value, "'"));
     }
     out.max_write = bytes;
+  } else if (eq != std::string::npos && key == "subtype") {
+    // Shown in /proc/self/mountinfo as fuse.NAME: kept to characters that
+    // need no escaping there and that tools splitting types at '.' expect.
+    if (value.size() > 64 || value.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                     "0123456789_-") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "subtype must be at most 64 letters, digits, '_' or '-', not '", value, "'"));
+    }
+    out.subtype = value;
+  } else if (eq != std::string::npos && key == "fsname" && !value.empty()) {
+    out.fsname = value;  // escaped again for the mount (JoinMountOptions)
   } else if (eq != std::string::npos && (key == "log" || key == "stats") && !value.empty()) {
     // Absolute now: the daemon leaves the working directory.
     (key == "log" ? out.log_file : out.stats_file) = AbsoluteFile(value);

@@ -46,6 +46,12 @@ struct MountCommand {
   std::optional<size_t> max_nodes;
   // -o max_write=BYTES: the largest WRITE request the kernel may send.
   std::optional<uint32_t> max_write;
+  // -o subtype=NAME: the mount's type is fuse.NAME; empty: plain "fuse"
+  // (what test suites that identify a FUSE mount by its type expect).
+  std::string subtype = "laminafs";
+  // -o fsname=NAME: the mount's source in /proc/self/mounts; empty: the
+  // default (laminafs for the overlay, the source for the passthrough).
+  std::string fsname;
 
   // Overlay layers (absolute), lowers top first; upper and work optional.
   std::vector<std::string> lowerdirs;

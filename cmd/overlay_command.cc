@@ -71,7 +71,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   if (command->upperdir.empty() && !Has(mount_options, "ro")) mount_options.push_back("ro");
   AddPermissionChecks(mount_options);
   AddContainerDefaults(mount_options);
-  mount_options.push_back("fsname=laminafs");
+  mount_options.push_back("fsname=" + (command->fsname.empty() ? "laminafs" : command->fsname));
   return ServeCommand(*command, **fs, std::move(mount_options));
 }
 

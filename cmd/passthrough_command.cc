@@ -47,7 +47,8 @@ int RunPassthrough(const std::vector<std::string>& args) {
   }
   std::vector<std::string> mount_options = command->mount_options;
   AddPermissionChecks(mount_options);
-  mount_options.push_back("fsname=" + command->source);
+  mount_options.push_back("fsname=" +
+                          (command->fsname.empty() ? command->source : command->fsname));
   return ServeCommand(*command, **fs, std::move(mount_options));
 }
 
