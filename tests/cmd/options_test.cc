@@ -288,5 +288,27 @@ TEST(OptionsTest, PassthroughTakesMaxWriteButNotOverlayOptions) {
   EXPECT_FALSE(ParseMountCommand({"-o", "static_nlink", Dir()("l1"), Dir()("mnt")}).ok());
 }
 
+TEST(OptionsTest, SubtypeAndFsnameNameTheMount) {
+  absl::StatusOr<MountCommand> defaults = ParseOverlay("ro");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->subtype, "laminafs");
+  EXPECT_EQ(defaults->fsname, "");
+  // fstests' FSTYP=fuse: plain type fuse, a source that is not a path.
+  absl::StatusOr<MountCommand> plain = ParseOverlay(R"(ro,subtype=,fsname=laminafs\:/a\,b)");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->subtype, "");
+  EXPECT_EQ(plain->fsname, "laminafs:/a,b");
+  EXPECT_EQ(ParseOverlay("ro,subtype=my_fs-2")->subtype, "my_fs-2");
+  ExpectErrors(
+      {{"ro,subtype=a.b", "subtype must be at most 64 letters, digits, '_' or '-', not 'a.b'"},
+       {"ro,subtype=a b", "subtype must be at most 64 letters, digits, '_' or '-', not 'a b'"}});
+  EXPECT_FALSE(ParseOverlay("ro,subtype=" + std::string(65, 'a')).ok());
+  absl::StatusOr<MountCommand> passthrough = ParseMountCommand(
+      {"-o", "subtype=,fsname=tag", Dir()("l1"), Dir()("mnt")}, MountKind::kPassthrough);
+  ASSERT_TRUE(passthrough.ok()) << passthrough.status();
+  EXPECT_EQ(passthrough->fsname, "tag");
+  EXPECT_EQ(passthrough->source, Dir()("l1"));
+}
+
 }  // namespace
 }  // namespace lamina::cmd
