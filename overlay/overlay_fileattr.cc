@@ -142,12 +142,27 @@ void OverlayFs::EnforceProtection(int upper_fd, mode_t type) {
   close(*fd);
 }
 
-Result<void> OverlayFs::CheckLowerDeletable(int lower_fd) const {
+namespace {
+
+// Whether the object at `fd` is immutable or append-only (false if unknown).
+bool IsProtected(int fd) {
   struct statx stx;
-  if (statx(lower_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, 0, &stx) != 0) return Ok();
+  if (fd < 0 || statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, 0, &stx) != 0) return false;
   const uint64_t protected_attrs =
       (STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND) & stx.stx_attributes_mask;
-  if ((stx.stx_attributes & protected_attrs) != 0) return Errno{EPERM};
+  return (stx.stx_attributes & protected_attrs) != 0;
+}
+
+}  // namespace
+
+Result<void> OverlayFs::CheckLowerDeletable(int lower_fd) const {
+  if (IsProtected(lower_fd)) return Errno{EPERM};
+  return Ok();
+}
+
+Result<void> OverlayFs::CheckRemovable(int parent_fd, int victim_fd, bool victim_in_upper) const {
+  if (IsProtected(parent_fd) || IsProtected(victim_fd)) return Errno{EPERM};
+  if (victim_in_upper && ReadProtection(victim_fd) != 0) return Errno{EPERM};
   return Ok();
 }
 

@@ -285,6 +285,12 @@ class OverlayFs : public Filesystem {
   // EPERM when a lower object is immutable or append-only (it may not be
   // deleted or renamed, as the kernel's inode flags say).
   Result<void> CheckLowerDeletable(int lower_fd) const;
+  // EPERM when the directory at `parent_fd` or the object at `victim_fd`
+  // (the topmost of each) is immutable or append-only, in its inode flags
+  // or, for an upper victim, in overlay.protattr: the kernel's may_delete
+  // says so before it looks at the type or whether a directory is empty,
+  // and FUSE inodes carry no such flags for the kernel to see.
+  Result<void> CheckRemovable(int parent_fd, int victim_fd, bool victim_in_upper) const;
 
   // overlay_namespace.cc
   // Whether any lower layer still shows `name` under `dir` (so removing it

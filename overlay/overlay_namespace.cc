@@ -342,13 +342,15 @@ Result<void> OverlayFs::RemoveName(NodeId parent, std::string_view name, bool di
   bool in_upper = victim->upper_fd >= 0 && !victim->upper_from_index;
   if (directory && !is_dir) ok = Errno{ENOTDIR};
   if (!directory && is_dir) ok = Errno{EISDIR};
-  // The kernel refuses to delete an immutable or append-only object (and
-  // says so before it looks at the type); an upper one refuses by itself
-  // (overlay_fileattr.cc), a lower one is only whited out, so look.
-  if (!in_upper && !victim->lowers.empty()) {
-    Result<void> deletable = CheckLowerDeletable(victim->lowers.front().fd);
-    if (!deletable.ok()) ok = deletable;
-  }
+  // The kernel refuses to delete an immutable or append-only object, or
+  // anything in such a directory, and says so before it looks at the type
+  // or whether a directory is empty: an upper object would refuse only
+  // once it is unlinked, a lower one is only whited out, so look.
+  const int victim_fd = victim->upper_fd >= 0    ? victim->upper_fd
+                        : victim->lowers.empty() ? -1
+                                                 : victim->lowers.front().fd;
+  Result<void> deletable = CheckRemovable((*dir)->TopFd(), victim_fd, victim->upper_fd >= 0);
+  if (!deletable.ok()) ok = deletable;
   if (ok.ok() && is_dir) {
     overlay::DirSources sources{victim->upper_fd, victim->upper_marks, &victim->lowers, 0};
     if (!IsEmptyListing(overlay::MergeListing(layers_, sources))) ok = Errno{ENOTEMPTY};
