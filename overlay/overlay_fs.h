@@ -128,6 +128,9 @@ class OverlayFs : public Filesystem {
   Result<size_t> Read(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
                       std::span<std::byte> out) override;
   Result<size_t> Write(const Ctx&, NodeId node, const WriteRequest& req) override;
+  // copy_file_range(2) between the layer files (the kernel copies through
+  // reads and writes without it, past checks only the upper can make).
+  Result<size_t> CopyFileRange(const Ctx&, const CopyRangeRequest& req) override;
   // No Flush: nothing is buffered here, and the default ENOSYS tells the
   // kernel to stop sending FLUSH at all, one round trip less per close.
   Result<void> Release(const Ctx&, NodeId node, uint64_t fh, int flags) override;

@@ -57,6 +57,15 @@ bool WritesSetId(int fd, int flags) {
   return fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0;
 }
 
+// A descriptor whose I/O the daemon serves is never O_DIRECT: the data of a
+// WRITE follows the request's headers in its buffer, never aligned as
+// direct I/O requires (EINVAL), and the caller's direct I/O reaches the
+// daemon uncached whatever the descriptor says.
+void ServeWithoutODirect(int fd) {
+  const int status = fcntl(fd, F_GETFL);
+  if (status >= 0 && (status & O_DIRECT) != 0) (void)fcntl(fd, F_SETFL, status & ~O_DIRECT);
+}
+
 }  // namespace
 
 Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags, int fd) {
@@ -119,6 +128,7 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     }
   }
   if (!backed) {
+    ServeWithoutODirect(fd);
     // Mixing page-cached and passthrough opens of one inode is refused by
     // the kernel; direct I/O opens may coexist with passthrough ones.
     if (backing_ != nullptr) {
@@ -238,6 +248,20 @@ Result<size_t> OverlayFs::Write(const Ctx& ctx, NodeId, const WriteRequest& req)
     if (!killed.ok()) return Errno{killed.error()};
   }
   ssize_t n = pwrite(fd, req.data.data(), req.data.size(), static_cast<off_t>(req.offset));
+  if (n < 0) return LastErrno();
+  return static_cast<size_t>(n);
+}
+
+Result<size_t> OverlayFs::CopyFileRange(const Ctx&, const CopyRangeRequest& req) {
+  // Writable opens are of upper files (copied up at open); never a lower.
+  if (HandleLower(req.fh_out)) return Errno{EBADF};
+  loff_t off_in = static_cast<loff_t>(req.off_in);
+  loff_t off_out = static_cast<loff_t>(req.off_out);
+  // The upper filesystem checks what the kernel cannot see on a FUSE inode
+  // (an immutable or append-only output: EPERM). EXDEV between layers on
+  // different filesystems makes the kernel copy through reads and writes.
+  ssize_t n = copy_file_range(HandleFd(req.fh_in), &off_in, HandleFd(req.fh_out), &off_out, req.len,
+                              static_cast<unsigned int>(req.flags));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
 }

@@ -65,6 +65,15 @@ bool NeedsDaemonWrites(int fd, int flags) {
   return fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0;
 }
 
+// A descriptor whose I/O the daemon serves is never O_DIRECT: the data of a
+// WRITE follows the request's headers in its buffer, never aligned as
+// direct I/O requires (EINVAL), and the caller's direct I/O reaches the
+// daemon uncached whatever the descriptor says.
+void ServeWithoutODirect(int fd) {
+  const int status = fcntl(fd, F_GETFL);
+  if (status >= 0 && (status & O_DIRECT) != 0) (void)fcntl(fd, F_SETFL, status & ~O_DIRECT);
+}
+
 }  // namespace
 
 Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int fd, int flags) {
@@ -90,6 +99,7 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
   if (options_.attr_timeout > 0 && (reply.open_flags & abi::kFopenDirectIo) == 0) {
     reply.open_flags |= abi::kFopenKeepCache;
   }
+  ServeWithoutODirect(fd);
   reply.fh = passthrough::FileHandle(fd, /*backed=*/false);
   inode.opens.fetch_add(1, std::memory_order_relaxed);
   return reply;
