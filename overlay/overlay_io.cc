@@ -199,9 +199,18 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   if (fd < 0) return LastErrno();
   struct stat st;
   int path_fd = open(FdPath(fd).c_str(), O_PATH | O_CLOEXEC);
+  // The caller owns it, and a setgid directory passes on its group, as for
+  // any new file (CreateObject). A chown also drops the set-group-ID bit
+  // the kernel let through, so none when the ids are the daemon's already.
   const overlay::IdMap& ids = options_.ids;
-  bool owned = path_fd >= 0 && (fchown(fd, ids.UidToLayer(ctx.uid), ids.GidToLayer(ctx.gid)) == 0 ||
-                                ids.squashed());
+  const uid_t uid = ids.UidToLayer(ctx.uid);
+  gid_t gid = ids.GidToLayer(ctx.gid);
+  bool owned = path_fd >= 0 && fstat((*dir)->UpperFd(), &st) == 0;
+  const bool setgid_dir = owned && (st.st_mode & S_ISGID) != 0;
+  if (setgid_dir) gid = st.st_gid;
+  if (owned && (uid != geteuid() || gid != (setgid_dir ? st.st_gid : getegid()))) {
+    owned = fchown(fd, uid, gid) == 0 || ids.squashed();
+  }
   if (!owned || fstat(fd, &st) != 0) {
     Result<void> error = LastErrno();
     if (path_fd >= 0) close(path_fd);
