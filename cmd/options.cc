@@ -169,6 +169,12 @@ absl::Status ApplyOverlayOption(const std::string& key, const std::string& value
 
 // `option` as split from the list, escapes kept (option_list.h).
 absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand& out) {
+  if (option == "relatime") {
+    // The kernel's default for a new mount, which libfuse knows only as
+    // "atime" (clear noatime): it refuses "relatime".
+    out.mount_options.push_back("atime");
+    return absl::OkStatus();
+  }
   if (IsMountOption(option)) {
     out.mount_options.push_back(option);
     return absl::OkStatus();
