@@ -45,6 +45,20 @@ void Notifier::InvalidateInode(NodeId node, int64_t offset, int64_t length) {
   Post(abi::kNotifyInvalInode, Bytes(out));
 }
 
+void Notifier::InvalidateAttributesNow(NodeId node) {
+  abi::NotifyInvalInodeOut out{node, /*off=*/-1, /*len=*/0};
+  abi::OutHeader header{};
+  header.len = static_cast<uint32_t>(sizeof(header) + sizeof(out));
+  header.error = abi::kNotifyInvalInode;
+  struct iovec iov[2] = {{&header, sizeof(header)}, {&out, sizeof(out)}};
+  Result<void> result = transport_.Notify(std::span<const struct iovec>(iov, 2));
+  // ENOENT: the kernel no longer knows the node, which is fine.
+  const bool ok = result.ok() || result.error() == ENOENT;
+  if (!ok) spdlog::debug("attribute invalidation failed: errno {}", result.error());
+  std::lock_guard<std::mutex> lock(mu_);
+  ++(ok ? sent_ : failed_);
+}
+
 void Notifier::Delete(NodeId parent, NodeId child, std::string_view name) {
   abi::NotifyDeleteOut out{};
   out.parent = parent;

@@ -38,6 +38,12 @@ class Notifier {
   // Drops cached attributes, and page-cache data in [offset, offset+len)
   // (len 0 means to the end; offset -1 means attributes only).
   void InvalidateInode(NodeId node, int64_t offset = 0, int64_t length = 0);
+  // Drops the cached attributes of `node` before it returns, for a request
+  // whose caller must see them changed once it is answered (an inode-flags
+  // ioctl moves the ctime, and the kernel keeps what it cached). Unlike the
+  // calls above it is safe inline: dropping attributes only takes no inode
+  // lock in the kernel (fuse_reverse_inval_inode with a negative offset).
+  void InvalidateAttributesNow(NodeId node);
   // Like InvalidateEntry, and also tells the kernel `child` is gone
   // (unhashes it even if in use, as a local unlink would).
   void Delete(NodeId parent, NodeId child, std::string_view name);

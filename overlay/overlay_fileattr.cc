@@ -25,6 +25,8 @@
 
 #include <cstring>
 
+#include "core/connection.h"
+#include "core/notifier.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina {
@@ -166,6 +168,12 @@ Result<void> OverlayFs::CheckRemovable(int parent_fd, int victim_fd, bool victim
   return Ok();
 }
 
+void OverlayFs::AttributesChanged(NodeId id) const {
+  if (connection_ != nullptr && connection_->notifier() != nullptr) {
+    connection_->notifier()->InvalidateAttributesNow(id);
+  }
+}
+
 Result<IoctlReply> OverlayFs::Ioctl(const Ctx&, NodeId id, const IoctlRequest& req,
                                     std::span<std::byte> out) {
   NodePtr node = Get(id);
@@ -248,6 +256,7 @@ Result<IoctlReply> OverlayFs::Ioctl(const Ctx&, NodeId id, const IoctlRequest& r
         if (!recorded.ok()) return Errno{recorded.error()};
       }
       ApplyProtection(upper, dir, protection);
+      AttributesChanged(id);
       return reply;
     }
     default:

@@ -194,6 +194,10 @@ class PassthroughFs : public Filesystem {
   std::vector<NodeId> PickNodesToShed(size_t count);
   // Descriptors held by nodes: the load the shedder bounds.
   size_t Load() const { return table_.size() - parked_now_.load(std::memory_order_relaxed); }
+  // Drops the kernel's cached attributes of `node` before the reply: an
+  // inode-flags ioctl moved the ctime, and the kernel keeps what it cached
+  // across FUSE_IOCTL (fstests' generic/277).
+  void AttributesChanged(NodeId node) const;
   Result<InodePtr> Dir(NodeId id) const;
   // Looks `name` up under `parent` and takes a lookup reference on it.
   Result<Entry> LookupChild(const passthrough::Inode& parent, std::string_view name);

@@ -21,7 +21,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/connection.h"
 #include "core/fuse_abi.h"
+#include "core/notifier.h"
 #include "passthrough/credentials.h"
 #include "passthrough/handles.h"
 #include "passthrough/passthrough_fs.h"
@@ -113,6 +115,12 @@ Result<void> PassthroughFs::RemoveXattr(const Ctx&, NodeId node, std::string_vie
   return CheckSyscall(removexattr(inode->ProcPath().c_str(), std::string(name).c_str()));
 }
 
+void PassthroughFs::AttributesChanged(NodeId node) const {
+  if (connection_ != nullptr && connection_->notifier() != nullptr) {
+    connection_->notifier()->InvalidateAttributesNow(node);
+  }
+}
+
 Result<IoctlReply> PassthroughFs::Ioctl(const Ctx& ctx, NodeId node, const IoctlRequest& req,
                                         std::span<std::byte> out) {
   InodePtr inode = Node(node);
@@ -142,6 +150,7 @@ Result<IoctlReply> PassthroughFs::Ioctl(const Ctx& ctx, NodeId node, const Ioctl
       if (ioctl(fd, FS_IOC_GETFLAGS, &old) != 0) return LastErrno();
       if (ctx.uid != 0 && ((flags ^ old) & kPrivilegedFlags) != 0) return Errno{EPERM};
       if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) return LastErrno();
+      AttributesChanged(node);
       return reply;
     }
     case FS_IOC_FSGETXATTR: {
@@ -163,6 +172,7 @@ Result<IoctlReply> PassthroughFs::Ioctl(const Ctx& ctx, NodeId node, const Ioctl
         return Errno{EPERM};
       }
       if (ioctl(fd, FS_IOC_FSSETXATTR, &attr) != 0) return LastErrno();
+      AttributesChanged(node);
       return reply;
     }
     default:
