@@ -294,9 +294,10 @@ class OverlayFs : public Filesystem {
   // says so before it looks at the type or whether a directory is empty,
   // and FUSE inodes carry no such flags for the kernel to see.
   Result<void> CheckRemovable(int parent_fd, int victim_fd, bool victim_in_upper) const;
-  // Drops the kernel's cached attributes of `id` before the reply: an
-  // inode-flags ioctl moved the ctime, and the kernel keeps what it cached
-  // across FUSE_IOCTL (fstests' generic/277).
+  // Drops the kernel's cached attributes of `id` before the reply, for a
+  // request that changed attributes the kernel keeps cached across it: the
+  // ctime an inode-flags ioctl moved (FUSE_IOCTL, fstests' generic/277), the
+  // set-ID bits a WRITE dropped (generic/355).
   void AttributesChanged(NodeId id) const;
 
   // overlay_namespace.cc

@@ -194,9 +194,10 @@ class PassthroughFs : public Filesystem {
   std::vector<NodeId> PickNodesToShed(size_t count);
   // Descriptors held by nodes: the load the shedder bounds.
   size_t Load() const { return table_.size() - parked_now_.load(std::memory_order_relaxed); }
-  // Drops the kernel's cached attributes of `node` before the reply: an
-  // inode-flags ioctl moved the ctime, and the kernel keeps what it cached
-  // across FUSE_IOCTL (fstests' generic/277).
+  // Drops the kernel's cached attributes of `node` before the reply, for a
+  // request that changed attributes the kernel keeps cached across it: the
+  // ctime an inode-flags ioctl moved (FUSE_IOCTL, fstests' generic/277), the
+  // set-ID bits a WRITE dropped (generic/355).
   void AttributesChanged(NodeId node) const;
   Result<InodePtr> Dir(NodeId id) const;
   // Looks `name` up under `parent` and takes a lookup reference on it.

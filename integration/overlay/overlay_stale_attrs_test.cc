@@ -1,8 +1,9 @@
 // Attributes the daemon changes behind the kernel's back, side by side with
-// kernel overlayfs (found by fstests' generic/277): the ctime an inode-flags
-// ioctl moved stayed as the kernel had cached it (the overlay caches
-// attributes for a day by default, and the kernel keeps them across
-// FUSE_IOCTL).
+// kernel overlayfs (found by fstests' generic/277 and generic/355): the
+// ctime an inode-flags ioctl moved, and the set-ID bits the daemon dropped
+// for a direct write by the file's owner, stayed as the kernel had cached
+// them (the overlay caches attributes for a day by default, and the kernel
+// keeps them across FUSE_IOCTL and WRITE).
 
 #include "integration/overlay/overlay_harness.h"
 #include "integration/stale_attrs_checks.h"
@@ -14,7 +15,10 @@ const std::vector<std::string> kLower = {"f lower data"};
 
 class OverlayStaleAttrsTest : public OverlayPair {
  protected:
-  void SetUp() override { Mount({kLower}); }
+  void SetUp() override {
+    chmod(dir_.path().c_str(), 0755);  // uid 1000 reaches both mounts
+    Mount({kLower});
+  }
 };
 
 // The lower file is copied up by the ioctl; the upper one is changed in place.
@@ -23,6 +27,18 @@ TEST_F(OverlayStaleAttrsTest, ChattrMovesTheCtime) {
              "ctime after chattr of a lower file");
   ExpectSame([](const std::string& r) { return CtimeAfterChattr(r + "/lower"); },
              "ctime after chattr of an upper file");
+}
+
+// Set-user-ID always goes; set-group-ID only with group-execute.
+TEST_F(OverlayStaleAttrsTest, OwnersDirectWriteDropsSetIdBits) {
+  for (mode_t mode : {06644, 06754}) {
+    ExpectSame(
+        [mode](const std::string& r) {
+          chmod(r.c_str(), 0777);
+          return ModeAfterOwnersDirectWrite(r + "/setid", mode);
+        },
+        "mode after the owner's direct write");
+  }
 }
 
 }  // namespace
