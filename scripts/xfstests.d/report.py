@@ -73,6 +73,17 @@ def daemon_summary(path, test_mnt):
     return last, peak_rss, peak_fds
 
 
+def test_dir(config_path, default):
+    """TEST_DIR as local.config set it (the work directory may have moved)."""
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            for line in f:
+                m = re.match(r"^export TEST_DIR=(.*)$", line.strip())
+                if m:
+                    return m.group(1)
+    return default
+
+
 def stats_gauges(path):
     try:
         with open(path) as f:
@@ -101,7 +112,8 @@ def main():
         daemon = "-"
         if t.startswith("lamina"):
             summary = daemon_summary(os.path.join(work, t, "state", "daemons.log"),
-                                     os.path.join(work, t, "test"))
+                                     test_dir(os.path.join(work, t, "local.config"),
+                                              os.path.join(work, t, "test")))
             if summary and summary[0]:
                 last, peak_rss, peak_fds = summary
                 daemon = (f"RSS {int(last['rss_kb']) // 1024} MiB (peak {int(last['hwm_kb']) // 1024}),"
