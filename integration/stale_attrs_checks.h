@@ -1,6 +1,7 @@
 // Checks shared by the passthrough's and the overlay's stale-attribute tests
-// (fstests' generic/277 and generic/355): a request that changes attributes
-// the kernel does not know it changed must drop the kernel's cached ones.
+// (fstests' generic/277, generic/355 and generic/683): a request that
+// changes attributes the kernel does not know it changed must drop the
+// kernel's cached ones, and must change them as the kernel would have.
 
 #ifndef LAMINA_INTEGRATION_STALE_ATTRS_CHECKS_H_
 #define LAMINA_INTEGRATION_STALE_ATTRS_CHECKS_H_
@@ -94,6 +95,38 @@ inline std::string ModeAfterOwnersDirectWrite(const std::string& path, mode_t mo
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return StepFailed("uid 1000's direct write failed at step " +
                       std::to_string(WEXITSTATUS(status)));
+  }
+  if (statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &stx) != 0) return StepFailed("statx failed");
+  char shown[16];
+  snprintf(shown, sizeof(shown), "%04o", stx.stx_mode & 07777);
+  return shown;
+}
+
+// The mode of a root-owned file at `path` with mode `mode` (writable by
+// all) after uid 1000, outside its group and without CAP_FSETID, allocated
+// 64 KiB inside it with fallocate(2) (as fstests' generic/683 does), asked
+// for as statx(STATX_MODE). The directory must let uid 1000 reach the file.
+inline std::string ModeAfterStrangersFallocate(const std::string& path, mode_t mode) {
+  int fd = open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return StepFailed("create failed");
+  const bool sized = ftruncate(fd, 196608) == 0;
+  close(fd);
+  if (!sized) return StepFailed("truncate failed");
+  if (chmod(path.c_str(), mode) != 0) return StepFailed("chmod failed");
+  struct statx stx {};
+  if (statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &stx) != 0) return StepFailed("statx failed");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(1000) != 0 || setuid(1000) != 0) _exit(2);
+    int out = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (out < 0 || fallocate(out, 0, 65536, 65536) != 0) _exit(3);
+    close(out);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return StepFailed("uid 1000's fallocate failed at step " + std::to_string(WEXITSTATUS(status)));
   }
   if (statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &stx) != 0) return StepFailed("statx failed");
   char shown[16];

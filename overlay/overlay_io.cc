@@ -304,10 +304,21 @@ Result<void> OverlayFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync) {
   return CheckSyscall(datasync ? fdatasync(fd) : fsync(fd));
 }
 
-Result<void> OverlayFs::Fallocate(const Ctx&, NodeId, uint64_t fh, int mode, uint64_t offset,
+Result<void> OverlayFs::Fallocate(const Ctx& ctx, NodeId id, uint64_t fh, int mode, uint64_t offset,
                                   uint64_t length) {
-  return CheckSyscall(
-      fallocate(HandleFd(fh), mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
+  const int fd = HandleFd(fh);
+  // FUSE_FALLOCATE says nothing of set-ID bits: the kernel asked before with
+  // a SETATTR that changes nothing, which drops them only for a caller who
+  // may chmod the file (SetAttr), and the upper filesystem sees the
+  // daemon's CAP_FSETID. A caller without it loses them here, as its write
+  // would (fstests' generic/683).
+  struct stat st;
+  if (ctx.uid != 0 && (fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0)) {
+    Result<void> killed = KillPrivileges(ctx, fd, passthrough::Capabilities::kKeep);
+    if (!killed.ok()) return Errno{killed.error()};
+    AttributesChanged(id);
+  }
+  return CheckSyscall(fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
 }
 
 Result<uint64_t> OverlayFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset, int whence) {

@@ -22,6 +22,7 @@
 #include "passthrough/credentials.h"
 #include "passthrough/handles.h"
 #include "passthrough/passthrough_fs.h"
+#include "passthrough/set_id_bits.h"
 
 namespace lamina {
 
@@ -216,10 +217,26 @@ Result<void> PassthroughFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync
   return CheckSyscall(datasync ? fdatasync(HandleFd(fh)) : fsync(HandleFd(fh)));
 }
 
-Result<void> PassthroughFs::Fallocate(const Ctx&, NodeId, uint64_t fh, int mode, uint64_t offset,
-                                      uint64_t length) {
-  return CheckSyscall(
-      fallocate(HandleFd(fh), mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
+Result<void> PassthroughFs::Fallocate(const Ctx& ctx, NodeId node, uint64_t fh, int mode,
+                                      uint64_t offset, uint64_t length) {
+  const int fd = HandleFd(fh);
+  // FUSE_FALLOCATE says nothing of set-ID bits: the kernel asked before with
+  // a SETATTR that changes nothing, which drops them only for a caller who
+  // may chmod the file (SetAttr), and the source's filesystem sees the
+  // daemon's CAP_FSETID. A caller without it loses them here, as its write
+  // would (fstests' generic/683).
+  if (ctx.uid != 0) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return LastErrno();
+    if ((st.st_mode & (S_ISUID | S_ISGID)) != 0) {
+      auto groups = [&] { return ctx.SupplementaryGroups(); };
+      Result<void> killed = passthrough::KillPrivileges(fd, {ctx.gid, false, groups},
+                                                        passthrough::Capabilities::kKeep);
+      if (!killed.ok()) return Errno{killed.error()};
+      AttributesChanged(node);
+    }
+  }
+  return CheckSyscall(fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
 }
 
 Result<uint64_t> PassthroughFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
