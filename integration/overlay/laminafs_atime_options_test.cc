@@ -17,7 +17,10 @@ std::string MountOptionsOf(const std::string& mountpoint) {
   if (at == std::string::npos) return "";
   size_t type_end = mounts.find(' ', mounts.find(' ', at + 1) + 1);
   size_t end = mounts.find(' ', type_end + 1);
-  return "," + mounts.substr(type_end + 1, end - type_end - 1) + ",";
+  std::string options = ",";
+  options.append(mounts, type_end + 1, end - type_end - 1);
+  options += ',';
+  return options;
 }
 
 class LaminafsAtimeOptionsTest : public ::testing::TestWithParam<const char*> {};
