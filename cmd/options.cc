@@ -173,9 +173,11 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
     // The kernel's default for a new mount, which libfuse knows only as
     // "atime" (clear noatime): it refuses "relatime".
     out.mount_options.push_back("atime");
+    out.noatime = false;
     return absl::OkStatus();
   }
   if (IsMountOption(option)) {
+    if (option == "noatime" || option == "atime") out.noatime = option == "noatime";
     out.mount_options.push_back(option);
     return absl::OkStatus();
   }

@@ -29,6 +29,9 @@ struct MountCommand {
   bool debug = false;       // -d: trace every request
   // FUSE options passed to the mount (allow_other, ro, nosuid, ...).
   std::vector<std::string> mount_options;
+  // -o noatime (the last of noatime, atime and relatime counts): reads
+  // through the mount move no access times in the layers either.
+  bool noatime = false;
   PassthroughMode passthrough = PassthroughMode::kAuto;
   std::optional<double> timeout;  // -o timeout=SECONDS
   int threads = 0;                // 0: the session's default

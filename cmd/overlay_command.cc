@@ -50,6 +50,7 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.redirect_follow = command->redirect_follow;
   fs_options.passthrough = command->passthrough;
   fs_options.layers.ino32 = command->ino32;
+  fs_options.layers.noatime = command->noatime;
   fs_options.static_nlink = command->static_nlink;
   fs_options.posix_acl = command->posix_acl;
   fs_options.xattrs = command->xattrs;

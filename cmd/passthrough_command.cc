@@ -32,6 +32,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
   fs_options.passthrough = command->passthrough;
   fs_options.max_nodes = command->max_nodes;
   fs_options.max_write = command->max_write.value_or(0);
+  fs_options.noatime = command->noatime;
   // The kernel checks every permission, with the source's ACLs
   // (docs/security.md): the daemon acts on the source as root for whoever
   // uses the mount.

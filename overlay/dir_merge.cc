@@ -26,7 +26,7 @@ struct RawEntry {
 // lower mounts.
 std::vector<RawEntry> ReadLayerDir(const Layer& layer, int dir_fd) {
   std::vector<RawEntry> entries;
-  int fd = OpenForReading(layer, dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = OpenInLayer(layer, dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return entries;
   DIR* dir = fdopendir(fd);
   if (dir == nullptr) {

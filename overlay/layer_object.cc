@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "overlay/layer_warnings.h"
+#include "passthrough/access_times.h"
 
 namespace lamina::overlay {
 
@@ -36,11 +37,9 @@ Result<int> OpenPathAt(int dir_fd, std::string_view name) {
   return fd;
 }
 
-int OpenForReading(const Layer& layer, int dir_fd, const char* path, int flags) {
-  if (layer.upper || layer.noatime) return openat(dir_fd, path, flags);
-  const int fd = openat(dir_fd, path, flags | O_NOATIME);
-  if (fd >= 0 || errno != EPERM) return fd;
-  return openat(dir_fd, path, flags);
+int OpenInLayer(const Layer& layer, int dir_fd, const char* path, int flags) {
+  if (!layer.open_noatime) return openat(dir_fd, path, flags);
+  return passthrough::OpenatWithoutAtime(dir_fd, path, flags);
 }
 
 namespace {

@@ -47,12 +47,13 @@ std::optional<struct stat> StatAt(int dir_fd, std::string_view name);
 // Opens `name` under `dir_fd` as O_PATH|O_NOFOLLOW.
 Result<int> OpenPathAt(int dir_fd, std::string_view name);
 
-// Opens an object of `layer` for reading: openat(dir_fd, path, flags),
-// plus O_NOATIME on a lower layer whose mount does not already keep access
-// times still (the kernel mounts its lowers noatime), retried without it
-// where the kernel refuses it (EPERM: neither owner nor CAP_FOWNER).
+// Opens an object of `layer`: openat(dir_fd, path, flags), plus O_NOATIME
+// where Layer::open_noatime asks for it (a lower whose mount does not
+// already keep access times still, the upper of a noatime mount), retried
+// without it where the kernel refuses it (EPERM: neither owner nor
+// CAP_FOWNER).
 // "/proc/self/fd/N" with AT_FDCWD reopens an O_PATH descriptor.
-int OpenForReading(const Layer& layer, int dir_fd, const char* path, int flags);
+int OpenInLayer(const Layer& layer, int dir_fd, const char* path, int flags);
 
 // Whether `st` is a character-device whiteout (0/0), which every layer form
 // and the kernel read.

@@ -143,6 +143,7 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     absl::StatusOr<Layer> upper = OpenLayer(config.upper, "upperdir");
     if (!upper.ok()) return upper.status();
     upper->upper = true;
+    upper->open_noatime = config.noatime;
     stack.layers_.push_back(*upper);
     stack.has_upper_ = true;
     absl::StatusOr<Layer> work = OpenLayer(config.work, "workdir");
@@ -178,6 +179,7 @@ absl::StatusOr<LayerStack> LayerStack::Open(const LayerConfig& config) {
     lower.fd = root.fd;
     lower.read_only = root.read_only;
     lower.noatime = root.noatime;
+    lower.open_noatime = !root.noatime;
     DescribeLayer(lower);
     stack.layers_.push_back(lower);
   }

@@ -37,9 +37,13 @@ struct Layer {
   bool upper = false;
   // A lower on a read-only clone of its mount: the kernel refuses writes.
   bool read_only = false;
-  // A lower on a noatime clone: reads never update its access times, so
-  // they need no O_NOATIME (see OpenForReading in layer_object.h).
+  // A lower on a noatime clone: reads never update its access times.
   bool noatime = false;
+  // Whether OpenInLayer (layer_object.h) adds O_NOATIME: a lower not on
+  // a noatime clone (reads never touch a lower), and the upper of a mount
+  // made noatime (the kernel opens every real file O_NOATIME, and moves the
+  // upper's access times only as the overlay mount's own flags allow).
+  bool open_noatime = false;
   // The layer filesystem's UUID (zeros when it has none), recorded in
   // origin file handles the way the kernel does.
   std::array<uint8_t, 16> uuid{};
@@ -68,6 +72,9 @@ struct LayerConfig {
   // there, so every name keeps sharing it (overlay/index.h). Needs the
   // trusted namespace (the kernel refuses index=on with userxattr too).
   bool index = true;
+  // The mount is noatime: reads through it never move the upper's access
+  // times either.
+  bool noatime = false;
 };
 
 // Whether `inner` is `outer` or below it (absolute, normalised paths).

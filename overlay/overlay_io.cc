@@ -73,6 +73,8 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
   // and devices itself); the daemon never opens anything else it serves.
   if (!S_ISREG(node->type)) return Errno{EINVAL};
   bool upper = true;  // a descriptor the caller made is of a new upper file
+  // Whether reads must not move the file's access time (Layer::open_noatime).
+  bool keep_atime = layers_.has_upper() && layers_.upper().open_noatime;
   if (fd < 0) {
     const bool write = WantsWrite(flags);
     if (write) {
@@ -85,12 +87,13 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     upper = top.upper;
     // The kernel resolved the name already; O_NOFOLLOW would refuse the
     // /proc/self/fd link itself (ELOOP). Reading a lower file leaves its
-    // atime alone.
+    // atime alone, and so does reading an upper one on a noatime mount.
     const std::string path = FdPath(top.fd);
     const int open_flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
-    fd = upper ? open(path.c_str(), open_flags)
-               : overlay::OpenForReading(layers_.layer(node->lowers.front().layer), AT_FDCWD,
-                                         path.c_str(), open_flags);
+    const overlay::Layer& layer =
+        upper ? layers_.upper() : layers_.layer(node->lowers.front().layer);
+    keep_atime = layer.open_noatime;
+    fd = overlay::OpenInLayer(layer, AT_FDCWD, path.c_str(), open_flags);
     if (fd < 0) return LastErrno();
   }
   sync_points_.Reach(overlay::SyncPoint::kOpenBeforeRegister);
@@ -112,9 +115,14 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     // registered with: without CAP_FSETID, a write drops set-ID bits as
     // the upper filesystem does for an unprivileged writer (a file may
     // become set-ID after a stranger opened it). Root's writes must keep
-    // them, so writable opens of files set-ID now are the daemon's.
+    // them, so writable opens of files set-ID now are the daemon's. And
+    // the kernel reads a backing file through a file it opens with the
+    // caller's flags, never O_NOATIME: where reads must leave access times
+    // alone, opens that may read are the daemon's too (its descriptor has
+    // O_NOATIME).
     Result<int> backing_id = Errno{EBUSY};
-    if (!WritesSetId(fd, flags)) {
+    const bool reads_move_atime = keep_atime && (flags & O_ACCMODE) != O_WRONLY;
+    if (!WritesSetId(fd, flags) && !reads_move_atime) {
       passthrough::ScopedCapabilityDrop without_fsetid(CAP_FSETID);
       backing_id = backing_->Acquire(id, fd);
     }

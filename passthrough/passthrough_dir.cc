@@ -54,7 +54,7 @@ Result<OpenReply> PassthroughFs::OpenDir(const Ctx&, NodeId node, int flags) {
   if (inode == nullptr) return Errno{ESTALE};
   if (options_.entry_timeout > 0) return Errno{ENOSYS};
   // "." relative to the O_PATH descriptor is the directory itself.
-  int fd = openat(inode->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (flags & O_NOATIME));
+  int fd = OpenForIo(inode->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (flags & O_NOATIME));
   if (fd < 0) return LastErrno();
   OpenReply reply;
   reply.fh = dirs_.Add(std::make_unique<DirHandle>(fd));
@@ -68,7 +68,7 @@ Result<void> PassthroughFs::ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64
   std::unique_ptr<DirHandle> for_this_request;
   DirHandle* handle;
   if (fh == 0) {
-    int fd = openat(dir->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = OpenForIo(dir->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return LastErrno();
     for_this_request = std::make_unique<DirHandle>(fd);
     handle = for_this_request.get();

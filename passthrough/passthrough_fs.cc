@@ -97,7 +97,14 @@ void PassthroughFs::Init(InitConfig& config) {
         "the kernel does not offer FUSE_POSIX_ACL: permissions are checked only if the mount "
         "has default_permissions, and without ACLs");
   }
-  if (options_.passthrough != PassthroughMode::kOff && config.KernelOffers(abi::kPassthrough)) {
+  // FUSE passthrough reads a backing file through a file the kernel opens
+  // with the caller's flags, never O_NOATIME: on a noatime mount the reads
+  // are the daemon's (its descriptors have O_NOATIME).
+  if (options_.noatime && options_.passthrough == PassthroughMode::kOn) {
+    spdlog::warn("noatime: serving file I/O in the daemon (FUSE passthrough would move atimes)");
+  }
+  if (options_.passthrough != PassthroughMode::kOff && !options_.noatime &&
+      config.KernelOffers(abi::kPassthrough)) {
     config.want |= abi::kPassthrough;
     // Writeback caching and passthrough exclude each other (the kernel
     // silently drops passthrough when both are asked for).

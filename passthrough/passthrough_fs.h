@@ -22,6 +22,8 @@
 #ifndef LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
 #define LAMINA_PASSTHROUGH_PASSTHROUGH_FS_H_
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <cstddef>
 #include <memory>
@@ -33,6 +35,7 @@
 #include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "core/node_shedder.h"
+#include "passthrough/access_times.h"
 #include "passthrough/inode.h"
 
 namespace lamina {
@@ -71,6 +74,10 @@ struct PassthroughOptions {
   // whoever asks (docs/security.md), and the kernel masks new modes with the
   // umask before the parent's default ACL is consulted.
   bool posix_acl = true;
+  // The mount is noatime: reads through it never move the source's access
+  // times (files and directories are opened O_NOATIME, and file I/O is the
+  // daemon's: FUSE passthrough would read without O_NOATIME).
+  bool noatime = false;
 };
 
 // Ceiling of the default max_nodes: a larger kernel cache than this rarely
@@ -213,6 +220,14 @@ class PassthroughFs : public Filesystem {
                            std::span<const uint32_t> groups);
   // Gives this thread the umask a create on the caller's behalf needs.
   void UseCallerUmask(const Ctx& ctx) const;
+
+  // Opens a source object for I/O or listing: O_NOATIME too when the
+  // mount is noatime (access_times.h).
+  int OpenForIo(int dir_fd, const char* path, int flags) const {
+    return options_.noatime ? passthrough::OpenatWithoutAtime(dir_fd, path, flags)
+                            : openat(dir_fd, path, flags);
+  }
+  int OpenForIo(const char* path, int flags) const { return OpenForIo(AT_FDCWD, path, flags); }
 
   // passthrough_io.cc helpers.
   // Turns an opened descriptor into the reply for OPEN (taking the

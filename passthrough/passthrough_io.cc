@@ -115,7 +115,7 @@ Result<OpenReply> PassthroughFs::Open(const Ctx&, NodeId node, const OpenRequest
   // never sends OPEN for them; opening one here could block a worker on a
   // FIFO without a writer, or reach a device as root.
   if (!S_ISREG(inode->type()) && !S_ISDIR(inode->type())) return Errno{ENXIO};
-  int fd = open(inode->ProcPath().c_str(), (req.flags & ~kStrippedOpenFlags) | O_CLOEXEC);
+  int fd = OpenForIo(inode->ProcPath().c_str(), (req.flags & ~kStrippedOpenFlags) | O_CLOEXEC);
   if (fd < 0) return LastErrno();
   if (req.kill_suidgid && (req.flags & O_TRUNC) != 0) {
     if (Result<bool> killed = KillSuidgid(fd); !killed.ok()) {

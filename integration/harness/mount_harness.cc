@@ -129,8 +129,11 @@ std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
 LaminafsMount::LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint)
     : mountpoint_(mountpoint) {
   for (const std::string& lower : LowerdirsInArgs(args)) lowers_.Watch(lower);
-  std::vector<std::string> argv = {BuiltBinary("cmd/laminafs"), "-f"};
-  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> argv = {BuiltBinary("cmd/laminafs")};
+  auto rest = args.begin();
+  if (rest != args.end() && *rest == "passthrough") argv.push_back(*rest++);
+  argv.push_back("-f");
+  argv.insert(argv.end(), rest, args.end());
   argv.push_back(mountpoint);
   daemon_ = std::make_unique<ChildProcess>(argv);
   mounted_ = WaitUntil([&] { return IsFuseMounted(mountpoint_) || !daemon_->running(); },

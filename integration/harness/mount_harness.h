@@ -71,7 +71,8 @@ class ChildProcess {
 // once it has ended (UntouchedLayers): a change to one fails the test.
 class LaminafsMount {
  public:
-  // `args` go between the program and the mountpoint, e.g. {"-o", options}.
+  // `args` go between the program and the mountpoint, e.g. {"-o", options},
+  // or {"passthrough", "-o", options, source}.
   LaminafsMount(const std::vector<std::string>& args, const std::string& mountpoint);
   ~LaminafsMount();
   LaminafsMount(const LaminafsMount&) = delete;

@@ -146,7 +146,7 @@ std::string CheckReadsKeepAtimes(const LayerStack& stack, const Layer& layer) {
   const overlay::DirSources sources{-1, {}, &lowers, 1, 1};
   std::string out;
   if (overlay::MergeListing(stack, sources).size() < 3) out += "the listing is empty; ";
-  const int fd = overlay::OpenForReading(layer, layer.fd, "file", O_RDONLY | O_CLOEXEC);
+  const int fd = overlay::OpenInLayer(layer, layer.fd, "file", O_RDONLY | O_CLOEXEC);
   char data[8];
   if (fd < 0 || read(fd, data, sizeof(data)) != 4) out += "cannot read the file; ";
   if (fd >= 0) close(fd);
