@@ -1,0 +1,139 @@
+// Differential fuzzing of hostile layer stacks against kernel overlayfs:
+// random stacks (stack_generator.h) mounted by Lamina and by the kernel,
+// walked, read, changed and remounted (case_runner.h); any difference in
+// view or errno fails, and so does a crash, a hang, a descriptor leak or a
+// change to a lower layer or to anything outside the layers.
+//
+// CI runs a fixed seed (a short run: 60 cases in release builds, 12 under
+// the sanitizers). scripts/difffuzz runs long ones; the environment says
+// what to run:
+//   LAMINA_DIFFFUZZ_SEED=S      the seed (default 1)
+//   LAMINA_DIFFFUZZ_CASES=N     how many cases, numbered from FIRST
+//   LAMINA_DIFFFUZZ_FIRST=M     the first case number (default 0)
+//   LAMINA_DIFFFUZZ_MINIMIZE=1  shrink each failing case (minimizer.h)
+//   LAMINA_DIFFFUZZ_VERBOSE=1   print every case and its stages
+//   LAMINA_DIFFFUZZ_KNOWN=fail  known differences fail too
+// A failure prints the seed, the case number and the stack, so that
+// `scripts/difffuzz --seed S --case M` replays it.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <regex>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "integration/difffuzz/case_runner.h"
+#include "integration/difffuzz/known_differences.h"
+#include "integration/difffuzz/minimizer.h"
+#include "integration/difffuzz/stack_generator.h"
+
+namespace lamina::difffuzz {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kDefaultCases = 12;
+constexpr std::chrono::seconds kDeadline{600};
+#else
+constexpr int kDefaultCases = 60;
+constexpr std::chrono::seconds kDeadline{120};
+#endif
+
+long EnvNumber(const char* name, long fallback) {
+  const char* value = getenv(name);
+  return value != nullptr && *value != '\0' ? strtol(value, nullptr, 10) : fallback;
+}
+
+bool EnvFlag(const char* name, const char* value = "1") {
+  const char* set = getenv(name);
+  return set != nullptr && std::string(set) == value;
+}
+
+// A reason without the case's temporary paths, to count alike ones.
+std::string Normalized(const std::string& reason) {
+  static const std::regex kTempPath("/tmp/lamina-difffuzz-[A-Za-z0-9]+/?[^ ,:\\]]*");
+  return std::regex_replace(reason, kTempPath, "PATH");
+}
+
+std::string Report(const CaseSpec& spec, const CaseResult& result) {
+  std::string out = "seed " + std::to_string(spec.seed) + " case " + std::to_string(spec.number) +
+                    ": " + StatusName(result.status) + " at " + result.stage + "\n" +
+                    result.detail + "\nstack:\n" + ToText(spec);
+  if (!result.log.empty()) out += "Lamina's log (tail):\n" + result.log;
+  out += "replay: scripts/difffuzz --seed " + std::to_string(spec.seed) + " --case " +
+         std::to_string(spec.number) + "\n";
+  return out;
+}
+
+TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
+  if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "needs root and /dev/fuse";
+  }
+  const uint64_t seed = static_cast<uint64_t>(EnvNumber("LAMINA_DIFFFUZZ_SEED", 1));
+  const int first = static_cast<int>(EnvNumber("LAMINA_DIFFFUZZ_FIRST", 0));
+  const int cases = static_cast<int>(EnvNumber("LAMINA_DIFFFUZZ_CASES", kDefaultCases));
+  const bool minimize = EnvFlag("LAMINA_DIFFFUZZ_MINIMIZE");
+  const bool known_fail = EnvFlag("LAMINA_DIFFFUZZ_KNOWN", "fail");
+  RunnerOptions options;
+  options.deadline = kDeadline;
+  options.verbose = EnvFlag("LAMINA_DIFFFUZZ_VERBOSE");
+
+  std::map<std::string, int> counts;
+  std::map<std::string, int> reasons;  // skips and refusals, by reason
+  std::map<std::string, int> failures_by_kind;
+  std::map<std::string, int> allowed;  // allowed differences, by the cases that needed them
+  int failures = 0;
+  for (int number = first; number < first + cases; ++number) {
+    const CaseSpec spec = GenerateCase(seed, number);
+    if (options.verbose) fprintf(stderr, "--- case %d\n%s", number, ToText(spec).c_str());
+    const CaseResult result = RunCase(spec, options);
+    std::string status = StatusName(result.status);
+    if (result.status == CaseResult::Status::kSkipped ||
+        result.status == CaseResult::Status::kBothRefused) {
+      ++reasons[status + " at " + result.stage + ": " + Normalized(result.detail)];
+    }
+    for (const std::string& name : result.allowed) ++allowed[name];
+    const KnownDifference* known = MatchKnown(spec, result);
+    if (known != nullptr && !known_fail) {
+      status = "known: " + known->name;
+      ++allowed[known->name];
+    } else if (result.status == CaseResult::Status::kDifferent ||
+               result.status == CaseResult::Status::kBroken) {
+      ++failures;
+      ++failures_by_kind[FailureKind(result)];
+      ADD_FAILURE() << Report(spec, result);
+      if (minimize) {
+        const CaseSpec small =
+            Minimize(spec, result, options, [&](const CaseSpec& candidate, const CaseResult& r) {
+              return known_fail || MatchKnown(candidate, r) == nullptr;
+            });
+        fprintf(stderr, "minimized case (seed %llu case %d):\n%s\n",
+                static_cast<unsigned long long>(seed), number, ToText(small).c_str());
+      }
+    }
+    ++counts[status];
+  }
+
+  fprintf(stderr, "\ndifffuzz: seed %llu, cases %d..%d\n", static_cast<unsigned long long>(seed),
+          first, first + cases - 1);
+  for (const auto& [status, count] : counts) fprintf(stderr, "  %5d %s\n", count, status.c_str());
+  if (!reasons.empty()) fprintf(stderr, "skipped or refused by both, by reason:\n");
+  for (const auto& [reason, count] : reasons) {
+    fprintf(stderr, "  %5d %s\n", count, reason.c_str());
+  }
+  if (!allowed.empty()) fprintf(stderr, "allowed differences (known_differences.cc), by cases:\n");
+  for (const auto& [name, count] : allowed) fprintf(stderr, "  %5d %s\n", count, name.c_str());
+  if (!failures_by_kind.empty()) fprintf(stderr, "failures by kind:\n");
+  for (const auto& [kind, count] : failures_by_kind) {
+    fprintf(stderr, "  %5d %s\n", count, kind.c_str());
+  }
+  // A run where most stacks are never compared proves nothing.
+  const int compared = cases - counts["skipped"] - counts["both-refused"];
+  EXPECT_GE(compared * 4, cases * 3) << "most cases were skipped or refused";
+  EXPECT_EQ(failures, 0);
+}
+
+}  // namespace
+}  // namespace lamina::difffuzz
