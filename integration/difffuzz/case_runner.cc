@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -139,8 +140,8 @@ class CaseBody {
   // Whether the views agree, but for allowed differences.
   bool Same(const View& lamina, const View& kernel, const std::string& lamina_label,
             const std::string& kernel_label) {
-    std::string diff =
-        difffuzz::CompareViews(lamina, kernel, lamina_label, kernel_label, &result_.allowed);
+    std::string diff = difffuzz::CompareViews(spec_, lamina, kernel, lamina_label, kernel_label,
+                                              &result_.allowed, &diverged_);
     if (!diff.empty()) return Fail(Status::kDifferent, diff);
     return true;
   }
@@ -152,6 +153,12 @@ class CaseBody {
       const std::string lamina = ApplyOp(lamina_mnt_, op);
       const std::string kernel = ApplyOp(kernel_mnt_, op);
       if (lamina != kernel) {
+        // Where the views already disagree (an allowed difference), the
+        // outcomes may too; the case ends there.
+        result_.known = DivergedEntry(diverged_, op.path);
+        if (result_.known.empty() && !op.path2.empty()) {
+          result_.known = DivergedEntry(diverged_, op.path2);
+        }
         return Fail(Status::kDifferent, "  lamina: " + lamina + "\n  kernel: " + kernel + "\n");
       }
       if (!CompareViews("view after op " + std::to_string(i + 1) + ": " + ToText(op))) {
@@ -243,6 +250,7 @@ class CaseBody {
   std::unique_ptr<KernelOverlay> kernel_;
   std::unique_ptr<LaminaOverlay> lamina_;
   int fds_before_ = 0;
+  std::map<std::string, std::string> diverged_;  // of the last comparison
   View lamina_view_;
   View kernel_view_;
 };
@@ -303,7 +311,7 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
     for (const std::string& name : result.allowed) allowed += (allowed.empty() ? "" : ",") + name;
     std::string line = "R " + std::to_string(static_cast<int>(result.status)) + " " +
                        Quote(result.stage) + " " + Quote(result.detail) + " " + Quote(allowed) +
-                       "\n";
+                       " " + Quote(result.known) + "\n";
     for (size_t done = 0; done < line.size();) {
       ssize_t n = write(pipe_fds[1], line.data() + done, line.size() - done);
       if (n <= 0) break;
@@ -357,7 +365,8 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
       size_t next;
       result.stage = Unquote(line, pos + 2, &next);
       result.detail = Unquote(line, next + 2, &next);
-      const std::string allowed = Unquote(line, next + 2);
+      const std::string allowed = Unquote(line, next + 2, &next);
+      result.known = Unquote(line, next + 2);
       for (size_t at = 0; at < allowed.size();) {
         size_t comma = allowed.find(',', at);
         if (comma == std::string::npos) comma = allowed.size();

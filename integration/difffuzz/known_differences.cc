@@ -1,16 +1,20 @@
 #include "integration/difffuzz/known_differences.h"
 
+#include <cstdlib>
+#include <map>
 #include <string_view>
+#include <utility>
 
 namespace lamina::difffuzz {
 namespace {
 
 using Kind = KnownDifference::Kind;
+using Masked = KnownDifference::Masked;
 
 // " FIELD=value" in a view line: the value, or "" when absent.
 std::string Field(const std::string& line, std::string_view field) {
   const std::string key = " " + std::string(field) + "=";
-  size_t at = line.find(key);
+  size_t at = line.find(key, ViewLineKey(line).size());
   if (at == std::string::npos) return "";
   at += key.size();
   return line.substr(at, line.find_first_of(" \n", at) - at);
@@ -19,7 +23,7 @@ std::string Field(const std::string& line, std::string_view field) {
 // Replaces the value of " FIELD=" (if present) with `value`.
 bool SetField(std::string& line, std::string_view field, const std::string& value) {
   const std::string key = " " + std::string(field) + "=";
-  size_t at = line.find(key);
+  size_t at = line.find(key, ViewLineKey(line).size());
   if (at == std::string::npos) return false;
   at += key.size();
   const size_t end = line.find_first_of(" \n", at);
@@ -35,11 +39,88 @@ bool Erase(std::string& line, std::string_view text) {
   return true;
 }
 
-// The object's type as a view line gives it (its second field).
+// The object's type as a view line gives it (the field after the path).
 std::string TypeOf(const std::string& line) {
-  const size_t start = line.find(' ');
-  if (start == std::string::npos) return "";
+  const size_t start = ViewLineKey(line).size();
+  if (start >= line.size()) return "";
   return line.substr(start + 1, line.find(' ', start + 1) - start - 1);
+}
+
+bool Has(const std::string& line, std::string_view text) {
+  return line.find(text) != std::string::npos;
+}
+
+// The errno of a "PATH listed, lstat=ERRNO dtype=TYPE" line, or "".
+std::string ListedError(const std::string& line) {
+  const size_t at = line.find(" listed, lstat=");
+  if (at == std::string::npos) return "";
+  return line.substr(at + 15, line.find(' ', at + 15) - at - 15);
+}
+
+// The path a view prints (Printable, maybe after "probe "), as it is.
+std::string RawPath(std::string key) {
+  if (key.compare(0, 6, "probe ") == 0) key = key.substr(6);
+  if (!key.empty() && key[0] == '"') return Unquote(key, 1);
+  return key == "/" ? "" : key;
+}
+
+// The names the object at `path` has in `layer`: the path itself and the
+// same-layer hard links made to it or from it.
+std::set<std::string> NamesOf(const CaseSpec& spec, int layer, const std::string& path) {
+  std::set<std::string> names = {path};
+  for (const Entry& e : spec.entries) {
+    if (e.kind != Entry::Kind::kHardlink || e.layer != layer) continue;
+    if (names.contains(e.data)) names.insert(e.path);
+    if (names.contains(e.path)) names.insert(e.data);
+  }
+  return names;
+}
+
+using ValueTest = std::function<bool(const std::string&)>;
+bool AnyValue(const std::string&) {
+  return true;
+}
+
+// Whether a layer `layer_ok` accepts sets the xattr `name` on the object
+// at `path` (under any of its names there), with a value `value_ok` takes.
+bool HasXattr(const CaseSpec& spec, const std::string& path, const std::string& name,
+              const std::function<bool(int)>& layer_ok, const ValueTest& value_ok = AnyValue) {
+  for (const Entry& e : spec.entries) {
+    if (e.kind == Entry::Kind::kXattr && e.name == name && layer_ok(e.layer) && value_ok(e.data) &&
+        NamesOf(spec, e.layer, e.path).contains(path)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool AnyLayer(int) {
+  return true;
+}
+bool UpperLayer(int layer) {
+  return layer == kUpperLayer;
+}
+
+// HasXattr for `path`'s directories above it, the layer roots included.
+bool AncestorHasXattr(const CaseSpec& spec, std::string path, const std::string& name,
+                      const ValueTest& value_ok = AnyValue) {
+  while (!path.empty()) {
+    const size_t slash = path.rfind('/');
+    path = slash == std::string::npos ? "" : path.substr(0, slash);
+    if (HasXattr(spec, path, name, AnyLayer, value_ok)) return true;
+  }
+  return false;
+}
+
+// Whether `path` names a hard link of a lower layer (either name).
+bool IsLowerHardLink(const CaseSpec& spec, const std::string& path) {
+  for (const Entry& e : spec.entries) {
+    if (e.kind == Entry::Kind::kHardlink && e.layer != kUpperLayer &&
+        (e.path == path || e.data == path)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 const std::vector<KnownDifference>& Entries() {
@@ -51,12 +132,11 @@ const std::vector<KnownDifference>& Entries() {
           "\"nlink=1 seems to pacify 'find'\"); Lamina reports the top directory's count, "
           "which can be 2 while lower subdirectories exist (find's leaf optimisation would "
           "skip them). Reported by task F (difffuzz).",
-          [](std::string& lamina, std::string& kernel) {
-            if (TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") return false;
-            if (Field(kernel, "nlink") != "1") return false;
-            return SetField(lamina, "nlink", "1");
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            if (TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") return Masked::kNo;
+            if (Field(kernel, "nlink") != "1") return Masked::kNo;
+            return SetField(lamina, "nlink", "1") ? Masked::kLines : Masked::kNo;
           },
-          nullptr,
       },
       {
           Kind::kDeliberate,
@@ -66,52 +146,267 @@ const std::vector<KnownDifference>& Entries() {
           "origin's (ovl_iterate fixes d_ino only in impure directories); Lamina reports "
           "the same number in both, reading origins itself (docs/overlay.md, on-disk "
           "formats: impure is not needed to read). Only the kernel's side is masked.",
-          [](std::string& lamina, std::string& kernel) {
-            if (lamina.find(" d_ino!=ino") != std::string::npos) return false;
-            return Erase(kernel, " d_ino!=ino");
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            if (Has(lamina, " d_ino!=ino")) return Masked::kNo;
+            return Erase(kernel, " d_ino!=ino") ? Masked::kLines : Masked::kNo;
           },
-          nullptr,
+      },
+      {
+          Kind::kReported,
+          "kernel-lists-whiteouts",
+          "Kernel overlayfs lists whiteouts its own lookup hides (lstat ENOENT): the 0/0 "
+          "devices and xattr whiteouts of a directory it does not merge (one that only one "
+          "layer has, whose readdir is the layer's own), e.g. L1 d/w a whiteout and nothing "
+          "at d below. Lamina leaves them out of the listing. Reported by task F (difffuzz).",
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            if (!lamina.empty() || ListedError(kernel) != "ENOENT") return Masked::kNo;
+            kernel.clear();
+            return Masked::kLines;
+          },
+      },
+      {
+          Kind::kReported,
+          "xattr-whiteout-outside-x-dir",
+          "An xattr whiteout (empty file with overlay.whiteout) in a directory not marked "
+          "opaque \"x\": the kernel lists the name and its lookup fails (ENOENT); Lamina shows "
+          "an empty file (hostile_layers_test.cc, WhiteoutFormsTheKernelAlsoReads, says so).",
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            if (ListedError(kernel) != "ENOENT" || !Has(kernel, "dtype=file") ||
+                TypeOf(lamina) != "file" || Field(lamina, "size") != "0") {
+              return Masked::kNo;
+            }
+            kernel.clear();
+            lamina.clear();
+            return Masked::kLines;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kDeliberate,
+          "index-off-hard-links-share-while-mounted",
+          "With index=off, a write through one name of a lower hard link copies up that "
+          "name only; the kernel's other names keep the lower file (its data, nlink 2), "
+          "Lamina's show the written data while mounted (docs/overlay.md, \"Hard links "
+          "across copy-up\": the names share one node until remount).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (spec.options.index || TypeOf(lamina) != "file" || TypeOf(kernel) != "file" ||
+                !IsLowerHardLink(spec, RawPath(path))) {
+              return Masked::kNo;
+            }
+            bool changed = false;
+            for (const char* field : {"size", "nlink", "ino", "data"}) {
+              changed |= SetField(lamina, field, Field(kernel, field));
+            }
+            return changed ? Masked::kLines : Masked::kNo;
+          },
+      },
+      {
+          Kind::kReported,
+          "redirect-read-with-nothing-below",
+          "A directory's overlay.redirect where the lookup has no layer left below it (in the "
+          "bottom layer, in a directory only one lower layer has, or, with "
+          "redirect_dir=nofollow, in an upper directory whose parent merges no lower): the "
+          "kernel never reads it (ovl_lookup_single returns before ovl_check_redirect when "
+          "d->last; with nofollow, d.last is set when the parent has no lower), so an invalid "
+          "value (\"/..\", \"/a/\", \"a/b\") or nofollow changes nothing; Lamina reads it and "
+          "refuses the lookup (EINVAL, EACCES; EPERM under nofollow), hiding the directory "
+          "and all below it. Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string error = ListedError(lamina);
+            if ((error != "EINVAL" && error != "EACCES" && error != "EPERM") ||
+                TypeOf(kernel) != "dir" ||
+                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "redirect",
+                          AnyLayer)) {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+      },
+      {
+          Kind::kReported,
+          "empty-redirect-ignored",
+          "An empty overlay.redirect value: the kernel refuses the lookup (EINVAL, "
+          "ovl_check_redirect: \"invalid redirect\"); Lamina's ReadRedirect takes an empty "
+          "value for no redirect and shows the directory (CheckRedirect calls it EINVAL, but "
+          "is never asked). Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (ListedError(kernel) != "EINVAL" || TypeOf(lamina) != "dir" ||
+                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "redirect", AnyLayer,
+                          [](const std::string& value) { return value.empty(); })) {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+      },
+      {
+          Kind::kReported,
+          "metacopy-ignored",
+          "An upper file marked overlay.metacopy, mounted with metacopy=off: the kernel "
+          "refuses its lookup (EPERM: it will not follow a metacopy origin it was not asked "
+          "to); Lamina ignores the mark and shows the upper file as it is (its data may be "
+          "missing: a metacopy file holds none). Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (ListedError(kernel) != "EPERM" || TypeOf(lamina) != "file" ||
+                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "metacopy",
+                          UpperLayer)) {
+              return Masked::kNo;
+            }
+            lamina.clear();
+            kernel.clear();
+            return Masked::kLines;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "foreign-namespace-markers-read",
+          "Markers in the other namespace than the mount's (user.overlay.* with trusted "
+          "xattrs, trusted.overlay.* with userxattr): the kernel reads only its own "
+          "(ovl_xattr(ofs, ...)), Lamina's ReadDirMarks and IsWhiteout read both, so a "
+          "user.overlay.opaque \"y\" or user.overlay.whiteout that any owner of a layer "
+          "file can set (and any user of a trusted-mode mount can set through it) hides "
+          "lower content the kernel shows. Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string raw = RawPath(path);
+            const std::string foreign = spec.options.ForeignPrefix();
+            if (!lamina.empty() || kernel.empty() || ListedError(kernel) != "" ||
+                (!HasXattr(spec, raw, foreign + "whiteout", AnyLayer) &&
+                 !AncestorHasXattr(spec, raw, foreign + "opaque"))) {
+              return Masked::kNo;
+            }
+            kernel.clear();
+            return Masked::kLines;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "fuseoverlayfs-opaque-copied-up",
+          "A lower directory marked opaque the fuse-overlayfs way (user.fuseoverlayfs.opaque "
+          "\"y\", which Lamina reads) keeps the mark when it is copied up, since it is an "
+          "ordinary user xattr: the upper directory then hides the lower directory it was "
+          "copied from, and after a remount its lower entries are gone from the view. (The "
+          "kernel side reads the mark as overlay.opaque, which copy-up does not carry.) "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (!lamina.empty() || kernel.empty() || ListedError(kernel) != "" ||
+                !AncestorHasXattr(spec, RawPath(path), "user.fuseoverlayfs.opaque")) {
+              return Masked::kNo;
+            }
+            kernel.clear();
+            return Masked::kLines;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "origin-of-another-type",
+          "An upper object whose overlay.origin names a lower object of another type (a file "
+          "recording a directory): the kernel ignores such an origin (ovl_check_origin_fh: "
+          "\"invalid origin\", the file types differ), Lamina's DecodeOrigin takes it and the "
+          "file shows the directory's inode number: two objects of the view share st_ino. "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string shared = Field(lamina, "ino");
+            if (shared.empty() || shared == "self" || Field(kernel, "ino") == shared) {
+              return Masked::kNo;
+            }
+            const std::string raw = RawPath(path), other = RawPath(shared);
+            for (const Entry& e : spec.entries) {
+              if (e.kind == Entry::Kind::kOrigin && ((e.path == other && e.ref_path == raw) ||
+                                                     (e.path == raw && e.ref_path == other))) {
+                return SetField(lamina, "ino", Field(kernel, "ino")) ? Masked::kLines : Masked::kNo;
+              }
+            }
+            return Masked::kNo;
+          },
       },
   };
   return entries;
 }
 
+bool Within(const std::string& path, const std::string& top) {
+  return path == top || top.empty() ||
+         (path.size() > top.size() && path.compare(0, top.size(), top) == 0 &&
+          path[top.size()] == '/');
+}
+
+bool Below(const std::string& path, const std::map<std::string, std::string>& subtrees) {
+  for (const auto& [top, entry] : subtrees) {
+    if (Within(path, top)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 const std::vector<KnownDifference>& KnownDifferences() {
-  return Entries();
+  // LAMINA_DIFFFUZZ_KNOWN=fail (scripts/difffuzz --known-fail): none.
+  static const std::vector<KnownDifference> none;
+  const char* mode = getenv("LAMINA_DIFFFUZZ_KNOWN");
+  return mode != nullptr && std::string(mode) == "fail" ? none : Entries();
 }
 
-std::string CompareViews(const View& lamina, const View& kernel, const std::string& lamina_label,
-                         const std::string& kernel_label, std::set<std::string>* used) {
+std::string CompareViews(const CaseSpec& spec, const View& lamina, const View& kernel,
+                         const std::string& lamina_label, const std::string& kernel_label,
+                         std::set<std::string>* used,
+                         std::map<std::string, std::string>* diverged) {
+  const auto pairs = PairViews(lamina, kernel);
+  // First the subtrees the masks leave out, then what is left, path by path.
+  std::map<std::string, std::string> dropped;
+  for (const auto& [path, sides] : pairs) {
+    if (sides.first == sides.second) continue;
+    for (const KnownDifference& entry : KnownDifferences()) {
+      std::string l = sides.first, k = sides.second;
+      if (entry.mask(spec, path, l, k) == Masked::kSubtree) {
+        dropped[RawPath(path)] = entry.name;
+        used->insert(entry.name);
+        break;
+      }
+    }
+  }
+  std::map<std::string, std::string> diverging = dropped;
   std::string out;
   size_t differing = 0;
-  for (auto& [path, sides] : PairViews(lamina, kernel)) {
-    if (sides.first == sides.second) continue;
+  for (const auto& [path, sides] : pairs) {
+    if (sides.first == sides.second || Below(RawPath(path), dropped)) continue;
     std::string l = sides.first, k = sides.second;
-    std::vector<std::string> helped;
+    std::vector<const KnownDifference*> helped;
     for (const KnownDifference& entry : KnownDifferences()) {
-      if (entry.mask && entry.mask(l, k)) helped.push_back(entry.name);
+      if (entry.mask(spec, path, l, k) == Masked::kLines) helped.push_back(&entry);
       if (l == k) break;
     }
     if (l == k) {
-      used->insert(helped.begin(), helped.end());
+      for (const KnownDifference* entry : helped) {
+        used->insert(entry->name);
+        if (entry->diverges) diverging[RawPath(path)] = entry->name;
+      }
       continue;
     }
     if (++differing > 6) continue;
-    out += "  " + lamina_label + ": " + (l.empty() ? "(nothing)\n" : l);
-    out += "  " + kernel_label + ": " + (k.empty() ? "(nothing)\n" : k);
+    out += "  " + lamina_label + ": " + (sides.first.empty() ? "(nothing)\n" : sides.first);
+    out += "  " + kernel_label + ": " + (sides.second.empty() ? "(nothing)\n" : sides.second);
   }
   if (differing > 6) out += "  ... " + std::to_string(differing - 6) + " more paths differ\n";
+  if (diverged != nullptr) *diverged = diverging;
   return out;
 }
 
-const KnownDifference* MatchKnown(const CaseSpec& spec, const CaseResult& result) {
-  if (result.status != CaseResult::Status::kDifferent) return nullptr;
-  for (const KnownDifference& k : KnownDifferences()) {
-    if (k.matches && k.matches(spec, result)) return &k;
+std::string DivergedEntry(const std::map<std::string, std::string>& diverged,
+                          const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
+  for (const auto& [top, entry] : diverged) {
+    if (Within(path, top) || (!parent.empty() && Within(parent, top))) return entry;
   }
-  return nullptr;
+  return "";
 }
 
 }  // namespace lamina::difffuzz

@@ -5,20 +5,22 @@
 //   kDeliberate Lamina differs by design, as its documentation says;
 //   kFuse       FUSE itself decides it (the kernel code that does is named).
 //
-// An entry either rewrites view lines before the two views are compared (a
-// mask: the rest of the case is still compared), or matches a whole
-// result (the case stops there). Both match as narrowly as they can;
-// anything else that differs fails. Each case counts the entries it needed.
+// An entry is a mask over what both views say of one path: it rewrites the
+// two sides into what is compared, or drops the path and everything below
+// it (a directory one side refuses and the other shows). The rest of the
+// case is still compared. Masks match as narrowly as they can (the lines'
+// shapes and what the stack holds at that path); anything else that
+// differs fails. Each case counts the entries it needed.
 
 #ifndef LAMINA_INTEGRATION_DIFFFUZZ_KNOWN_DIFFERENCES_H_
 #define LAMINA_INTEGRATION_DIFFFUZZ_KNOWN_DIFFERENCES_H_
 
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "integration/difffuzz/case_runner.h"
 #include "integration/difffuzz/case_spec.h"
 #include "integration/difffuzz/view_walker.h"
 
@@ -26,28 +28,41 @@ namespace lamina::difffuzz {
 
 struct KnownDifference {
   enum class Kind { kReported, kDeliberate, kFuse };
+  enum class Masked { kNo, kLines, kSubtree };
+
   Kind kind = Kind::kReported;
   std::string name;
   // The issue text it comes from and where it was reported, or the
   // documentation or kernel code that decides it.
   std::string issue;
-  // A mask: rewrites what both views say of one path (their lines joined
-  // with newlines, "" when a view has none) into what is compared, and
-  // returns whether it changed anything. May be empty.
-  std::function<bool(std::string& lamina, std::string& kernel)> mask;
-  // Whole results: a difference at a stage (mount refusals, errnos).
-  std::function<bool(const CaseSpec&, const CaseResult&)> matches;
+  // Given the path (as view lines print it) and what each view says of it
+  // (lines joined with newlines, "" for nothing): kLines after rewriting
+  // them, kSubtree to leave the path and all below it out, kNo when the
+  // entry does not apply.
+  std::function<Masked(const CaseSpec& spec, const std::string& path, std::string& lamina,
+                       std::string& kernel)>
+      mask;
+  // The two overlays disagree on what the path is (one shows an object the
+  // other refuses or hides): operations through it or below it may then
+  // answer differently, which ends the case as this known difference.
+  bool diverges = false;
 };
 
 const std::vector<KnownDifference>& KnownDifferences();
 
-// Compares two views (see DiffViews) after the masks that make them equal
-// line by line; the entries used go into `*used`. Empty when they agree.
-std::string CompareViews(const View& lamina, const View& kernel, const std::string& lamina_label,
-                         const std::string& kernel_label, std::set<std::string>* used);
+// Compares two views of `spec`'s stack (see DiffViews) after the masks
+// that make them agree path by path; the entries used go into `*used`,
+// the paths where a `diverges` entry applied into `*diverged` (path ->
+// entry; may be null). Empty when they agree.
+std::string CompareViews(const CaseSpec& spec, const View& lamina, const View& kernel,
+                         const std::string& lamina_label, const std::string& kernel_label,
+                         std::set<std::string>* used,
+                         std::map<std::string, std::string>* diverged = nullptr);
 
-// The first entry that matches `result` (a kDifferent), or null.
-const KnownDifference* MatchKnown(const CaseSpec& spec, const CaseResult& result);
+// The entry that made a path of `diverged` at or above `path` (or above
+// its parent, for a name to be made), or "".
+std::string DivergedEntry(const std::map<std::string, std::string>& diverged,
+                          const std::string& path);
 
 }  // namespace lamina::difffuzz
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <set>
 #include <vector>
 
 namespace lamina::difffuzz {
@@ -16,6 +18,71 @@ size_t OpNumber(const std::string& stage) {
 }
 
 }  // namespace
+
+namespace {
+
+// What one side of a view difference says of its path: "nothing",
+// "listed:ERRNO", the type, or "probe:RESULT".
+std::string SideShape(const std::string& text) {
+  if (text.empty() || text == "(nothing)") return "nothing";
+  if (text.compare(0, 6, "probe ") == 0) return "probe:" + text.substr(text.rfind(' ') + 1);
+  const size_t listed = text.find(" listed, lstat=");
+  if (listed != std::string::npos) {
+    return "listed:" + text.substr(listed + 15, text.find(' ', listed + 15) - listed - 15);
+  }
+  const size_t start = text.find(' ');
+  return start == std::string::npos ? text
+                                    : text.substr(start + 1, text.find(' ', start + 1) - start - 1);
+}
+
+// The fields two lines of one path differ in ("nlink,data").
+std::string DifferingFields(const std::string& a, const std::string& b) {
+  auto fields = [](const std::string& line) {
+    std::map<std::string, std::string> out;
+    size_t at = line.find(' ');
+    while (at != std::string::npos) {
+      const size_t end = line.find(' ', at + 1);
+      const std::string field = line.substr(at + 1, end == std::string::npos ? end : end - at - 1);
+      const size_t eq = field.find('=');
+      out[eq == std::string::npos ? field : field.substr(0, eq)] = field;
+      at = end;
+    }
+    return out;
+  };
+  const auto fa = fields(a), fb = fields(b);
+  std::set<std::string> names;
+  for (const auto& [k, v] : fa) names.insert(k);
+  for (const auto& [k, v] : fb) names.insert(k);
+  std::string out;
+  for (const std::string& k : names) {
+    auto ia = fa.find(k), ib = fb.find(k);
+    if (ia == fa.end() || ib == fb.end() || ia->second != ib->second)
+      out += (out.empty() ? "" : ",") + k;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string DifferenceShape(const CaseResult& result) {
+  // The first pair of "  LABEL: TEXT" lines of a view difference.
+  std::string sides[2];
+  int found = 0;
+  for (size_t at = 0; at < result.detail.size() && found < 2;) {
+    size_t end = result.detail.find('\n', at);
+    if (end == std::string::npos) end = result.detail.size();
+    const std::string line = result.detail.substr(at, end - at);
+    at = end + 1;
+    const size_t colon = line.find(": ");
+    if (line.compare(0, 2, "  ") != 0 || colon == std::string::npos) continue;
+    sides[found++] = line.substr(colon + 2);
+  }
+  if (found < 2) return "";
+  std::string shape = SideShape(sides[0]) + "/" + SideShape(sides[1]);
+  if (SideShape(sides[0]) == SideShape(sides[1]))
+    shape += ":" + DifferingFields(sides[0], sides[1]);
+  return shape;
+}
 
 std::string FailureKind(const CaseResult& result) {
   std::string stage = result.stage;
@@ -33,14 +100,15 @@ std::string FailureKind(const CaseResult& result) {
 CaseSpec Minimize(const CaseSpec& spec, const CaseResult& failure, const RunnerOptions& options,
                   const std::function<bool(const CaseSpec&, const CaseResult&)>& still_fails,
                   int max_runs) {
-  const std::string kind = FailureKind(failure);
+  const std::string kind = FailureKind(failure) + " " + DifferenceShape(failure);
   CaseSpec best = spec;
   int runs = 0;
   auto fails = [&](const CaseSpec& candidate) {
     if (runs >= max_runs) return false;
     ++runs;
     CaseResult result = RunCase(candidate, options);
-    return FailureKind(result) == kind && still_fails(candidate, result);
+    return FailureKind(result) + " " + DifferenceShape(result) == kind &&
+           still_fails(candidate, result);
   };
   // Operations after the failing one play no part.
   if (size_t n = OpNumber(failure.stage); n > 0 && n < best.ops.size()) {

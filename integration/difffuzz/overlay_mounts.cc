@@ -115,6 +115,9 @@ std::unique_ptr<LaminaOverlay> LaminaOverlay::Mount(const StackOptions& options,
   ServerOptions server_options;
   server_options.mount_options = {"fsname=lamina-difffuzz", "allow_other", "suid", "dev",
                                   "default_permissions"};
+  // As laminafs mounts an overlay without an upper: the VFS then answers
+  // EROFS before any lookup, as for the kernel's read-only superblock.
+  if (!options.upper) server_options.mount_options.push_back("ro");
   server_options.session.threads = 2;
   auto server = FuseServer::Start(*overlay->fs_, mountpoint, server_options);
   if (!server.ok()) {

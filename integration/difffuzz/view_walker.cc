@@ -123,7 +123,7 @@ class Walker {
     struct stat st;
     if (fstat(fd, &st) == 0) {
       root_dev_ = st.st_dev;
-      view_->lines.push_back("/ " + Describe(st, std::nullopt) + Xattrs(fd, "."));
+      view_->lines.push_back("/ " + Describe(st, std::nullopt, "") + Xattrs(fd, "."));
     }
     WalkDir(fd, "", 0);
     close(fd);
@@ -166,12 +166,16 @@ class Walker {
   }
 
  private:
-  std::string InodeClass(ino_t ino) {
-    auto [it, added] = classes_.emplace(ino, classes_.size());
-    return "#" + std::to_string(it->second);
+  // "self" for the first object seen with an inode number, the path of
+  // that object for the others: which names share an inode, independent of
+  // the numbers (the two overlays' layers are different copies) and of
+  // objects only one view has.
+  std::string InodeClass(ino_t ino, const std::string& path) {
+    auto [it, added] = first_path_.emplace(ino, path);
+    return added ? "self" : Printable(it->second.empty() ? "/" : it->second);
   }
 
-  std::string Describe(const struct stat& st, std::optional<ino_t> d_ino) {
+  std::string Describe(const struct stat& st, std::optional<ino_t> d_ino, const std::string& path) {
     char mode[16];
     snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
     std::string out = TypeName(st.st_mode) + " mode=" + mode + " own=" + std::to_string(st.st_uid) +
@@ -180,7 +184,7 @@ class Walker {
     if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
       out += " rdev=" + std::to_string(major(st.st_rdev)) + "," + std::to_string(minor(st.st_rdev));
     }
-    out += " ino=" + InodeClass(st.st_ino);
+    out += " ino=" + InodeClass(st.st_ino, path);
     if (d_ino && *d_ino != st.st_ino) out += " d_ino!=ino";
     if (st.st_dev != root_dev_) out += " dev=other";
     return out;
@@ -225,7 +229,7 @@ class Walker {
                                " dtype=" + DirentTypeName(info.second));
         continue;
       }
-      line += Describe(st, info.first);
+      line += Describe(st, info.first, child);
       if (DirentTypeName(info.second) != TypeName(st.st_mode)) {
         line += " dtype=" + DirentTypeName(info.second);
       }
@@ -259,15 +263,16 @@ class Walker {
   View* view_;
   size_t objects_ = 0;
   dev_t root_dev_ = 0;
-  std::map<ino_t, size_t> classes_;
+  std::map<ino_t, std::string> first_path_;
   std::set<std::string> listed_;
 };
 
 // The path a line is about (its first field, as printed).
 std::string LineKey(const std::string& line) {
-  if (line.compare(0, 6, "probe ") == 0) return line.substr(0, line.find(' ', 6));
-  if (!line.empty() && line[0] == '"') {
-    for (size_t i = 1; i < line.size(); ++i) {
+  // "probe PATH ..." is keyed "probe PATH"; PATH may be quoted.
+  const size_t start = line.compare(0, 6, "probe ") == 0 ? 6 : 0;
+  if (start < line.size() && line[start] == '"') {
+    for (size_t i = start + 1; i < line.size(); ++i) {
       if (line[i] == '\\') {
         ++i;
       } else if (line[i] == '"') {
@@ -275,10 +280,14 @@ std::string LineKey(const std::string& line) {
       }
     }
   }
-  return line.substr(0, line.find(' '));
+  return line.substr(0, line.find(' ', start));
 }
 
 }  // namespace
+
+std::string ViewLineKey(const std::string& line) {
+  return LineKey(line);
+}
 
 View DescribeView(const std::string& root, const std::vector<std::string>& probes,
                   size_t max_objects) {

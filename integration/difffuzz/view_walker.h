@@ -4,8 +4,8 @@
 //
 // Each line holds what both overlays must agree on: the path, the type,
 // mode, owner, size and link count, whether st_ino and readdir's d_ino
-// agree and which other names share the inode (as classes numbered in walk
-// order, since the two overlays' layers are different copies), whether
+// agree and which other names share the inode (as the first path walked
+// that has it, since the two overlays' layers are different copies), whether
 // st_dev is the root's, the contents of files, symlink targets and every
 // extended attribute; and the errno where listing, lstat, reading or
 // readlink fails. Times are left out: the two copies were made at
@@ -37,6 +37,10 @@ struct View {
 // being listed, or the reverse, is a difference too.
 View DescribeView(const std::string& root, const std::vector<std::string>& probes,
                   size_t max_objects = 3000);
+
+// The path a view line is about: its first field ("probe PATH" for a
+// probe's line).
+std::string ViewLineKey(const std::string& line);
 
 // Both views' lines grouped by the path they are about: path -> (lines of
 // `a`, lines of `b`), each group's lines joined with newlines.
