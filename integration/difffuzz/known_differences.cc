@@ -94,7 +94,8 @@ bool AnyValue(const std::string&) {
 }
 
 // Whether a layer `layer_ok` accepts sets the xattr `name` on the object
-// at `path` (under any of its names there), with a value `value_ok` takes.
+// at `path` (under any of its names there), with a value `value_ok` takes;
+// or an operation sets it through the mount (it lands in the upper).
 bool HasXattr(const CaseSpec& spec, const std::string& path, const std::string& name,
               const std::function<bool(int)>& layer_ok, const ValueTest& value_ok = AnyValue) {
   for (const Entry& e : spec.entries) {
@@ -102,6 +103,35 @@ bool HasXattr(const CaseSpec& spec, const std::string& path, const std::string& 
         NamesOf(spec, e.layer, e.path).contains(path)) {
       return true;
     }
+  }
+  for (const Op& op : spec.ops) {
+    if (op.kind == Op::Kind::kSetXattr && op.name == name && op.path == path &&
+        layer_ok(kUpperLayer) && value_ok(op.data)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Whether the kernel refuses `path` with one of `errors`: listed with that
+// lstat errno, or left out of its parent's listing (a directory whose
+// readdir looks entries up) while Lamina shows an object.
+bool KernelRefuses(const std::string& kernel, const std::string& lamina,
+                   std::initializer_list<std::string_view> errors) {
+  if (kernel.empty()) return !lamina.empty() && ListedError(lamina).empty();
+  const std::string error = ListedError(kernel);
+  return std::find(errors.begin(), errors.end(), error) != errors.end();
+}
+
+// For the probe of a name the kernel left out of a listing: whether it
+// found the name refused with one of `errors` while Lamina listed it.
+bool KernelProbeRefuses(const std::string& path, const std::string& kernel,
+                        const std::string& lamina,
+                        std::initializer_list<std::string_view> errors) {
+  if (path.compare(0, 6, "probe ") != 0 || !lamina.empty() || kernel.empty()) return false;
+  const std::string result = kernel.substr(kernel.rfind(' ') + 1, kernel.size());
+  for (std::string_view error : errors) {
+    if (result == std::string(error) + "\n") return true;
   }
   return false;
 }
@@ -120,6 +150,43 @@ bool AncestorHasXattr(const CaseSpec& spec, std::string path, const std::string&
     const size_t slash = path.rfind('/');
     path = slash == std::string::npos ? "" : path.substr(0, slash);
     if (HasXattr(spec, path, name, AnyLayer, value_ok)) return true;
+  }
+  return false;
+}
+
+// Whether a directory above `path` (or `path` itself) has an absolute
+// redirect whose way, before its last component, crosses a directory some
+// lower layer marks opaque (any form Lamina reads).
+bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path) {
+  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
+  auto opaque_somewhere = [&](const std::string& dir) {
+    for (const Entry& e : spec.entries) {
+      if (e.layer == kUpperLayer) continue;
+      if (e.kind == Entry::Kind::kXattr && e.path == dir && e.data == "y" &&
+          (e.name == spec.options.PrivatePrefix() + "opaque" ||
+           e.name == "user.fuseoverlayfs.opaque")) {
+        return true;
+      }
+      if (e.kind == Entry::Kind::kFile && e.path == (dir.empty() ? "" : dir + "/") + ".wh..wh..opq") {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (std::string dir = path; !dir.empty();) {
+    for (const Entry& e : spec.entries) {
+      if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.path != dir ||
+          e.data.empty() || e.data[0] != '/') {
+        continue;
+      }
+      // Every proper prefix of the redirect's path.
+      for (size_t slash = e.data.find('/', 1); slash != std::string::npos;
+           slash = e.data.find('/', slash + 1)) {
+        if (opaque_somewhere(e.data.substr(1, slash - 1))) return true;
+      }
+    }
+    const size_t slash = dir.rfind('/');
+    dir = slash == std::string::npos ? "" : dir.substr(0, slash);
   }
   return false;
 }
@@ -254,13 +321,20 @@ const std::vector<KnownDifference>& Entries() {
           "is never asked). Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
-            if (ListedError(kernel) != "EINVAL" || TypeOf(lamina) != "dir" ||
-                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "redirect", AnyLayer,
-                          [](const std::string& value) { return value.empty(); })) {
+            if (!HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "redirect",
+                          AnyLayer, [](const std::string& value) { return value.empty(); })) {
+              return Masked::kNo;
+            }
+            if (KernelProbeRefuses(path, kernel, lamina, {"EINVAL"})) {
+              kernel.clear();
+              return Masked::kLines;
+            }
+            if (!KernelRefuses(kernel, lamina, {"EINVAL"}) || TypeOf(lamina) != "dir") {
               return Masked::kNo;
             }
             return Masked::kSubtree;
           },
+          /*diverges=*/true,
       },
       {
           Kind::kReported,
@@ -271,9 +345,15 @@ const std::vector<KnownDifference>& Entries() {
           "missing: a metacopy file holds none). Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
-            if (ListedError(kernel) != "EPERM" || TypeOf(lamina) != "file" ||
-                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "metacopy",
+            if (!HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "metacopy",
                           UpperLayer)) {
+              return Masked::kNo;
+            }
+            if (KernelProbeRefuses(path, kernel, lamina, {"EPERM"})) {
+              kernel.clear();
+              return Masked::kLines;
+            }
+            if (!KernelRefuses(kernel, lamina, {"EPERM"}) || TypeOf(lamina) != "file") {
               return Masked::kNo;
             }
             return Masked::kSubtree;
@@ -401,20 +481,51 @@ const std::vector<KnownDifference>& Entries() {
       {
           Kind::kReported,
           "redirected-dir-d_ino",
-          "A directory with an overlay.redirect: Lamina's readdir gives it the inode number "
+          "A directory with an overlay.redirect (from the layers, or from a rename or "
+          "RENAME_EXCHANGE of merged directories): Lamina's readdir gives it the inode number "
           "of the directory of the same name below (the merge's rule for unredirected "
           "directories), its lstat the number of the object the redirect leads to (or its "
           "own): d_ino and st_ino disagree. The kernel's agree. Reported by task F "
           "(difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            if (Has(kernel, " d_ino!=ino") ||
-                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "redirect",
-                          AnyLayer)) {
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            if (Has(kernel, " d_ino!=ino") || TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") {
               return Masked::kNo;
             }
             return Erase(lamina, " d_ino!=ino") ? Masked::kLines : Masked::kNo;
           },
+      },
+      {
+          Kind::kReported,
+          "redirect-through-opaque-ancestor",
+          "An absolute redirect whose path crosses a directory marked opaque in a lower "
+          "layer (\"/e/y\" with e opaque in L1): the kernel's lookup stops at the opaque "
+          "directory for the layers below it (ovl_lookup_layer: d->stop), Lamina's "
+          "OpenLayerPath walks on and merges the directory of the layer further down. "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (lamina.empty() || !kernel.empty() || !RedirectCrossesOpaque(spec, RawPath(path))) {
+              return Masked::kNo;
+            }
+            lamina.clear();
+            return Masked::kLines;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "upper-hard-link-with-origin-index-off",
+          "An upper file with an origin record and more than one link (as an index=on mount "
+          "leaves a link-up: the file and its work/index entry), mounted with index=off: "
+          "the kernel refuses its lookup (ESTALE), Lamina shows it, with its origin's inode "
+          "number. Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string&, std::string& lamina, std::string& kernel) {
+            if (spec.options.index || ListedError(kernel) != "ESTALE" || TypeOf(lamina) != "file") {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+          /*diverges=*/true,
       },
   };
   return entries;
