@@ -191,6 +191,39 @@ bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path) {
   return false;
 }
 
+// Whether `path` is one of the upper files, or the lower object, of a
+// conflicting claim: several upper files claiming one lower object
+// (origin records, index link-ups), or one upper file linked as the index
+// entry of several lower objects.
+bool InConflictingClaim(const CaseSpec& spec, const std::string& path) {
+  std::map<std::string, std::set<std::string>> claimants;  // lower object -> upper files
+  std::map<std::string, std::set<std::string>> claimed;    // upper file -> lower objects
+  for (const Entry& e : spec.entries) {
+    const bool origin = e.kind == Entry::Kind::kOrigin && e.layer == kUpperLayer &&
+                        e.origin == OriginForm::kValid;
+    const bool link_up =
+        e.kind == Entry::Kind::kIndexEntry && e.index == Entry::IndexForm::kLinkUp;
+    if (!origin && !link_up) continue;
+    const std::string lower = std::to_string(e.ref_layer) + ":" + e.ref_path;
+    for (const std::string& name : NamesOf(spec, kUpperLayer, e.path)) {
+      claimants[lower].insert(name);
+      if (link_up) claimed[name].insert(lower);
+    }
+  }
+  for (const auto& [lower, uppers] : claimants) {
+    const std::string lower_path = lower.substr(lower.find(':') + 1);
+    if (uppers.size() > 1 && (uppers.contains(path) || lower_path == path)) return true;
+  }
+  for (const auto& [upper, lowers] : claimed) {
+    if (lowers.size() < 2) continue;
+    if (upper == path) return true;
+    for (const std::string& lower : lowers) {
+      if (lower.substr(lower.find(':') + 1) == path) return true;
+    }
+  }
+  return false;
+}
+
 // Whether `path` names a hard link of a lower layer (either name).
 bool IsLowerHardLink(const CaseSpec& spec, const std::string& path) {
   for (const Entry& e : spec.entries) {
@@ -249,9 +282,15 @@ const std::vector<KnownDifference>& Entries() {
           "An xattr whiteout (empty file with overlay.whiteout) in a directory not marked "
           "opaque \"x\": the kernel lists the name and its lookup fails (ENOENT); Lamina shows "
           "an empty file (hostile_layers_test.cc, WhiteoutFormsTheKernelAlsoReads, says so).",
-          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
-            if (ListedError(kernel) != "ENOENT" || !Has(kernel, "dtype=file") ||
-                TypeOf(lamina) != "file" || Field(lamina, "size") != "0") {
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            // (Or the kernel left it out of an impure directory's listing.)
+            const bool refused = (ListedError(kernel) == "ENOENT" && Has(kernel, "dtype=file")) ||
+                                 (kernel.empty() && HasXattr(spec, RawPath(path),
+                                                             spec.options.PrivatePrefix() +
+                                                                 "whiteout",
+                                                             AnyLayer));
+            if (!refused || TypeOf(lamina) != "file" || Field(lamina, "size") != "0") {
               return Masked::kNo;
             }
             kernel.clear();
@@ -526,6 +565,59 @@ const std::vector<KnownDifference>& Entries() {
             return Masked::kSubtree;
           },
           /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "directory-alias-through-redirect",
+          "One lower directory reached under two names, its own and another directory's "
+          "redirect (\"d/x\" redirected to \"/a/y\" while a/y is there too): the kernel "
+          "refuses whichever name is looked up second (ESTALE, ovl_get_inode finds the "
+          "directory's inode in use), never aliasing a directory; Lamina keys both names to "
+          "one node and shows one merged directory under both, a directory hard link "
+          "(changes through one show through the other). Reported by task F (difffuzz).",
+          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
+            const std::string alias = Field(lamina, "ino");
+            if (TypeOf(lamina) != "dir" || alias.empty() || alias == "self" ||
+                (ListedError(kernel) != "ESTALE" && !kernel.empty())) {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "conflicting-origin-claims",
+          "Upper files that claim one lower object between them (two files with its origin "
+          "record, or its index entry linked to one file while another records its origin), "
+          "or one upper file linked as the index entry of two lower objects: the kernel "
+          "refuses some names (ESTALE) and, for the rest, follows the first name looked up; "
+          "Lamina keys them all to one node and serves the data of whichever upper file the "
+          "node holds under every name (an upper file shows another upper file's data). "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
+            return InConflictingClaim(spec, RawPath(path)) ? Masked::kSubtree : Masked::kNo;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "removexattr-absent-copies-up",
+          "removexattr of a name a lower object does not have: the kernel answers ENODATA "
+          "without copying the object up (ovl_xattr_set checks the lower object first), "
+          "Lamina copies it up and then answers ENODATA; the copy shows later (a merged "
+          "directory where the kernel has a lower one: st_nlink, and after a remount "
+          "whatever a copy-up changes). Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            bool removed = false;
+            for (const Op& op : spec.ops) {
+              removed |= op.kind == Op::Kind::kRemoveXattr && op.path == RawPath(path);
+            }
+            if (!removed || TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
+            return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines
+                                                                     : Masked::kNo;
+          },
       },
   };
   return entries;
