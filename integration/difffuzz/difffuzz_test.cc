@@ -55,7 +55,11 @@ bool EnvFlag(const char* name, const char* value = "1") {
 // A reason without the case's temporary paths, to count alike ones.
 std::string Normalized(const std::string& reason) {
   static const std::regex kTempPath("/tmp/lamina-difffuzz-[A-Za-z0-9]+/?[^ ,:\\]]*");
-  return std::regex_replace(reason, kTempPath, "PATH");
+  static const std::regex kHandle("[0-9a-f]{32,}");
+  static const std::regex kNumbers("(nlink|ino|err)=-?[0-9]+");
+  std::string out = std::regex_replace(reason, kTempPath, "PATH");
+  out = std::regex_replace(out, kHandle, "HEX");
+  return std::regex_replace(out, kNumbers, "$1=N");
 }
 
 std::string Report(const CaseSpec& spec, const CaseResult& result) {
@@ -82,7 +86,7 @@ TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
   options.verbose = EnvFlag("LAMINA_DIFFFUZZ_VERBOSE");
 
   std::map<std::string, int> counts;
-  std::map<std::string, int> reasons;  // skips and refusals, by reason
+  std::map<std::string, std::vector<int>> reasons;  // skips and refusals: cases by reason
   std::map<std::string, int> failures_by_kind;
   std::map<std::string, int> allowed;  // allowed differences, by the cases that needed them
   int failures = 0;
@@ -94,7 +98,7 @@ TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
     std::string status = StatusName(result.status);
     if (result.status == CaseResult::Status::kSkipped ||
         result.status == CaseResult::Status::kBothRefused) {
-      ++reasons[status + " at " + result.stage + ": " + Normalized(result.detail)];
+      reasons[status + " at " + result.stage + ": " + Normalized(result.detail)].push_back(number);
     }
     for (const std::string& name : result.allowed) ++allowed[name];
     if (!result.known.empty() && !known_fail) {
@@ -125,8 +129,11 @@ TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
           first, first + cases - 1);
   for (const auto& [status, count] : counts) fprintf(stderr, "  %5d %s\n", count, status.c_str());
   if (!reasons.empty()) fprintf(stderr, "skipped or refused by both, by reason:\n");
-  for (const auto& [reason, count] : reasons) {
-    fprintf(stderr, "  %5d %s\n", count, reason.c_str());
+  for (const auto& [reason, numbers] : reasons) {
+    std::string some;
+    for (size_t i = 0; i < numbers.size() && i < 8; ++i) some += " " + std::to_string(numbers[i]);
+    fprintf(stderr, "  %5zu %s (cases%s%s)\n", numbers.size(), reason.c_str(), some.c_str(),
+            numbers.size() > 8 ? " ..." : "");
   }
   if (!allowed.empty()) fprintf(stderr, "allowed differences (known_differences.cc), by cases:\n");
   for (const auto& [name, count] : allowed) fprintf(stderr, "  %5d %s\n", count, name.c_str());

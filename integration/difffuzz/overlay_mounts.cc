@@ -15,12 +15,35 @@ std::string ErrnoName(int error) {
   return name != nullptr ? name : std::to_string(error);
 }
 
-// The messages the kernel left in a filesystem context, one per line.
+// The messages the kernel left in a filesystem context.
 std::string ContextMessages(int fs_fd) {
   std::string out;
   char buffer[1024];
   for (ssize_t n; (n = read(fs_fd, buffer, sizeof(buffer))) > 0;) {
     out += " [" + std::string(buffer, static_cast<size_t>(n)) + "]";
+  }
+  return out;
+}
+
+// Overlayfs logs most of its reasons for refusing a mount to the kernel
+// log, not to the filesystem context: the "overlayfs:" lines logged after
+// `kmsg` was opened (at its end). Another overlay mounted at the same
+// moment could add its own; they are marked as read from the log.
+std::string OverlayLogLines(int kmsg) {
+  std::string out;
+  char record[2048];
+  for (ssize_t n; kmsg >= 0 && (n = read(kmsg, record, sizeof(record) - 1)) > 0;) {
+    std::string line(record, static_cast<size_t>(n));
+    const size_t text = line.find(';');
+    if (text == std::string::npos || line.find("overlayfs:", text) == std::string::npos) continue;
+    // The reasons; not the advice, nor entries it cleaned up.
+    if (line.find("try ", text) != std::string::npos ||
+        line.find("orphan", text) != std::string::npos) {
+      continue;
+    }
+    line = line.substr(text + 1);
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    out += " [log: " + line + "]";
   }
   return out;
 }
@@ -61,9 +84,13 @@ std::unique_ptr<KernelOverlay> KernelOverlay::Mount(const StackOptions& options,
       break;
     }
   }
+  int kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (kmsg >= 0) lseek(kmsg, 0, SEEK_END);
   if (failed.empty() && fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
-    failed = "create: " + ErrnoName(errno);
+    const int error = errno;
+    failed = "create: " + ErrnoName(error) + OverlayLogLines(kmsg);
   }
+  if (kmsg >= 0) close(kmsg);
   int mnt = -1;
   if (failed.empty() && (mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0)) < 0) {
     failed = "fsmount: " + ErrnoName(errno);
