@@ -159,6 +159,7 @@ class CaseBody {
         if (result_.known.empty() && !op.path2.empty()) {
           result_.known = DivergedEntry(diverged_, op.path2);
         }
+        if (result_.known.empty()) result_.known = KnownOutcome(spec_, op, lamina, kernel);
         return Fail(Status::kDifferent, "  lamina: " + lamina + "\n  kernel: " + kernel + "\n");
       }
       if (!CompareViews("view after op " + std::to_string(i + 1) + ": " + ToText(op))) {

@@ -19,6 +19,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "integration/difffuzz/case_spec.h"
@@ -29,23 +30,39 @@ namespace lamina::difffuzz {
 struct KnownDifference {
   enum class Kind { kReported, kDeliberate, kFuse };
   enum class Masked { kNo, kLines, kSubtree };
-
-  Kind kind = Kind::kReported;
-  std::string name;
-  // The issue text it comes from and where it was reported, or the
-  // documentation or kernel code that decides it.
-  std::string issue;
   // Given the path (as view lines print it) and what each view says of it
   // (lines joined with newlines, "" for nothing): kLines after rewriting
   // them, kSubtree to leave the path and all below it out, kNo when the
   // entry does not apply.
-  std::function<Masked(const CaseSpec& spec, const std::string& path, std::string& lamina,
-                       std::string& kernel)>
-      mask;
+  using Mask = std::function<Masked(const CaseSpec& spec, const std::string& path,
+                                    std::string& lamina, std::string& kernel)>;
+  // For a difference the views cannot show (a directory both list alike
+  // but treat differently): whether `op` answering `lamina` on Lamina and
+  // `kernel` on the kernel is this difference.
+  using Outcome = std::function<bool(const CaseSpec& spec, const Op& op, const std::string& lamina,
+                                     const std::string& kernel)>;
+
+  KnownDifference(Kind kind, std::string name, std::string issue, Mask mask, bool diverges = false,
+                  Outcome outcome = nullptr)
+      : kind(kind),
+        name(std::move(name)),
+        issue(std::move(issue)),
+        mask(std::move(mask)),
+        diverges(diverges),
+        outcome(std::move(outcome)) {}
+
+  Kind kind;
+  std::string name;
+  // The issue text it comes from and where it was reported, or the
+  // documentation or kernel code that decides it.
+  std::string issue;
+  Mask mask;
   // The two overlays disagree on what the path is (one shows an object the
   // other refuses or hides): operations through it or below it may then
   // answer differently, which ends the case as this known difference.
-  bool diverges = false;
+  bool diverges;
+  // May be empty.
+  Outcome outcome;
 };
 
 const std::vector<KnownDifference>& KnownDifferences();
@@ -63,6 +80,10 @@ std::string CompareViews(const CaseSpec& spec, const View& lamina, const View& k
 // its parent, for a name to be made), or "".
 std::string DivergedEntry(const std::map<std::string, std::string>& diverged,
                           const std::string& path);
+
+// The entry an operation's differing outcomes are, or "".
+std::string KnownOutcome(const CaseSpec& spec, const Op& op, const std::string& lamina,
+                         const std::string& kernel);
 
 }  // namespace lamina::difffuzz
 
