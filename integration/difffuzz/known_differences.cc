@@ -259,11 +259,14 @@ bool InConflictingClaim(const CaseSpec& spec, const std::string& path) {
   std::map<std::string, std::set<std::string>> claimants;  // lower object -> upper files
   std::map<std::string, std::set<std::string>> claimed;    // upper file -> lower objects
   for (const Entry& e : spec.entries) {
-    const bool origin =
-        e.kind == Entry::Kind::kOrigin && e.layer == kUpperLayer && e.origin == OriginForm::kValid;
+    const bool outside = e.kind == Entry::Kind::kOrigin && e.origin == OriginForm::kOutside;
+    const bool origin = e.kind == Entry::Kind::kOrigin && e.layer == kUpperLayer &&
+                        (e.origin == OriginForm::kValid || outside);
     const bool link_up = e.kind == Entry::Kind::kIndexEntry && e.index == Entry::IndexForm::kLinkUp;
     if (!origin && !link_up) continue;
-    const std::string lower = std::to_string(e.ref_layer) + ":" + e.ref_path;
+    // (Every "outside" record names the same file outside the layers.)
+    const std::string lower =
+        outside ? "0:(outside)" : std::to_string(e.ref_layer) + ":" + e.ref_path;
     for (const std::string& name : NamesOf(spec, kUpperLayer, e.path)) {
       claimants[lower].insert(name);
       if (link_up) claimed[name].insert(lower);
@@ -272,7 +275,9 @@ bool InConflictingClaim(const CaseSpec& spec, const std::string& path) {
   for (const auto& [lower, uppers] : claimants) {
     const size_t colon = lower.find(':');
     const std::set<std::string> lower_names =
-        NamesOf(spec, std::stoi(lower.substr(0, colon)), lower.substr(colon + 1));
+        lower == "0:(outside)"
+            ? std::set<std::string>()
+            : NamesOf(spec, std::stoi(lower.substr(0, colon)), lower.substr(colon + 1));
     // Two claimants, or one under another name than the lower object's
     // own, which the view may show too.
     const bool conflict =
@@ -491,6 +496,12 @@ const std::vector<KnownDifference>& Entries() {
              std::string& kernel) {
             const std::string raw = RawPath(path);
             const std::string foreign = spec.options.ForeignPrefix();
+            // A directory Lamina takes for opaque and so never merges with
+            // a lower one the kernel refuses (its redirect, say).
+            if (!ListedError(kernel).empty() && TypeOf(lamina) == "dir" &&
+                HasXattr(spec, raw, foreign + "opaque", AnyLayer)) {
+              return Masked::kSubtree;
+            }
             if (!lamina.empty() || kernel.empty() ||
                 (!HasXattr(spec, raw, foreign + "whiteout", AnyLayer) &&
                  !AncestorHasXattr(spec, raw, foreign + "opaque"))) {
@@ -584,9 +595,9 @@ const std::vector<KnownDifference>& Entries() {
             // where the kernel lists it refused; the probe of the left-out
             // name finds it refused.
             const bool probe = path.compare(0, 6, "probe ") == 0;
+            const bool lamina_refused = Has(lamina, " EACCES\n") || Has(lamina, " EINVAL\n");
             if ((!probe && lamina.empty() && ListedError(kernel) == "EPERM") ||
-                (probe && kernel.empty() &&
-                 (Has(lamina, " EACCES\n") || Has(lamina, " EINVAL\n")))) {
+                (probe && lamina_refused && (kernel.empty() || Has(kernel, " EPERM\n")))) {
               lamina.clear();
               kernel.clear();
               return Masked::kLines;
@@ -867,6 +878,16 @@ std::string CompareViews(const CaseSpec& spec, const View& lamina, const View& k
   for (const auto& [path, sides] : pairs) {
     if (sides.first == sides.second || Below(RawPath(path), dropped)) continue;
     std::string l = sides.first, k = sides.second;
+    // An inode first seen, on one side, in a subtree left out: the other
+    // side saw it first here.
+    const std::string l_ino = Field(l, "ino"), k_ino = Field(k, "ino");
+    for (const auto& [one, other] : {std::pair(&l_ino, &k_ino), std::pair(&k_ino, &l_ino)}) {
+      if (*other != "self" || one->empty() || *one == "self") continue;
+      const std::string entry = DivergedEntry(dropped, RawPath(*one));
+      if (entry.empty() || !Below(RawPath(*one), dropped)) continue;
+      SetField(one == &l_ino ? l : k, "ino", "self");
+      used->insert(entry);
+    }
     std::vector<const KnownDifference*> helped;
     for (const KnownDifference& entry : KnownDifferences()) {
       if (entry.mask(spec, path, l, k) == Masked::kLines) helped.push_back(&entry);
