@@ -738,7 +738,10 @@ const std::vector<KnownDifference>& Entries() {
           "under every name (a lower name shows an upper file's data, an upper file another "
           "upper file's). Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
-            return InConflictingClaim(spec, RawPath(path)) ? Masked::kSubtree : Masked::kNo;
+            for (const std::string& earlier : EarlierPaths(spec, RawPath(path))) {
+              if (InConflictingClaim(spec, earlier)) return Masked::kSubtree;
+            }
+            return Masked::kNo;
           },
           /*diverges=*/true,
       },
@@ -762,18 +765,23 @@ const std::vector<KnownDifference>& Entries() {
       },
       {
           Kind::kReported,
-          "index-entry-for-single-link-lower",
-          "With index=on, an entry in work/index named after a lower file that has one link "
-          "(a link-up, a directory, a symlink, a whiteout, an orphan): the kernel looks the "
-          "index up for every lower file (ovl_lookup_index) and shows the entry's data, or "
-          "refuses the name (EIO, ESTALE) when the entry does not fit; Lamina consults the "
-          "index only for lower files with several links. Only a hand-made or damaged "
-          "index has such entries. Reported by task F (difffuzz).",
+          "index-entries-lamina-ignores",
+          "With index=on, entries in work/index that Lamina does not use: one named after a "
+          "lower file with a single link (a link-up, an orphan), or one that is not a "
+          "regular file (a directory, a symlink, a 0/0 whiteout, the kernel's nfs_export "
+          "marker) for any lower file: the kernel looks the index up for every lower file "
+          "(ovl_lookup_index) and shows the entry's data, or refuses the names (EIO, "
+          "ESTALE) when the entry does not fit; Lamina consults the index only for lower "
+          "files with several links and passes over entries that are not regular files. "
+          "Only a hand-made or damaged index has such entries. Reported by task F "
+          "(difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
             if (!spec.options.index) return Masked::kNo;
+            const std::set<std::string> paths = EarlierPaths(spec, RawPath(path));
             for (const Entry& e : spec.entries) {
-              if (e.kind == Entry::Kind::kIndexEntry && e.ref_path == RawPath(path)) {
-                return Masked::kSubtree;
+              if (e.kind != Entry::Kind::kIndexEntry) continue;
+              for (const std::string& name : NamesOf(spec, e.ref_layer, e.ref_path)) {
+                if (paths.contains(name)) return Masked::kSubtree;
               }
             }
             return Masked::kNo;
