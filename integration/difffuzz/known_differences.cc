@@ -354,12 +354,16 @@ const std::vector<KnownDifference>& Entries() {
           "Kernel overlayfs lists whiteouts its own lookup hides (lstat ENOENT): the 0/0 "
           "devices and xattr whiteouts of a directory it does not merge (one that only one "
           "layer has, whose readdir is the layer's own), e.g. L1 d/w a whiteout and nothing "
-          "at d below. Lamina leaves them out of the listing. Reported by task F (difffuzz).",
+          "at d below, or an upper directory that merges nothing. Lamina leaves them out of "
+          "the listing; and removes such a directory (rmdir) where the kernel answers "
+          "ENOTEMPTY, its whiteouts being real entries of a directory it does not merge. "
+          "Reported by task F (difffuzz).",
           [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
             if (!lamina.empty() || ListedError(kernel) != "ENOENT") return Masked::kNo;
             kernel.clear();
             return Masked::kLines;
           },
+          /*diverges=*/true,
       },
       {
           Kind::kReported,
@@ -498,7 +502,7 @@ const std::vector<KnownDifference>& Entries() {
             const std::string foreign = spec.options.ForeignPrefix();
             // A directory Lamina takes for opaque and so never merges with
             // a lower one the kernel refuses (its redirect, say).
-            if (!ListedError(kernel).empty() && TypeOf(lamina) == "dir" &&
+            if ((kernel.empty() || !ListedError(kernel).empty()) && TypeOf(lamina) == "dir" &&
                 HasXattr(spec, raw, foreign + "opaque", AnyLayer)) {
               return Masked::kSubtree;
             }
@@ -835,6 +839,33 @@ const std::vector<KnownDifference>& Entries() {
             return Masked::kNo;
           },
           /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "link-of-lower-symlink-inode",
+          "link() of a symlink of a lower layer: the kernel copies it up and links it, both "
+          "names showing one inode (st_ino equal, st_nlink 2); Lamina's new name shows "
+          "another inode number than the old one (st_nlink 2 on both). Reported by task F "
+          "(difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string shared = Field(kernel, "ino");
+            if (TypeOf(lamina) != "symlink" || TypeOf(kernel) != "symlink" ||
+                Field(lamina, "ino") != "self" || shared == "self" || shared.empty()) {
+              return Masked::kNo;
+            }
+            const std::set<std::string> here = EarlierPaths(spec, RawPath(path));
+            const std::set<std::string> there = EarlierPaths(spec, RawPath(shared));
+            for (const Op& op : spec.ops) {
+              if (op.kind == Op::Kind::kLink &&
+                  ((here.contains(op.path2) && there.contains(op.path)) ||
+                   (here.contains(op.path) && there.contains(op.path2)))) {
+                SetField(lamina, "ino", shared);
+                return Masked::kLines;
+              }
+            }
+            return Masked::kNo;
+          },
       },
   };
   return entries;
