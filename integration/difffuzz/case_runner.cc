@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -29,7 +30,6 @@ namespace lamina::difffuzz {
 namespace {
 
 using Status = CaseResult::Status;
-using testing::CountFds;
 using testing::LayerDigest;
 
 // The layers' and the outside directory's digests, to check at the end.
@@ -90,19 +90,34 @@ class CaseBody {
     }
   }
 
+  // This process's descriptors and what they are open on.
+  static std::map<int, std::string> OpenDescriptors() {
+    std::map<int, std::string> fds;
+    for (const std::string& name : testing::ListDir("/proc/self/fd")) {
+      char target[4096];
+      ssize_t n = readlink(("/proc/self/fd/" + name).c_str(), target, sizeof(target));
+      fds[std::atoi(name.c_str())] = n > 0 ? std::string(target, static_cast<size_t>(n)) : "?";
+    }
+    return fds;
+  }
+
   std::unique_ptr<LaminaOverlay> MountLamina(const StackDirs& set, std::string* error) {
-    fds_before_ = CountFds(getpid());
+    fds_before_ = OpenDescriptors();
     return LaminaOverlay::Mount(spec_.options, set, lamina_mnt_, error);
   }
 
   // Unmounts Lamina; its descriptors must all be gone.
   bool UnmountLamina() {
     lamina_.reset();
-    const int after = CountFds(getpid());
-    if (after != fds_before_) {
-      return Fail(Status::kBroken, "Lamina's process held " + std::to_string(fds_before_) +
+    const std::map<int, std::string> after = OpenDescriptors();
+    if (after.size() != fds_before_.size()) {
+      std::string left;
+      for (const auto& [fd, target] : after) {
+        if (!fds_before_.contains(fd)) left += "\n  fd " + std::to_string(fd) + " -> " + target;
+      }
+      return Fail(Status::kBroken, "Lamina's process held " + std::to_string(fds_before_.size()) +
                                        " descriptors before the mount and " +
-                                       std::to_string(after) + " after the unmount");
+                                       std::to_string(after.size()) + " after the unmount:" + left);
     }
     return true;
   }
@@ -250,7 +265,7 @@ class CaseBody {
   CaseResult result_;
   std::unique_ptr<KernelOverlay> kernel_;
   std::unique_ptr<LaminaOverlay> lamina_;
-  int fds_before_ = 0;
+  std::map<int, std::string> fds_before_;
   std::map<std::string, std::string> diverged_;  // of the last comparison
   View lamina_view_;
   View kernel_view_;
@@ -385,6 +400,7 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
                                           : "exited with " + std::to_string(WEXITSTATUS(status));
     result = Broken(last_stage, "the case's process " + how + " (a crash)");
   }
+  if (result.status == Status::kBroken) result.known = KnownBroken(spec, result.detail);
   if (result.status == Status::kBroken || result.status == Status::kDifferent) {
     result.log = Tail(testing::ReadFile(log_path), 40);
   }

@@ -294,6 +294,24 @@ bool InConflictingClaim(const CaseSpec& spec, const std::string& path) {
   return false;
 }
 
+// Whether some directory's absolute redirect names one of its ancestors
+// (or the root).
+bool RedirectToAncestor(const CaseSpec& spec) {
+  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
+  for (const Entry& e : spec.entries) {
+    if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.data.empty() || e.data[0] != '/') {
+      continue;
+    }
+    const std::string target = e.data.substr(1);
+    if (target.empty() ||
+        (e.path.size() > target.size() && e.path.compare(0, target.size(), target) == 0 &&
+         e.path[target.size()] == '/')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Whether a lower layer's root carries an opaque marker Lamina reads.
 bool RootMarkedOpaque(const CaseSpec& spec) {
   for (const Entry& e : spec.entries) {
@@ -874,6 +892,25 @@ const std::vector<KnownDifference>& Entries() {
             return Masked::kNo;
           },
       },
+      {
+          Kind::kReported,
+          "redirect-to-ancestor-leaks",
+          "A directory whose redirect names one of its own ancestors (\"d/z\" redirected to "
+          "\"/d\"): Lamina resolves it to the ancestor's node, so the directory contains "
+          "itself (d/z/z/z/... without end) and the node references itself as its parent; "
+          "after the unmount its descriptors (the upper and lower directory) stay open in "
+          "the daemon: a leak per such mount. The kernel refuses the name (ESTALE). "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec&, const std::string&, std::string&, std::string&) {
+            return Masked::kNo;  // (the view difference is directory-alias-through-redirect)
+          },
+          /*diverges=*/false,
+          /*outcome=*/nullptr,
+          [](const CaseSpec& spec, const std::string& detail) {
+            return detail.find("descriptors before the mount") != std::string::npos &&
+                   RedirectToAncestor(spec);
+          },
+      },
   };
   return entries;
 }
@@ -965,6 +1002,13 @@ std::string DivergedEntry(const std::map<std::string, std::string>& diverged,
     if (Within(path, top) || (!parent.empty() && Within(parent, top)) || Within(top, path)) {
       return entry;
     }
+  }
+  return "";
+}
+
+std::string KnownBroken(const CaseSpec& spec, const std::string& detail) {
+  for (const KnownDifference& entry : KnownDifferences()) {
+    if (entry.broken && entry.broken(spec, detail)) return entry.name;
   }
   return "";
 }

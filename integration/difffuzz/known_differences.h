@@ -42,14 +42,18 @@ struct KnownDifference {
   using Outcome = std::function<bool(const CaseSpec& spec, const Op& op, const std::string& lamina,
                                      const std::string& kernel)>;
 
+  // For a broken case (a leak, a crash): whether it is this known defect.
+  using Broken = std::function<bool(const CaseSpec& spec, const std::string& detail)>;
+
   KnownDifference(Kind kind, std::string name, std::string issue, Mask mask, bool diverges = false,
-                  Outcome outcome = nullptr)
+                  Outcome outcome = nullptr, Broken broken = nullptr)
       : kind(kind),
         name(std::move(name)),
         issue(std::move(issue)),
         mask(std::move(mask)),
         diverges(diverges),
-        outcome(std::move(outcome)) {}
+        outcome(std::move(outcome)),
+        broken(std::move(broken)) {}
 
   Kind kind;
   std::string name;
@@ -63,6 +67,8 @@ struct KnownDifference {
   bool diverges;
   // May be empty.
   Outcome outcome;
+  // May be empty: a broken case is never allowed unless an entry names it.
+  Broken broken;
 };
 
 const std::vector<KnownDifference>& KnownDifferences();
@@ -80,6 +86,9 @@ std::string CompareViews(const CaseSpec& spec, const View& lamina, const View& k
 // its parent, for a name to be made), or "".
 std::string DivergedEntry(const std::map<std::string, std::string>& diverged,
                           const std::string& path);
+
+// The entry a broken case's defect is, or "".
+std::string KnownBroken(const CaseSpec& spec, const std::string& detail);
 
 // The entry an operation's differing outcomes are, or "".
 std::string KnownOutcome(const CaseSpec& spec, const Op& op, const std::string& lamina,
