@@ -436,7 +436,9 @@ const std::vector<KnownDifference>& Entries() {
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
             if (spec.options.index || TypeOf(lamina) != "file" || TypeOf(kernel) != "file" ||
-                !IsLowerHardLink(spec, RawPath(path))) {
+                !std::ranges::any_of(EarlierPaths(spec, RawPath(path)), [&](const std::string& p) {
+                  return IsLowerHardLink(spec, p);
+                })) {
               return Masked::kNo;
             }
             // (Everything the written name's copy changed: data, size, link
@@ -455,7 +457,11 @@ const std::vector<KnownDifference>& Entries() {
           "d->last; with nofollow, d.last is set when the parent has no lower), so an invalid "
           "value (\"/..\", \"/a/\", \"a/b\") or nofollow changes nothing; Lamina reads it and "
           "refuses the lookup (EINVAL, EACCES; EPERM under nofollow), hiding the directory "
-          "and all below it. Reported by task F (difffuzz).",
+          "and all below it. Likewise Lamina checks every component of a redirect before "
+          "walking it (CheckRedirect: EACCES for \".\" or \"..\", EINVAL for an empty one), "
+          "the kernel only when its walk reaches the component: where an earlier component "
+          "is missing the kernel shows the directory, and where a redirect further down "
+          "fails first the errnos differ. Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
             const std::string raw = RawPath(path);
@@ -468,6 +474,14 @@ const std::vector<KnownDifference>& Entries() {
             // the kernel shows a directory; a probe of it refused where the
             // kernel listed it.
             if ((refused || lamina.empty()) && TypeOf(kernel) == "dir") return Masked::kSubtree;
+            // Both refuse, with other errnos: Lamina checks every component
+            // of a redirect before it walks (EACCES for \".\", EINVAL for an
+            // empty one), the kernel as its walk reaches them, so a redirect
+            // further down (or a missing component) decides first.
+            const std::string kernel_error = ListedError(kernel);
+            if (refused && !kernel_error.empty() && kernel_error != error) {
+              return Masked::kSubtree;
+            }
             if (path.compare(0, 6, "probe ") == 0 && kernel.empty() && !lamina.empty() &&
                 !Has(lamina, " dir\n")) {
               lamina.clear();
@@ -970,6 +984,30 @@ const std::vector<KnownDifference>& Entries() {
             }
             if (!holds_link) return Masked::kNo;
             return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines : Masked::kNo;
+          },
+      },
+      {
+          Kind::kDeliberate,
+          "origin-uuid-not-compared",
+          "An origin record whose filesystem uuid is not the lower layer's: the kernel "
+          "ignores it (ovl_decode_real_fh returns nothing on a uuid mismatch), so the upper "
+          "file keeps its own inode number; Lamina's HasOrigin compares the file handle "
+          "only, \"so copied layers still work\" (overlay/layer_object.h), and the file shows "
+          "its origin's inode number.",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
+            bool foreign = false;
+            for (const std::string& p : EarlierPaths(spec, RawPath(path))) {
+              for (const Entry& e : spec.entries) {
+                foreign |= e.kind == Entry::Kind::kOrigin && e.origin == OriginForm::kForeignUuid &&
+                           NamesOf(spec, e.layer, e.path).contains(p);
+              }
+            }
+            if (!foreign) return Masked::kNo;
+            bool changed = SetField(lamina, "ino", Field(kernel, "ino"));
+            changed |= Erase(lamina, " d_ino!=ino") | Erase(kernel, " d_ino!=ino");
+            return changed ? Masked::kLines : Masked::kNo;
           },
       },
   };

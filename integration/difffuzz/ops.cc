@@ -11,22 +11,19 @@
 #include <cerrno>
 #include <cstring>
 
+#include "integration/difffuzz/fs_util.h"
+
 namespace lamina::difffuzz {
 namespace {
-
-std::string ErrnoName(int error) {
-  const char* name = strerrorname_np(error);
-  return name != nullptr ? name : std::to_string(error);
-}
 
 std::string Outcome(int rc) {
   return rc >= 0 ? "ok" : ErrnoName(errno);
 }
 
 // The parent directory of `path` below `root` (see ops.h).
-class Parent {
+class ParentDir {
  public:
-  Parent(int root, const std::string& path) {
+  ParentDir(int root, const std::string& path) {
     const size_t slash = path.rfind('/');
     leaf_ = slash == std::string::npos ? path : path.substr(slash + 1);
     const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
@@ -36,18 +33,18 @@ class Parent {
     fd_ = static_cast<int>(syscall(SYS_openat2, root, dir.c_str(), &how, sizeof(how)));
     if (fd_ < 0) error_ = "parent:" + ErrnoName(errno);
   }
-  ~Parent() {
+  ~ParentDir() {
     if (fd_ >= 0) close(fd_);
   }
-  Parent(const Parent&) = delete;
-  Parent& operator=(const Parent&) = delete;
+  ParentDir(const ParentDir&) = delete;
+  ParentDir& operator=(const ParentDir&) = delete;
 
   bool ok() const { return fd_ >= 0; }
   const std::string& error() const { return error_; }
   int fd() const { return fd_; }
   const char* leaf() const { return leaf_.c_str(); }
   // The object itself by a path that does not follow it if a symlink.
-  std::string ProcPath() const { return "/proc/self/fd/" + std::to_string(fd_) + "/" + leaf_; }
+  std::string Path() const { return ProcPath(fd_, leaf_); }
   // The type of the object (0 if missing), not followed.
   mode_t Type() const {
     struct stat st;
@@ -81,14 +78,14 @@ std::string WriteAll(int fd, const std::string& data) {
 }
 
 std::string Apply(int root, const Op& op) {
-  Parent at(root, op.path);
+  ParentDir at(root, op.path);
   if (!at.ok()) return at.error();
   switch (op.kind) {
     case Op::Kind::kRename:
     case Op::Kind::kRenameNoReplace:
     case Op::Kind::kExchange:
     case Op::Kind::kLink: {
-      Parent to(root, op.path2);
+      ParentDir to(root, op.path2);
       if (!to.ok()) return "to-" + to.error();
       if (op.kind == Op::Kind::kLink) {
         return Outcome(linkat(at.fd(), at.leaf(), to.fd(), to.leaf(), 0));
@@ -136,9 +133,9 @@ std::string Apply(int root, const Op& op) {
       return Outcome(symlinkat(op.data.c_str(), at.fd(), at.leaf()));
     case Op::Kind::kSetXattr:
       return Outcome(
-          lsetxattr(at.ProcPath().c_str(), op.name.c_str(), op.data.data(), op.data.size(), 0));
+          lsetxattr(at.Path().c_str(), op.name.c_str(), op.data.data(), op.data.size(), 0));
     case Op::Kind::kRemoveXattr:
-      return Outcome(lremovexattr(at.ProcPath().c_str(), op.name.c_str()));
+      return Outcome(lremovexattr(at.Path().c_str(), op.name.c_str()));
     case Op::Kind::kMknodWhiteout:
       return Outcome(mknodat(at.fd(), at.leaf(), S_IFCHR | 0, makedev(0, 0)));
   }

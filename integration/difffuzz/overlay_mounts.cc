@@ -7,13 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "integration/difffuzz/fs_util.h"
+
 namespace lamina::difffuzz {
 namespace {
-
-std::string ErrnoName(int error) {
-  const char* name = strerrorname_np(error);
-  return name != nullptr ? name : std::to_string(error);
-}
 
 // The messages the kernel left in a filesystem context.
 std::string ContextMessages(int fs_fd) {

@@ -15,6 +15,8 @@
 #include <functional>
 #include <set>
 
+#include "integration/difffuzz/fs_util.h"
+
 namespace lamina::difffuzz {
 namespace {
 
@@ -42,11 +44,6 @@ class Fd {
  private:
   int fd_;
 };
-
-std::string ProcPath(int fd, const std::string& leaf = "") {
-  std::string path = "/proc/self/fd/" + std::to_string(fd);
-  return leaf.empty() ? path : path + "/" + leaf;
-}
 
 // The parent directory of `path` below `root`, made (0755) where missing,
 // never through a symlink; `*leaf` gets the last component. Not ok when a

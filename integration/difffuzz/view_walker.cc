@@ -17,14 +17,10 @@
 #include <utility>
 
 #include "integration/difffuzz/case_spec.h"
+#include "integration/difffuzz/fs_util.h"
 
 namespace lamina::difffuzz {
 namespace {
-
-std::string ErrnoName(int error) {
-  const char* name = strerrorname_np(error);
-  return name != nullptr ? name : std::to_string(error);
-}
 
 std::string TypeName(mode_t mode) {
   switch (mode & S_IFMT) {
@@ -64,10 +60,6 @@ std::string DirentTypeName(unsigned char type) {
       return "sock";
   }
   return "unknown";
-}
-
-std::string ProcPath(int fd, const std::string& leaf) {
-  return "/proc/self/fd/" + std::to_string(fd) + "/" + leaf;
 }
 
 // Contents of short files as they are, longer ones as size and hash.
