@@ -42,13 +42,15 @@ struct Watched {
 // once the case has its result.
 class CaseBody {
  public:
-  CaseBody(const CaseSpec& spec, const std::string& dir, int progress_fd)
+  CaseBody(const CaseSpec& spec, const std::string& dir, int progress_fd,
+           const std::string& stall_at)
       : spec_(spec),
         lamina_set_(dir + "/lamina"),
         kernel_set_(dir + "/kernel"),
         lamina_mnt_(dir + "/lamina-mnt"),
         kernel_mnt_(dir + "/kernel-mnt"),
-        progress_fd_(progress_fd) {
+        progress_fd_(progress_fd),
+        stall_at_(stall_at) {
     mkdir(lamina_mnt_.c_str(), 0755);
     mkdir(kernel_mnt_.c_str(), 0755);
     probes_ = PathsNamed(spec_);
@@ -68,6 +70,9 @@ class CaseBody {
     stage_ = name;
     std::string line = "P " + name + "\n";
     if (write(progress_fd_, line.data(), line.size()) < 0) _exit(3);
+    if (!stall_at_.empty() && name.compare(0, stall_at_.size(), stall_at_) == 0) {
+      for (;;) pause();
+    }
   }
 
   bool Fail(Status status, const std::string& detail) {
@@ -258,6 +263,7 @@ class CaseBody {
   std::string lamina_mnt_;
   std::string kernel_mnt_;
   int progress_fd_;
+  std::string stall_at_;
   std::vector<std::string> probes_;
   std::vector<Watched> lowers_;
   std::vector<Watched> outside_;
@@ -322,7 +328,7 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
       dup2(log, STDERR_FILENO);
       close(log);
     }
-    CaseResult result = CaseBody(spec, dir.path(), pipe_fds[1]).Run();
+    CaseResult result = CaseBody(spec, dir.path(), pipe_fds[1], options.stall_at).Run();
     std::string allowed;
     for (const std::string& name : result.allowed) allowed += (allowed.empty() ? "" : ",") + name;
     std::string line = "R " + std::to_string(static_cast<int>(result.status)) + " " +

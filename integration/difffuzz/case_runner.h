@@ -60,6 +60,9 @@ struct RunnerOptions {
   std::chrono::seconds deadline{120};
   // Prints each stage as it starts (to follow a hang).
   bool verbose = false;
+  // For the runner's own test: the case stops (as if hung) when it enters
+  // the first stage whose name starts with this.
+  std::string stall_at;
 };
 
 CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options);

@@ -13,6 +13,8 @@
 //   LAMINA_DIFFFUZZ_MINIMIZE=1  shrink each failing case (minimizer.h)
 //   LAMINA_DIFFFUZZ_VERBOSE=1   print every case and its stages
 //   LAMINA_DIFFFUZZ_KNOWN=fail  no difference is allowed (known_differences.h)
+//   LAMINA_DIFFFUZZ_DEADLINE=S  seconds a case may take before it counts as a
+//                               hang (default 120, 600 under the sanitizers)
 // A failure prints the seed, the case number and the stack, so that
 // `scripts/difffuzz --seed S --case M` replays it.
 
@@ -30,6 +32,7 @@
 #include "integration/difffuzz/known_differences.h"
 #include "integration/difffuzz/minimizer.h"
 #include "integration/difffuzz/stack_generator.h"
+#include "integration/harness/mount_harness.h"
 
 namespace lamina::difffuzz {
 namespace {
@@ -82,7 +85,7 @@ TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
   const bool minimize = EnvFlag("LAMINA_DIFFFUZZ_MINIMIZE");
   const bool known_fail = EnvFlag("LAMINA_DIFFFUZZ_KNOWN", "fail");
   RunnerOptions options;
-  options.deadline = kDeadline;
+  options.deadline = std::chrono::seconds(EnvNumber("LAMINA_DIFFFUZZ_DEADLINE", kDeadline.count()));
   options.verbose = EnvFlag("LAMINA_DIFFFUZZ_VERBOSE");
 
   std::map<std::string, int> counts;
@@ -146,6 +149,33 @@ TEST(DiffFuzz, HostileStacksMatchKernelOverlayfs) {
   const int compared = cases - counts["skipped"] - counts["both-refused"];
   EXPECT_GE(compared * 4, cases * 3) << "most cases were skipped or refused";
   EXPECT_EQ(failures, 0);
+}
+
+// The runner's own check: a case that stops answering while both overlays
+// are mounted fails as a hang, within its deadline, and leaves nothing
+// mounted and no process behind.
+TEST(DiffFuzz, AHungCaseFailsAndIsTornDown) {
+  if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "needs root and /dev/fuse";
+  }
+  // The first case of seed 1 that mounts both overlays and has operations.
+  CaseSpec spec;
+  for (int number = 0;; ++number) {
+    spec = GenerateCase(1, number);
+    if (spec.options.upper && !spec.ops.empty() &&
+        RunCase(spec, {}).status == CaseResult::Status::kSame)
+      break;
+  }
+  RunnerOptions options;
+  options.deadline = std::chrono::seconds(3);
+  options.stall_at = "op 1";
+  const CaseResult result = RunCase(spec, options);
+  EXPECT_EQ(result.status, CaseResult::Status::kBroken);
+  EXPECT_EQ(result.stage.compare(0, 4, "op 1"), 0) << result.stage;
+  EXPECT_NE(result.detail.find("a hang"), std::string::npos) << result.detail;
+  std::string mounts = testing::ReadFile("/proc/self/mountinfo");
+  EXPECT_EQ(mounts.find("lamina-difffuzz"), std::string::npos) << mounts;
+  EXPECT_EQ(mounts.find("fsname=lamina-difffuzz"), std::string::npos);
 }
 
 }  // namespace
