@@ -4,7 +4,7 @@
 // view or errno fails, and so does a crash, a hang, a descriptor leak or a
 // change to a lower layer or to anything outside the layers.
 //
-// CI runs a fixed seed (a short run: 60 cases in release builds, 12 under
+// CI runs a fixed seed (a short run: 100 cases in release builds, 40 under
 // the sanitizers). scripts/difffuzz runs long ones; the environment says
 // what to run:
 //   LAMINA_DIFFFUZZ_SEED=S      the seed (default 1)
@@ -38,10 +38,10 @@ namespace lamina::difffuzz {
 namespace {
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kDefaultCases = 12;
+constexpr int kDefaultCases = 40;
 constexpr std::chrono::seconds kDeadline{600};
 #else
-constexpr int kDefaultCases = 60;
+constexpr int kDefaultCases = 100;
 constexpr std::chrono::seconds kDeadline{120};
 #endif
 
