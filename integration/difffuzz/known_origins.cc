@@ -1,0 +1,266 @@
+// Known differences from kernel overlayfs (known_differences.h): Origin records, the index and hard
+// links: which objects are one.
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "integration/difffuzz/known_entries.h"
+#include "integration/difffuzz/spec_queries.h"
+#include "integration/difffuzz/view_lines.h"
+
+namespace lamina::difffuzz {
+namespace {
+
+using Kind = KnownDifference::Kind;
+using Masked = KnownDifference::Masked;
+
+}  // namespace
+
+std::vector<KnownDifference> OriginDifferences() {
+  return {
+      {
+          Kind::kDeliberate,
+          "index-off-hard-links-share-while-mounted",
+          "With index=off, a write through one name of a lower hard link copies up that "
+          "name only; the kernel's other names keep the lower file (its data, nlink 2), "
+          "Lamina's show the written data while mounted (docs/overlay.md, \"Hard links "
+          "across copy-up\": the names share one node until remount).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (spec.options.index || TypeOf(lamina) != "file" || TypeOf(kernel) != "file" ||
+                !std::ranges::any_of(EarlierPaths(spec, RawPath(path)), [&](const std::string& p) {
+                  return IsLowerHardLink(spec, p);
+                })) {
+              return Masked::kNo;
+            }
+            // (Everything the written name's copy changed: data, size, link
+            // count, inode, xattrs.)
+            lamina = kernel;
+            return Masked::kLines;
+          },
+      },
+      {
+          Kind::kReported,
+          "origin-of-another-type",
+          "An upper object whose overlay.origin names a lower object of another type (a file "
+          "recording a directory): the kernel ignores such an origin (ovl_check_origin_fh: "
+          "\"invalid origin\", the file types differ), Lamina's DecodeOrigin takes it and the "
+          "file shows the directory's inode number: two objects of the view share st_ino. "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string shared = Field(lamina, "ino");
+            if (shared.empty() || shared == "self" || Field(kernel, "ino") == shared) {
+              return Masked::kNo;
+            }
+            const std::set<std::string> here = EarlierPaths(spec, RawPath(path));
+            const std::set<std::string> there = EarlierPaths(spec, RawPath(shared));
+            for (const Entry& e : spec.entries) {
+              if (e.kind == Entry::Kind::kOrigin &&
+                  ((there.contains(e.path) && here.contains(e.ref_path)) ||
+                   (here.contains(e.path) && there.contains(e.ref_path)))) {
+                return SetField(lamina, "ino", Field(kernel, "ino")) ? Masked::kLines : Masked::kNo;
+              }
+            }
+            return Masked::kNo;
+          },
+      },
+      {
+          Kind::kReported,
+          "upper-hard-link-with-origin-index-off",
+          "An upper file with an origin record and more than one link (as an index=on mount "
+          "leaves a link-up: the file and its work/index entry), mounted with index=off: "
+          "the kernel refuses its lookup (ESTALE), Lamina shows it, with its origin's inode "
+          "number. Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string&, std::string& lamina, std::string& kernel) {
+            if (spec.options.index || ListedError(kernel) != "ESTALE" || TypeOf(lamina) != "file") {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "conflicting-origin-claims",
+          "Upper files that claim one lower object between them (two files with its origin "
+          "record, or its index entry linked to one file while another records its origin), "
+          "or one upper file linked as the index entry of two lower objects, or an upper "
+          "file recording the origin of a lower file that the view still shows under its "
+          "own name (a copy-up renamed without the whiteout): the kernel refuses some names "
+          "(ESTALE), keeps the rest apart or follows the first name looked up; Lamina keys "
+          "them all to one node and serves the data of whichever upper file the node holds "
+          "under every name (a lower name shows an upper file's data, an upper file another "
+          "upper file's). Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
+            for (const std::string& earlier : EarlierPaths(spec, RawPath(path))) {
+              if (InConflictingClaim(spec, earlier)) return Masked::kSubtree;
+            }
+            return Masked::kNo;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "removexattr-absent-copies-up",
+          "removexattr of a name a lower object does not have: the kernel answers ENODATA "
+          "without copying the object up (ovl_xattr_set checks the lower object first), "
+          "Lamina copies it up and then answers ENODATA; the copy shows later (a merged "
+          "directory where the kernel has a lower one: st_nlink, and after a remount "
+          "whatever a copy-up changes). Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            // The object itself, or a directory its copy-up copied first.
+            bool removed = false;
+            const std::string raw = RawPath(path);
+            for (const Op& op : spec.ops) {
+              removed |= op.kind == Op::Kind::kRemoveXattr &&
+                         (op.path == raw || op.path.compare(0, raw.size() + 1, raw + "/") == 0 ||
+                          raw.empty());
+            }
+            if (!removed || TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
+            return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines : Masked::kNo;
+          },
+      },
+      {
+          Kind::kReported,
+          "index-entries-lamina-ignores",
+          "With index=on, entries in work/index that Lamina does not use: one named after a "
+          "lower file with a single link (a link-up, an orphan), or one that is not a "
+          "regular file (a directory, a symlink, a 0/0 whiteout, the kernel's nfs_export "
+          "marker) for any lower file: the kernel looks the index up for every lower file "
+          "(ovl_lookup_index) and shows the entry's data, or refuses the names (EIO, "
+          "ESTALE) when the entry does not fit; Lamina consults the index only for lower "
+          "files with several links and passes over entries that are not regular files. "
+          "Only a hand-made or damaged index has such entries. Reported by task F "
+          "(difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
+            if (!spec.options.index) return Masked::kNo;
+            const std::set<std::string> paths = EarlierPaths(spec, RawPath(path));
+            for (const Entry& e : spec.entries) {
+              if (e.kind != Entry::Kind::kIndexEntry) continue;
+              for (const std::string& name : NamesOf(spec, e.ref_layer, e.ref_path)) {
+                if (paths.contains(name)) return Masked::kSubtree;
+              }
+            }
+            return Masked::kNo;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "lower-link-shows-upper-copy",
+          "A lower hard link with an upper copy that records its origin, the index not "
+          "leading to it (index=off over what an index=on mount left, or a copy made without "
+          "the index): the kernel shows the other names of the lower file as the lower file; "
+          "Lamina keys them to the upper copy's node and shows its data and attributes under "
+          "every name, which docs/overlay.md says happens only while mounted with index=off. "
+          "Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
+            const std::string raw = RawPath(path);
+            for (const Entry& e : spec.entries) {
+              const bool claim =
+                  (e.kind == Entry::Kind::kOrigin && e.layer == kUpperLayer &&
+                   e.origin == OriginForm::kValid) ||
+                  (e.kind == Entry::Kind::kIndexEntry && e.index == Entry::IndexForm::kLinkUp);
+              if (!claim) continue;
+              const std::set<std::string> names = NamesOf(spec, e.ref_layer, e.ref_path);
+              if (names.size() > 1 && names.contains(raw)) return Masked::kSubtree;
+            }
+            return Masked::kNo;
+          },
+          /*diverges=*/true,
+      },
+      {
+          Kind::kReported,
+          "link-of-lower-symlink-inode",
+          "link() of a symlink of a lower layer: the kernel copies it up and links it, both "
+          "names showing one inode (st_ino equal, st_nlink 2); Lamina's new name shows "
+          "another inode number than the old one (st_nlink 2 on both). Reported by task F "
+          "(difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            const std::string shared = Field(kernel, "ino");
+            if (TypeOf(lamina) != "symlink" || TypeOf(kernel) != "symlink") return Masked::kNo;
+            // The old name: its readdir d_ino is the lower one's.
+            if (shared == "self" && Has(lamina, " d_ino!=ino") && !Has(kernel, " d_ino!=ino")) {
+              for (const Op& op : spec.ops) {
+                if (op.kind == Op::Kind::kLink &&
+                    EarlierPaths(spec, RawPath(path)).contains(op.path)) {
+                  Erase(lamina, " d_ino!=ino");
+                  return Masked::kLines;
+                }
+              }
+              return Masked::kNo;
+            }
+            if (Field(lamina, "ino") != "self" || shared == "self" || shared.empty()) {
+              return Masked::kNo;
+            }
+            const std::set<std::string> here = EarlierPaths(spec, RawPath(path));
+            const std::set<std::string> there = EarlierPaths(spec, RawPath(shared));
+            for (const Op& op : spec.ops) {
+              if (op.kind == Op::Kind::kLink &&
+                  ((here.contains(op.path2) && there.contains(op.path)) ||
+                   (here.contains(op.path) && there.contains(op.path2)))) {
+                SetField(lamina, "ino", shared);
+                Erase(lamina, " d_ino!=ino");
+                return Masked::kLines;
+              }
+            }
+            return Masked::kNo;
+          },
+      },
+      {
+          Kind::kDeliberate,
+          "copy-up-by-last-looked-up-name",
+          "A write through one name of a lower hard link copies up the name the node was "
+          "last looked up by, with its parent directories (FUSE's OPEN names a node, not the "
+          "name used; docs/overlay.md, \"Hard links across copy-up\"), so an upper directory "
+          "can appear where the kernel made none: the view is the same but for that "
+          "directory's st_nlink (merged: the upper's count, where the kernel's lower "
+          "directory shows its own).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") return Masked::kNo;
+            const std::string dir = RawPath(path);
+            bool holds_link = false;
+            for (const Entry& e : spec.entries) {
+              if (e.kind != Entry::Kind::kHardlink || e.layer == kUpperLayer) continue;
+              for (const std::string& name : NamesOf(spec, e.layer, e.path)) {
+                holds_link |= dir.empty() || name.compare(0, dir.size() + 1, dir + "/") == 0;
+              }
+            }
+            if (!holds_link) return Masked::kNo;
+            return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines : Masked::kNo;
+          },
+      },
+      {
+          Kind::kDeliberate,
+          "origin-uuid-not-compared",
+          "An origin record whose filesystem uuid is not the lower layer's: the kernel "
+          "ignores it (ovl_decode_real_fh returns nothing on a uuid mismatch), so the upper "
+          "file keeps its own inode number; Lamina's HasOrigin compares the file handle "
+          "only, \"so copied layers still work\" (overlay/layer_object.h), and the file shows "
+          "its origin's inode number.",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
+            bool foreign = false;
+            for (const std::string& p : EarlierPaths(spec, RawPath(path))) {
+              for (const Entry& e : spec.entries) {
+                foreign |= e.kind == Entry::Kind::kOrigin && e.origin == OriginForm::kForeignUuid &&
+                           NamesOf(spec, e.layer, e.path).contains(p);
+              }
+            }
+            if (!foreign) return Masked::kNo;
+            bool changed = SetField(lamina, "ino", Field(kernel, "ino"));
+            changed |= Erase(lamina, " d_ino!=ino") | Erase(kernel, " d_ino!=ino");
+            return changed ? Masked::kLines : Masked::kNo;
+          },
+      },
+  };
+}
+
+}  // namespace lamina::difffuzz
