@@ -165,6 +165,19 @@ std::vector<KnownDifference> MarkerDifferences() {
           "with the same effect after a remount. Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
+            // An inode first seen below such a directory on one side.
+            const std::string lamina_ino = Field(lamina, "ino"), kernel_ino = Field(kernel, "ino");
+            if (!lamina_ino.empty() && !kernel_ino.empty() && lamina_ino != kernel_ino) {
+              for (const std::string& label : {lamina_ino, kernel_ino}) {
+                if (label == "self") continue;
+                for (const std::string& earlier : EarlierPaths(spec, RawPath(label))) {
+                  if (AncestorHasXattr(spec, earlier, "user.fuseoverlayfs.opaque")) {
+                    SetField(lamina, "ino", kernel_ino);
+                    return Masked::kLines;
+                  }
+                }
+              }
+            }
             // Lamina takes the directory above for opaque and never merges a
             // lower directory here that the kernel refuses (its redirect).
             if ((kernel.empty() || !ListedError(kernel).empty()) && TypeOf(lamina) == "dir" &&

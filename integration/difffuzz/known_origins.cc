@@ -101,6 +101,16 @@ std::vector<KnownDifference> OriginDifferences() {
             return Masked::kNo;
           },
           /*diverges=*/true,
+          // An operation on one of the names Lamina keys to one node.
+          [](const CaseSpec& spec, const Op& op, const std::string&, const std::string&) {
+            for (const std::string* path : {&op.path, &op.path2}) {
+              if (path->empty()) continue;
+              for (const std::string& earlier : EarlierPaths(spec, *path)) {
+                if (InConflictingClaim(spec, earlier)) return true;
+              }
+            }
+            return false;
+          },
       },
       {
           Kind::kReported,
@@ -175,15 +185,20 @@ std::vector<KnownDifference> OriginDifferences() {
       },
       {
           Kind::kReported,
-          "link-of-lower-symlink-inode",
-          "link() of a symlink of a lower layer: the kernel copies it up and links it, both "
-          "names showing one inode (st_ino equal, st_nlink 2); Lamina's new name shows "
-          "another inode number than the old one (st_nlink 2 on both). Reported by task F "
-          "(difffuzz).",
+          "link-of-lower-object-inode",
+          "link() of a symlink of a lower layer, or (index=off) of a file with several "
+          "lower links: the kernel copies it up and links it, both names showing one inode "
+          "(st_ino equal, st_nlink 2); Lamina's new name shows another inode number than "
+          "the old one (st_nlink 2 on both), so tar and find -samefile see two files. "
+          "Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
             const std::string shared = Field(kernel, "ino");
-            if (TypeOf(lamina) != "symlink" || TypeOf(kernel) != "symlink") return Masked::kNo;
+            const std::string type = TypeOf(lamina);
+            if (type != TypeOf(kernel) || (type != "symlink" && type != "file") ||
+                (type == "file" && spec.options.index)) {
+              return Masked::kNo;
+            }
             // The old name: its readdir d_ino is the lower one's.
             if (shared == "self" && Has(lamina, " d_ino!=ino") && !Has(kernel, " d_ino!=ino")) {
               for (const Op& op : spec.ops) {

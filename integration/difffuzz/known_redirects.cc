@@ -211,6 +211,25 @@ std::vector<KnownDifference> RedirectDifferences() {
                    RedirectToAncestor(spec);
           },
       },
+      {
+          Kind::kReported,
+          "redirect-on-the-way-of-a-redirect",
+          "An absolute redirect whose path passes a directory that has a redirect of its own "
+          "in a lower layer where the rest of the path is missing (upper colon:x/z -> "
+          "\"/c/z/p\", L1 c -> \"/colon:x/z/./p\", no c/z in L1): the kernel takes c's "
+          "redirect for the layers below even though its walk in L1 ends at z, and follows "
+          "\"/colon:x/z/./p/z/p\" further down (here into an EACCES); Lamina's OpenLayerPath "
+          "gives up on L1 and keeps the first path. Reported by task F (difffuzz).",
+          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
+             std::string& kernel) {
+            if (TypeOf(lamina) != "dir" || !KernelRefuses(kernel, lamina, {"EACCES", "EINVAL"}) ||
+                !RedirectPassesRedirected(spec, RawPath(path))) {
+              return Masked::kNo;
+            }
+            return Masked::kSubtree;
+          },
+          /*diverges=*/true,
+      },
   };
 }
 

@@ -241,4 +241,32 @@ bool IsLowerHardLink(const CaseSpec& spec, const std::string& path) {
   return false;
 }
 
+bool RedirectPassesRedirected(const CaseSpec& spec, const std::string& path) {
+  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
+  auto redirected_in_a_lower = [&](const std::string& dir) {
+    for (const Entry& e : spec.entries) {
+      if (e.kind == Entry::Kind::kXattr && e.name == redirect && e.layer != kUpperLayer &&
+          e.path == dir) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (std::string dir = path;;) {
+    for (const Entry& e : spec.entries) {
+      if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.path != dir ||
+          e.data.size() < 2 || e.data[0] != '/') {
+        continue;
+      }
+      for (size_t slash = e.data.find('/', 1); slash != std::string::npos;
+           slash = e.data.find('/', slash + 1)) {
+        if (redirected_in_a_lower(e.data.substr(1, slash - 1))) return true;
+      }
+    }
+    if (dir.empty()) return false;
+    const size_t slash = dir.rfind('/');
+    dir = slash == std::string::npos ? "" : dir.substr(0, slash);
+  }
+}
+
 }  // namespace lamina::difffuzz

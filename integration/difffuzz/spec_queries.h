@@ -45,6 +45,9 @@ bool InRedirectAlias(const CaseSpec& spec, const std::string& path);
 // way, before its last component, crosses a directory some lower layer
 // marks opaque (in any form Lamina reads).
 bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path);
+// Whether `path` (or a directory above it) has an absolute redirect whose
+// way passes a directory with a redirect of its own in a lower layer.
+bool RedirectPassesRedirected(const CaseSpec& spec, const std::string& path);
 // Whether some directory's absolute redirect names one of its ancestors
 // (or the root).
 bool RedirectToAncestor(const CaseSpec& spec);
