@@ -179,12 +179,18 @@ std::vector<KnownDifference> RedirectDifferences() {
             }
             // Below either name, either overlay may show the other name's
             // objects or attributes.
-            if (InRedirectAlias(spec, RawPath(path))) return Masked::kSubtree;
+            auto aliased = [&](const std::string& p) {
+              for (const std::string& earlier : EarlierPaths(spec, p)) {
+                if (InRedirectAlias(spec, earlier)) return true;
+              }
+              return false;
+            };
+            if (aliased(RawPath(path))) return Masked::kSubtree;
             // An object elsewhere whose inode was first seen there.
             const std::string lamina_ino = Field(lamina, "ino"), kernel_ino = Field(kernel, "ino");
             if (!lamina_ino.empty() && !kernel_ino.empty() && lamina_ino != kernel_ino &&
-                ((lamina_ino != "self" && InRedirectAlias(spec, RawPath(lamina_ino))) ||
-                 (kernel_ino != "self" && InRedirectAlias(spec, RawPath(kernel_ino))))) {
+                ((lamina_ino != "self" && aliased(RawPath(lamina_ino))) ||
+                 (kernel_ino != "self" && aliased(RawPath(kernel_ino))))) {
               SetField(lamina, "ino", kernel_ino);
               return Masked::kLines;
             }

@@ -159,6 +159,15 @@ bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path) {
     const size_t slash = dir.rfind('/');
     dir = slash == std::string::npos ? "" : dir.substr(0, slash);
   }
+  // A directory renamed through the mount records its old path as its
+  // redirect: the same question of the paths it had.
+  for (const std::string& earlier : EarlierPaths(spec, path)) {
+    if (earlier == path) continue;
+    for (size_t slash = earlier.find('/'); slash != std::string::npos;
+         slash = earlier.find('/', slash + 1)) {
+      if (opaque_somewhere(earlier.substr(0, slash))) return true;
+    }
+  }
   return false;
 }
 

@@ -41,9 +41,10 @@ bool AncestorHasXattr(const CaseSpec& spec, std::string path, const std::string&
 // (an absolute path, or a name beside it) some lower layer also has, or at
 // or below such a target: one lower directory with two names in the view.
 bool InRedirectAlias(const CaseSpec& spec, const std::string& path);
-// Whether a directory at or above `path` has an absolute redirect whose
-// way, before its last component, crosses a directory some lower layer
-// marks opaque (in any form Lamina reads).
+// Whether a directory at or above `path` has an absolute redirect (in a
+// layer, or from a rename through the mount) whose way, before its last
+// component, crosses a directory some lower layer marks opaque (in any
+// form Lamina reads).
 bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path);
 // Whether `path` (or a directory above it) has an absolute redirect whose
 // way passes a directory with a redirect of its own in a lower layer.
