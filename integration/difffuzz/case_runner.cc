@@ -406,9 +406,19 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
                                           : "exited with " + std::to_string(WEXITSTATUS(status));
     result = Broken(last_stage, "the case's process " + how + " (a crash)");
   }
+  // A sanitizer that reports and lets the process go on (ThreadSanitizer
+  // does) leaves its report in the log only: the child ends with _exit,
+  // before the exit code would say so.
+  const std::string log = testing::ReadFile(log_path);
+  for (const char* report : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                             "runtime error:", "ERROR: LeakSanitizer"}) {
+    if (result.status != Status::kBroken && log.find(report) != std::string::npos) {
+      result = Broken(last_stage, std::string("a sanitizer report (") + report + ") in the log");
+    }
+  }
   if (result.status == Status::kBroken) result.known = KnownBroken(spec, result.detail);
   if (result.status == Status::kBroken || result.status == Status::kDifferent) {
-    result.log = Tail(testing::ReadFile(log_path), 40);
+    result.log = Tail(log, 40);
   }
   return result;
 }

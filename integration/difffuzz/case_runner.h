@@ -13,8 +13,8 @@
 //              and must show what the other showed at the remount
 //
 // plus, always: no lower layer changed (LayerDigest), nothing outside the
-// layers changed, and Lamina's process holds as many descriptors after
-// each unmount as before its mount.
+// layers changed, Lamina's process holds as many descriptors after each
+// unmount as before its mount, and no sanitizer reported anything.
 //
 // The case runs in a child process with a deadline: a crash or a hang
 // fails the case (with the stage it was in) instead of the run, and the
