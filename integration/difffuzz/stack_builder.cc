@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 #include <set>
+#include <utility>
 
 #include "integration/difffuzz/fs_util.h"
 
@@ -351,7 +352,7 @@ std::vector<std::string> ListNames(int dir) {
   return names;
 }
 
-void TranslateDir(int dir, const std::string& opaque, int depth) {
+void TranslateDir(int dir, const std::string& opaque, bool upper, int depth) {
   constexpr std::string_view kPrefix = ".wh.";
   constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
   const std::vector<std::string> names = ListNames(dir);
@@ -365,30 +366,37 @@ void TranslateDir(int dir, const std::string& opaque, int depth) {
       continue;
     }
     const std::string hidden = name.substr(kPrefix.size());
-    if (!hidden.empty() && !present.contains(hidden) &&
-        hidden.compare(0, kPrefix.size(), kPrefix) != 0) {
+    if (hidden.empty() || hidden.compare(0, kPrefix.size(), kPrefix) == 0) continue;
+    if (!present.contains(hidden)) {
       mknodat(dir, hidden.c_str(), S_IFCHR | 0, makedev(0, 0));
+      continue;
     }
+    // Beside NAME: NAME hides the layers below (a non-directory does anyway).
+    Fd beside(openat(dir, hidden.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (beside.ok()) setxattr(ProcPath(beside.get()).c_str(), opaque.c_str(), "y", 1, 0);
   }
-  char value[8];
-  ssize_t n = getxattr(ProcPath(dir).c_str(), "user.fuseoverlayfs.opaque", value, sizeof(value));
-  if (n == 1 && value[0] == 'y') make_opaque = true;
+  if (!upper) {
+    char value[8];
+    ssize_t n = getxattr(ProcPath(dir).c_str(), "user.fuseoverlayfs.opaque", value, sizeof(value));
+    if (n == 1 && value[0] == 'y') make_opaque = true;
+  }
   if (make_opaque) setxattr(ProcPath(dir).c_str(), opaque.c_str(), "y", 1, 0);
   if (depth > 64) return;
   for (const std::string& name : ListNames(dir)) {
     Fd child(openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (child.ok()) TranslateDir(child.get(), opaque, depth + 1);
+    if (child.ok()) TranslateDir(child.get(), opaque, upper, depth + 1);
   }
 }
 
 }  // namespace
 
 void TranslateForKernel(const StackOptions& options, const StackDirs& dirs) {
-  std::vector<std::string> layers = dirs.Lowers(options);
-  if (options.upper) layers.push_back(dirs.Layer(kUpperLayer));
-  for (const std::string& layer : layers) {
+  std::vector<std::pair<std::string, bool>> layers;  // path, upper
+  for (const std::string& lower : dirs.Lowers(options)) layers.emplace_back(lower, false);
+  if (options.upper) layers.emplace_back(dirs.Layer(kUpperLayer), true);
+  for (const auto& [layer, upper] : layers) {
     Fd root(open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (root.ok()) TranslateDir(root.get(), options.PrivatePrefix() + "opaque", 0);
+    if (root.ok()) TranslateDir(root.get(), options.PrivatePrefix() + "opaque", upper, 0);
   }
 }
 

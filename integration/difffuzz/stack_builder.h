@@ -45,10 +45,13 @@ void BuildStack(const CaseSpec& spec, const StackDirs& dirs);
 // not into the kernel's equivalent, so that a kernel overlay of the result
 // shows what Lamina documents for the original (docs/overlay.md, "On-disk
 // formats"):
-//   - OCI ".wh.NAME" (NAME absent beside it) -> a 0/0 whiteout NAME; any
-//     other ".wh."-prefixed name is removed (Lamina never shows one);
+//   - OCI ".wh.NAME" (NAME absent beside it) -> a 0/0 whiteout NAME; beside
+//     a directory NAME -> overlay.opaque "y" on NAME (it hides the layers
+//     below, not NAME); any other ".wh."-prefixed name is removed (Lamina
+//     never shows one);
 //   - OCI ".wh..wh..opq" -> overlay.opaque "y" on its directory;
-//   - user.fuseoverlayfs.opaque "y" -> overlay.opaque "y" as well.
+//   - user.fuseoverlayfs.opaque "y" in a lower layer -> overlay.opaque "y"
+//     as well (in the upper it is a user's attribute to both).
 // The rest (forms both read, forms neither should) stays as it is.
 void TranslateForKernel(const StackOptions& options, const StackDirs& dirs);
 
