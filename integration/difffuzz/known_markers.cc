@@ -1,6 +1,5 @@
-// Known differences from kernel overlayfs (known_differences.h): Whiteouts, opaque markers (every
-// form and namespace), metacopy, and what the kernel reports of merged directories (st_nlink,
-// d_ino, refused entries).
+// Known differences from kernel overlayfs (known_differences.h): whiteouts, and what the kernel
+// reports of merged directories (st_nlink, d_ino, refused entries).
 
 #include <set>
 #include <string>
@@ -65,156 +64,26 @@ std::vector<KnownDifference> MarkerDifferences() {
       },
       {
           Kind::kReported,
-          "xattr-whiteout-outside-x-dir",
-          "An xattr whiteout (empty file with overlay.whiteout) in a directory not marked "
-          "opaque \"x\": the kernel lists the name and its lookup fails (ENOENT); Lamina shows "
-          "an empty file (hostile_layers_test.cc, WhiteoutFormsTheKernelAlsoReads, says so).",
+          "xattr-whiteout-in-dir-made-impure",
+          "An xattr whiteout (empty file with overlay.whiteout) in an upper directory not "
+          "marked \"x\", whose lower directory the upper one merges without an origin "
+          "record: the kernel's first lookup of the merged directory writes the lower "
+          "directory's origin on it and marks its parent impure (namei.c, ovl_lookup -> "
+          "ovl_fix_origin); from then on the parent's readdir looks its upper entries up "
+          "(readdir.c, ovl_calc_d_ino/ovl_cache_update) and leaves out the whiteout, "
+          "which it listed before. Lamina writes no such origin at lookup, so its parent "
+          "stays pure and it lists the name (lstat ENOENT, as the kernel's first "
+          "listing). Reported by task F (difffuzz).",
           [](const CaseSpec& spec, const std::string& path, std::string& lamina,
              std::string& kernel) {
-            // (Or the kernel left it out of an impure directory's listing.)
-            const bool refused =
-                (ListedError(kernel) == "ENOENT" && Has(kernel, "dtype=file")) ||
-                (kernel.empty() && HasXattr(spec, RawPath(path),
-                                            spec.options.PrivatePrefix() + "whiteout", AnyLayer));
-            if (!refused || TypeOf(lamina) != "file" || Field(lamina, "size") != "0") {
-              return Masked::kNo;
-            }
-            kernel.clear();
-            lamina.clear();
-            return Masked::kLines;
-          },
-          /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
-          "metacopy-ignored",
-          "An upper file marked overlay.metacopy, mounted with metacopy=off: the kernel "
-          "refuses its lookup (EPERM: it will not follow a metacopy origin it was not asked "
-          "to); Lamina ignores the mark and shows the upper file as it is (its data may be "
-          "missing: a metacopy file holds none). Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            if (!HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "metacopy",
+            if (ListedError(lamina) != "ENOENT" || !kernel.empty() ||
+                !HasXattr(spec, RawPath(path), spec.options.PrivatePrefix() + "whiteout",
                           UpperLayer)) {
               return Masked::kNo;
             }
-            if (KernelProbeRefuses(path, kernel, lamina, {"EPERM"})) {
-              kernel.clear();
-              return Masked::kLines;
-            }
-            if (!KernelRefuses(kernel, lamina, {"EPERM"}) || TypeOf(lamina) != "file") {
-              return Masked::kNo;
-            }
-            return Masked::kSubtree;
-          },
-          /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
-          "foreign-namespace-markers-read",
-          "Markers in the other namespace than the mount's (user.overlay.* with trusted "
-          "xattrs, trusted.overlay.* with userxattr): the kernel reads only its own "
-          "(ovl_xattr(ofs, ...)), Lamina's ReadDirMarks and IsWhiteout read both, so a "
-          "user.overlay.opaque \"y\" or user.overlay.whiteout that any owner of a layer "
-          "file can set (and any user of a trusted-mode mount can set through it) hides "
-          "lower content the kernel shows. Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            const std::string raw = RawPath(path);
-            const std::string foreign = spec.options.ForeignPrefix();
-            // A directory Lamina takes for opaque and so never merges with
-            // a lower one the kernel refuses (its redirect, say).
-            if ((kernel.empty() || !ListedError(kernel).empty()) && TypeOf(lamina) == "dir" &&
-                (HasXattr(spec, raw, foreign + "opaque", AnyLayer) ||
-                 AncestorHasXattr(spec, raw, foreign + "opaque"))) {
-              return Masked::kSubtree;
-            }
-            if (!lamina.empty() || kernel.empty() ||
-                (!HasXattr(spec, raw, foreign + "whiteout", AnyLayer) &&
-                 !AncestorHasXattr(spec, raw, foreign + "opaque"))) {
-              return Masked::kNo;
-            }
-            kernel.clear();
+            lamina.clear();
             return Masked::kLines;
           },
-          /*diverges=*/true,
-          // A directory Lamina takes for opaque (pure upper) where the kernel
-          // merges it: renaming or removing it answers differently (EXDEV
-          // against ENOTEMPTY or success).
-          [](const CaseSpec& spec, const Op& op, const std::string&, const std::string&) {
-            const std::string opaque = spec.options.ForeignPrefix() + "opaque";
-            for (const std::string* path : {&op.path, &op.path2}) {
-              if (!path->empty() && (HasXattr(spec, *path, opaque, AnyLayer) ||
-                                     AncestorHasXattr(spec, *path, opaque))) {
-                return true;
-              }
-            }
-            return false;
-          },
-      },
-      {
-          Kind::kReported,
-          "fuseoverlayfs-opaque-copied-up",
-          "A lower directory marked opaque the fuse-overlayfs way (user.fuseoverlayfs.opaque "
-          "\"y\", which Lamina reads) keeps the mark when it is copied up, since it is an "
-          "ordinary user xattr: the upper directory then hides the lower directory it was "
-          "copied from, and after a remount its lower entries are gone from the view. (The "
-          "kernel side reads the mark as overlay.opaque, which copy-up does not carry.) Any "
-          "user of the mount can also set the mark through it (setxattr "
-          "user.fuseoverlayfs.opaque y: fuse-overlayfs refuses that name, Lamina stores it), "
-          "with the same effect after a remount. Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            // An inode first seen below such a directory on one side.
-            const std::string lamina_ino = Field(lamina, "ino"), kernel_ino = Field(kernel, "ino");
-            if (!lamina_ino.empty() && !kernel_ino.empty() && lamina_ino != kernel_ino) {
-              for (const std::string& label : {lamina_ino, kernel_ino}) {
-                if (label == "self") continue;
-                for (const std::string& earlier : EarlierPaths(spec, RawPath(label))) {
-                  if (AncestorHasXattr(spec, earlier, "user.fuseoverlayfs.opaque")) {
-                    SetField(lamina, "ino", kernel_ino);
-                    return Masked::kLines;
-                  }
-                }
-              }
-            }
-            // Lamina takes the directory above for opaque and never merges a
-            // lower directory here that the kernel refuses (its redirect).
-            if ((kernel.empty() || !ListedError(kernel).empty()) && TypeOf(lamina) == "dir" &&
-                AncestorHasXattr(spec, RawPath(path), "user.fuseoverlayfs.opaque")) {
-              return Masked::kSubtree;
-            }
-            if (!lamina.empty() || kernel.empty() ||
-                !AncestorHasXattr(spec, RawPath(path), "user.fuseoverlayfs.opaque")) {
-              return Masked::kNo;
-            }
-            kernel.clear();
-            return Masked::kLines;
-          },
-          /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
-          "opaque-marker-on-layer-root",
-          "An opaque marker on a lower layer's root directory (overlay.opaque \"y\", "
-          "fuse-overlayfs' or an OCI .wh..wh..opq in the root): the kernel ignores it, the "
-          "overlay root merging every lower layer; Lamina's listing of the root honours it "
-          "and leaves the layers below out, while its lookups of their names still succeed "
-          "(listed nowhere, reachable by name). Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            if (!RootMarkedOpaque(spec)) return Masked::kNo;
-            const bool probe = path.compare(0, 6, "probe ") == 0;
-            // Missing from Lamina's listing, found by its probe.
-            if ((!probe && lamina.empty() && !kernel.empty()) ||
-                (probe && kernel.empty() && !lamina.empty())) {
-              lamina.clear();
-              kernel.clear();
-              return Masked::kLines;
-            }
-            return Masked::kNo;
-          },
-          /*diverges=*/true,
       },
       {
           Kind::kReported,

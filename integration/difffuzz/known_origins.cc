@@ -43,32 +43,6 @@ std::vector<KnownDifference> OriginDifferences() {
       },
       {
           Kind::kReported,
-          "origin-of-another-type",
-          "An upper object whose overlay.origin names a lower object of another type (a file "
-          "recording a directory): the kernel ignores such an origin (ovl_check_origin_fh: "
-          "\"invalid origin\", the file types differ), Lamina's DecodeOrigin takes it and the "
-          "file shows the directory's inode number: two objects of the view share st_ino. "
-          "Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            const std::string shared = Field(lamina, "ino");
-            if (shared.empty() || shared == "self" || Field(kernel, "ino") == shared) {
-              return Masked::kNo;
-            }
-            const std::set<std::string> here = EarlierPaths(spec, RawPath(path));
-            const std::set<std::string> there = EarlierPaths(spec, RawPath(shared));
-            for (const Entry& e : spec.entries) {
-              if (e.kind == Entry::Kind::kOrigin &&
-                  ((there.contains(e.path) && here.contains(e.ref_path)) ||
-                   (here.contains(e.path) && there.contains(e.ref_path)))) {
-                return SetField(lamina, "ino", Field(kernel, "ino")) ? Masked::kLines : Masked::kNo;
-              }
-            }
-            return Masked::kNo;
-          },
-      },
-      {
-          Kind::kReported,
           "upper-hard-link-with-origin-index-off",
           "An upper file with an origin record and more than one link (as an index=on mount "
           "leaves a link-up: the file and its work/index entry), mounted with index=off: "
@@ -182,98 +156,6 @@ std::vector<KnownDifference> OriginDifferences() {
             return Masked::kNo;
           },
           /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
-          "link-of-lower-object-inode",
-          "link() of a symlink of a lower layer, or (index=off) of a file with several "
-          "lower links: the kernel copies it up and links it, both names showing one inode "
-          "(st_ino equal, st_nlink 2); Lamina's new name shows another inode number than "
-          "the old one (st_nlink 2 on both), so tar and find -samefile see two files. "
-          "Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            const std::string shared = Field(kernel, "ino");
-            const std::string type = TypeOf(lamina);
-            if (type != TypeOf(kernel) || (type != "symlink" && type != "file") ||
-                (type == "file" && spec.options.index)) {
-              return Masked::kNo;
-            }
-            // The old name: its readdir d_ino is the lower one's.
-            if (shared == "self" && Has(lamina, " d_ino!=ino") && !Has(kernel, " d_ino!=ino")) {
-              for (const Op& op : spec.ops) {
-                if (op.kind == Op::Kind::kLink &&
-                    EarlierPaths(spec, RawPath(path)).contains(op.path)) {
-                  Erase(lamina, " d_ino!=ino");
-                  return Masked::kLines;
-                }
-              }
-              return Masked::kNo;
-            }
-            if (Field(lamina, "ino") != "self" || shared == "self" || shared.empty()) {
-              return Masked::kNo;
-            }
-            const std::set<std::string> here = EarlierPaths(spec, RawPath(path));
-            const std::set<std::string> there = EarlierPaths(spec, RawPath(shared));
-            for (const Op& op : spec.ops) {
-              if (op.kind == Op::Kind::kLink &&
-                  ((here.contains(op.path2) && there.contains(op.path)) ||
-                   (here.contains(op.path) && there.contains(op.path2)))) {
-                SetField(lamina, "ino", shared);
-                Erase(lamina, " d_ino!=ino");
-                return Masked::kLines;
-              }
-            }
-            return Masked::kNo;
-          },
-      },
-      {
-          Kind::kDeliberate,
-          "copy-up-by-last-looked-up-name",
-          "A write through one name of a lower hard link copies up the name the node was "
-          "last looked up by, with its parent directories (FUSE's OPEN names a node, not the "
-          "name used; docs/overlay.md, \"Hard links across copy-up\"), so an upper directory "
-          "can appear where the kernel made none: the view is the same but for that "
-          "directory's st_nlink (merged: the upper's count, where the kernel's lower "
-          "directory shows its own).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            if (TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") return Masked::kNo;
-            const std::string dir = RawPath(path);
-            bool holds_link = false;
-            for (const Entry& e : spec.entries) {
-              if (e.kind != Entry::Kind::kHardlink || e.layer == kUpperLayer) continue;
-              for (const std::string& name : NamesOf(spec, e.layer, e.path)) {
-                holds_link |= dir.empty() || name.compare(0, dir.size() + 1, dir + "/") == 0;
-              }
-            }
-            if (!holds_link) return Masked::kNo;
-            return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines : Masked::kNo;
-          },
-      },
-      {
-          Kind::kDeliberate,
-          "origin-uuid-not-compared",
-          "An origin record whose filesystem uuid is not the lower layer's: the kernel "
-          "ignores it (ovl_decode_real_fh returns nothing on a uuid mismatch), so the upper "
-          "file keeps its own inode number; Lamina's HasOrigin compares the file handle "
-          "only, \"so copied layers still work\" (overlay/layer_object.h), and the file shows "
-          "its origin's inode number.",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            if (TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
-            bool foreign = false;
-            for (const std::string& p : EarlierPaths(spec, RawPath(path))) {
-              for (const Entry& e : spec.entries) {
-                foreign |= e.kind == Entry::Kind::kOrigin && e.origin == OriginForm::kForeignUuid &&
-                           NamesOf(spec, e.layer, e.path).contains(p);
-              }
-            }
-            if (!foreign) return Masked::kNo;
-            bool changed = SetField(lamina, "ino", Field(kernel, "ino"));
-            changed |= Erase(lamina, " d_ino!=ino") | Erase(kernel, " d_ino!=ino");
-            return changed ? Masked::kLines : Masked::kNo;
-          },
       },
   };
 }

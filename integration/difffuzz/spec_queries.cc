@@ -90,16 +90,6 @@ bool UpperLayer(int layer) {
   return layer == kUpperLayer;
 }
 
-bool AncestorHasXattr(const CaseSpec& spec, std::string path, const std::string& name,
-                      const ValueTest& value_ok) {
-  while (!path.empty()) {
-    const size_t slash = path.rfind('/');
-    path = slash == std::string::npos ? "" : path.substr(0, slash);
-    if (HasXattr(spec, path, name, AnyLayer, value_ok)) return true;
-  }
-  return false;
-}
-
 bool InRedirectAlias(const CaseSpec& spec, const std::string& path) {
   const std::string redirect = spec.options.PrivatePrefix() + "redirect";
   auto within = [](const std::string& p, const std::string& top) {
@@ -123,50 +113,6 @@ bool InRedirectAlias(const CaseSpec& spec, const std::string& path) {
     }
     if (target.empty() || !in_a_lower(target)) continue;
     if (within(path, e.path) || within(path, target)) return true;
-  }
-  return false;
-}
-
-bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path) {
-  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
-  auto opaque_somewhere = [&](const std::string& dir) {
-    for (const Entry& e : spec.entries) {
-      if (e.layer == kUpperLayer) continue;
-      if (e.kind == Entry::Kind::kXattr && e.path == dir && e.data == "y" &&
-          (e.name == spec.options.PrivatePrefix() + "opaque" ||
-           e.name == "user.fuseoverlayfs.opaque")) {
-        return true;
-      }
-      if (e.kind == Entry::Kind::kFile &&
-          e.path == (dir.empty() ? "" : dir + "/") + ".wh..wh..opq") {
-        return true;
-      }
-    }
-    return false;
-  };
-  for (std::string dir = path; !dir.empty();) {
-    for (const Entry& e : spec.entries) {
-      if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.path != dir || e.data.empty() ||
-          e.data[0] != '/') {
-        continue;
-      }
-      // Every proper prefix of the redirect's path.
-      for (size_t slash = e.data.find('/', 1); slash != std::string::npos;
-           slash = e.data.find('/', slash + 1)) {
-        if (opaque_somewhere(e.data.substr(1, slash - 1))) return true;
-      }
-    }
-    const size_t slash = dir.rfind('/');
-    dir = slash == std::string::npos ? "" : dir.substr(0, slash);
-  }
-  // A directory renamed through the mount records its old path as its
-  // redirect: the same question of the paths it had.
-  for (const std::string& earlier : EarlierPaths(spec, path)) {
-    if (earlier == path) continue;
-    for (size_t slash = earlier.find('/'); slash != std::string::npos;
-         slash = earlier.find('/', slash + 1)) {
-      if (opaque_somewhere(earlier.substr(0, slash))) return true;
-    }
   }
   return false;
 }
@@ -210,36 +156,6 @@ bool InConflictingClaim(const CaseSpec& spec, const std::string& path) {
   return false;
 }
 
-bool RedirectToAncestor(const CaseSpec& spec) {
-  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
-  for (const Entry& e : spec.entries) {
-    if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.data.empty() || e.data[0] != '/') {
-      continue;
-    }
-    const std::string target = e.data.substr(1);
-    if (target.empty() ||
-        (e.path.size() > target.size() && e.path.compare(0, target.size(), target) == 0 &&
-         e.path[target.size()] == '/')) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool RootMarkedOpaque(const CaseSpec& spec) {
-  for (const Entry& e : spec.entries) {
-    if (e.layer == kUpperLayer) continue;
-    if (e.kind == Entry::Kind::kXattr && e.path.empty() && e.data == "y" &&
-        (e.name == spec.options.PrivatePrefix() + "opaque" ||
-         e.name == spec.options.ForeignPrefix() + "opaque" ||
-         e.name == "user.fuseoverlayfs.opaque")) {
-      return true;
-    }
-    if (e.kind == Entry::Kind::kFile && e.path == ".wh..wh..opq") return true;
-  }
-  return false;
-}
-
 bool IsLowerHardLink(const CaseSpec& spec, const std::string& path) {
   for (const Entry& e : spec.entries) {
     if (e.kind == Entry::Kind::kHardlink && e.layer != kUpperLayer &&
@@ -248,34 +164,6 @@ bool IsLowerHardLink(const CaseSpec& spec, const std::string& path) {
     }
   }
   return false;
-}
-
-bool RedirectPassesRedirected(const CaseSpec& spec, const std::string& path) {
-  const std::string redirect = spec.options.PrivatePrefix() + "redirect";
-  auto redirected_in_a_lower = [&](const std::string& dir) {
-    for (const Entry& e : spec.entries) {
-      if (e.kind == Entry::Kind::kXattr && e.name == redirect && e.layer != kUpperLayer &&
-          e.path == dir) {
-        return true;
-      }
-    }
-    return false;
-  };
-  for (std::string dir = path;;) {
-    for (const Entry& e : spec.entries) {
-      if (e.kind != Entry::Kind::kXattr || e.name != redirect || e.path != dir ||
-          e.data.size() < 2 || e.data[0] != '/') {
-        continue;
-      }
-      for (size_t slash = e.data.find('/', 1); slash != std::string::npos;
-           slash = e.data.find('/', slash + 1)) {
-        if (redirected_in_a_lower(e.data.substr(1, slash - 1))) return true;
-      }
-    }
-    if (dir.empty()) return false;
-    const size_t slash = dir.rfind('/');
-    dir = slash == std::string::npos ? "" : dir.substr(0, slash);
-  }
 }
 
 }  // namespace lamina::difffuzz

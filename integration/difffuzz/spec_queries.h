@@ -33,25 +33,11 @@ bool UpperLayer(int layer);
 // lands in the upper).
 bool HasXattr(const CaseSpec& spec, const std::string& path, const std::string& name,
               const std::function<bool(int)>& layer_ok, const ValueTest& value_ok = AnyValue);
-// HasXattr for the directories above `path`, the layer roots included.
-bool AncestorHasXattr(const CaseSpec& spec, std::string path, const std::string& name,
-                      const ValueTest& value_ok = AnyValue);
 
 // Whether `path` is at or below a directory with a redirect whose target
 // (an absolute path, or a name beside it) some lower layer also has, or at
 // or below such a target: one lower directory with two names in the view.
 bool InRedirectAlias(const CaseSpec& spec, const std::string& path);
-// Whether a directory at or above `path` has an absolute redirect (in a
-// layer, or from a rename through the mount) whose way, before its last
-// component, crosses a directory some lower layer marks opaque (in any
-// form Lamina reads).
-bool RedirectCrossesOpaque(const CaseSpec& spec, const std::string& path);
-// Whether `path` (or a directory above it) has an absolute redirect whose
-// way passes a directory with a redirect of its own in a lower layer.
-bool RedirectPassesRedirected(const CaseSpec& spec, const std::string& path);
-// Whether some directory's absolute redirect names one of its ancestors
-// (or the root).
-bool RedirectToAncestor(const CaseSpec& spec);
 
 // Whether `path` is one of the upper files, or a name of the lower object,
 // of a conflicting claim: several upper files claiming one lower object
@@ -61,8 +47,6 @@ bool RedirectToAncestor(const CaseSpec& spec);
 bool InConflictingClaim(const CaseSpec& spec, const std::string& path);
 // Whether `path` names a hard link of a lower layer (either name).
 bool IsLowerHardLink(const CaseSpec& spec, const std::string& path);
-// Whether a lower layer's root carries an opaque marker Lamina reads.
-bool RootMarkedOpaque(const CaseSpec& spec);
 
 }  // namespace lamina::difffuzz
 

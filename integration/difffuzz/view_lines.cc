@@ -75,26 +75,4 @@ std::string RawPath(std::string key) {
   return key == "/" ? "" : key;
 }
 
-// Whether the kernel refuses `path` with one of `errors`: listed with that
-// lstat errno, or left out of its parent's listing (a directory whose
-// readdir looks entries up) while Lamina shows an object.
-bool KernelRefuses(const std::string& kernel, const std::string& lamina,
-                   std::initializer_list<std::string_view> errors) {
-  if (kernel.empty()) return !lamina.empty() && ListedError(lamina).empty();
-  const std::string error = ListedError(kernel);
-  return std::find(errors.begin(), errors.end(), error) != errors.end();
-}
-
-// For the probe of a name the kernel left out of a listing: whether it
-// found the name refused with one of `errors` while Lamina listed it.
-bool KernelProbeRefuses(const std::string& path, const std::string& kernel,
-                        const std::string& lamina, std::initializer_list<std::string_view> errors) {
-  if (path.compare(0, 6, "probe ") != 0 || !lamina.empty() || kernel.empty()) return false;
-  const std::string result = kernel.substr(kernel.rfind(' ') + 1, kernel.size());
-  for (std::string_view error : errors) {
-    if (result == std::string(error) + "\n") return true;
-  }
-  return false;
-}
-
 }  // namespace lamina::difffuzz

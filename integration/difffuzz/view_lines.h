@@ -7,7 +7,6 @@
 #ifndef LAMINA_INTEGRATION_DIFFFUZZ_VIEW_LINES_H_
 #define LAMINA_INTEGRATION_DIFFFUZZ_VIEW_LINES_H_
 
-#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -30,17 +29,6 @@ std::string ListedError(const std::string& line);
 // The path a line's key names (ViewLineKey: maybe quoted, maybe after
 // "probe "), as the layers spell it; "" for the root.
 std::string RawPath(std::string key);
-
-// Whether the kernel refuses a path with one of `errors`: listed with that
-// lstat errno, or left out of its parent's listing (a directory whose
-// readdir looks entries up) while Lamina shows an object there.
-bool KernelRefuses(const std::string& kernel, const std::string& lamina,
-                   std::initializer_list<std::string_view> errors);
-// For the probe of a name the kernel left out of a listing (`path` is the
-// probe's key): whether it found the name refused with one of `errors`
-// while Lamina listed it.
-bool KernelProbeRefuses(const std::string& path, const std::string& kernel,
-                        const std::string& lamina, std::initializer_list<std::string_view> errors);
 
 }  // namespace lamina::difffuzz
 
