@@ -4,7 +4,7 @@
 // view or errno fails, and so does a crash, a hang, a descriptor leak or a
 // change to a lower layer or to anything outside the layers.
 //
-// CI runs a fixed seed (a short run, a few seconds: 30 cases in release
+// CI runs a fixed seed (a short run, a few seconds: 20 cases in release
 // builds, 8 under the sanitizers, where each case takes longer).
 // scripts/difffuzz runs long ones; the environment says what to run:
 //   LAMINA_DIFFFUZZ_SEED=S      the seed (default 1)
@@ -43,7 +43,7 @@ namespace {
 constexpr int kDefaultCases = 8;
 constexpr std::chrono::seconds kDeadline{600};
 #else
-constexpr int kDefaultCases = 30;
+constexpr int kDefaultCases = 20;
 constexpr std::chrono::seconds kDeadline{120};
 #endif
 
