@@ -420,6 +420,7 @@ CaseResult RunCase(const CaseSpec& spec, const RunnerOptions& options) {
   if (result.status == Status::kBroken || result.status == Status::kDifferent) {
     result.log = Tail(log, 40);
   }
+  result.scratch = dir.path();
   return result;
 }
 

@@ -52,6 +52,9 @@ struct CaseResult {
   // left out (the two overlays disagree there already): that entry's name.
   // The case stops there, and counts as that known difference.
   std::string known;
+  // The case's temporary directory (gone when RunCase returns): every
+  // mount point of the case was below it.
+  std::string scratch;
 };
 
 std::string StatusName(CaseResult::Status status);

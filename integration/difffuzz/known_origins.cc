@@ -43,21 +43,6 @@ std::vector<KnownDifference> OriginDifferences() {
       },
       {
           Kind::kReported,
-          "upper-hard-link-with-origin-index-off",
-          "An upper file with an origin record and more than one link (as an index=on mount "
-          "leaves a link-up: the file and its work/index entry), mounted with index=off: "
-          "the kernel refuses its lookup (ESTALE), Lamina shows it, with its origin's inode "
-          "number. Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string&, std::string& lamina, std::string& kernel) {
-            if (spec.options.index || ListedError(kernel) != "ESTALE" || TypeOf(lamina) != "file") {
-              return Masked::kNo;
-            }
-            return Masked::kSubtree;
-          },
-          /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
           "conflicting-origin-claims",
           "Upper files that claim one lower object between them (two files with its origin "
           "record, or its index entry linked to one file while another records its origin), "
@@ -128,30 +113,6 @@ std::vector<KnownDifference> OriginDifferences() {
               for (const std::string& name : NamesOf(spec, e.ref_layer, e.ref_path)) {
                 if (paths.contains(name)) return Masked::kSubtree;
               }
-            }
-            return Masked::kNo;
-          },
-          /*diverges=*/true,
-      },
-      {
-          Kind::kReported,
-          "lower-link-shows-upper-copy",
-          "A lower hard link with an upper copy that records its origin, the index not "
-          "leading to it (index=off over what an index=on mount left, or a copy made without "
-          "the index): the kernel shows the other names of the lower file as the lower file; "
-          "Lamina keys them to the upper copy's node and shows its data and attributes under "
-          "every name, which docs/overlay.md says happens only while mounted with index=off. "
-          "Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string&, std::string&) {
-            const std::string raw = RawPath(path);
-            for (const Entry& e : spec.entries) {
-              const bool claim =
-                  (e.kind == Entry::Kind::kOrigin && e.layer == kUpperLayer &&
-                   e.origin == OriginForm::kValid) ||
-                  (e.kind == Entry::Kind::kIndexEntry && e.index == Entry::IndexForm::kLinkUp);
-              if (!claim) continue;
-              const std::set<std::string> names = NamesOf(spec, e.ref_layer, e.ref_path);
-              if (names.size() > 1 && names.contains(raw)) return Masked::kSubtree;
             }
             return Masked::kNo;
           },
