@@ -51,7 +51,7 @@ std::string Short(const std::string& text) {
   while (run < text.size() && text[run] == text[0]) ++run;
   if (run < 40) return Quote(text);
   return Quote(text.substr(0, 8)) + "x" + std::to_string(run) +
-         (run < text.size() ? "+" + Quote(text.substr(run)) : "");
+         (run < text.size() ? std::string("+") + Quote(text.substr(run)) : "");
 }
 
 std::string Printable(const std::string& text) {
@@ -63,7 +63,7 @@ std::string Printable(const std::string& text) {
 }
 
 std::string LayerName(int layer) {
-  return layer == kUpperLayer ? "U" : "L" + std::to_string(layer);
+  return layer == kUpperLayer ? "U" : std::string("L") + std::to_string(layer);
 }
 
 std::string ToText(const StackOptions& options) {

@@ -16,11 +16,11 @@ using Masked = KnownDifference::Masked;
 // they still fire (scripts/difffuzz --without).
 std::vector<KnownDifference> AllEntries() {
   const char* without = getenv("LAMINA_DIFFFUZZ_WITHOUT");
-  const std::string left_out = "," + std::string(without == nullptr ? "" : without) + ",";
+  const std::string left_out = std::string(",") + (without == nullptr ? "" : without) + ",";
   std::vector<KnownDifference> all;
   for (auto table : {MarkerDifferences, RedirectDifferences, OriginDifferences}) {
     for (KnownDifference& entry : table()) {
-      if (left_out.find("," + entry.name + ",") == std::string::npos) {
+      if (left_out.find(std::string(",") + entry.name + ",") == std::string::npos) {
         all.push_back(std::move(entry));
       }
     }

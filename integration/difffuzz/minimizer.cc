@@ -79,8 +79,10 @@ std::string DifferenceShape(const CaseResult& result) {
   }
   if (found < 2) return "";
   std::string shape = SideShape(sides[0]) + "/" + SideShape(sides[1]);
-  if (SideShape(sides[0]) == SideShape(sides[1]))
-    shape += ":" + DifferingFields(sides[0], sides[1]);
+  if (SideShape(sides[0]) == SideShape(sides[1])) {
+    shape += ":";
+    shape += DifferingFields(sides[0], sides[1]);
+  }
   return shape;
 }
 

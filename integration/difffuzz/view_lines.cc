@@ -12,7 +12,7 @@ namespace {
 // Where the value of " FIELD=" starts in a view line and where it ends (a
 // quoted value ends at its closing quote), or npos.
 std::pair<size_t, size_t> FieldSpan(const std::string& line, std::string_view field) {
-  const std::string key = " " + std::string(field) + "=";
+  const std::string key = std::string(" ").append(field) + "=";
   size_t at = line.find(key, ViewLineKey(line).size());
   if (at == std::string::npos) return {at, at};
   at += key.size();
