@@ -221,6 +221,13 @@ class InodeTable {
     return it == ids_.end() ? nullptr : nodes_.at(it->second).node;
   }
 
+  // The id the kernel knows `key`'s node by, or 0 (not counted as a use).
+  NodeId IdOf(const Key& key) const {
+    std::shared_lock lock(mu_);
+    auto it = ids_.find(key);
+    return it == ids_.end() ? 0 : it->second;
+  }
+
   // Whether a node for `key` exists (not counted as a use).
   bool Contains(const Key& key) const {
     std::shared_lock lock(mu_);

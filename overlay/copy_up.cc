@@ -157,6 +157,14 @@ Result<void> OverlayFs::CopyUpAs(const NodePtr& node, const NodePtr& parent,
   // The name now has an upper object: a listing of the parent that says
   // which layer has it (DirItem::layer) is out of date.
   if (copy || indexed) parent->DropListing();
+  // A directory over lower ones is merged now, and shows one link
+  // (ViewNlink) where the kernel may have cached the lower one's count.
+  if (copy && result.ok() && node->is_dir() && node->HasLower()) {
+    struct stat st;
+    if (fstat(node->lowers.front().fd, &st) == 0) {
+      AttributesChanged(table_.IdOf(overlay::NodeKey{st.st_dev, st.st_ino}));
+    }
+  }
   return result;
 }
 

@@ -169,7 +169,7 @@ Result<void> OverlayFs::CheckRemovable(int parent_fd, int victim_fd, bool victim
 }
 
 void OverlayFs::AttributesChanged(NodeId id) const {
-  if (connection_ != nullptr && connection_->notifier() != nullptr) {
+  if (id != 0 && connection_ != nullptr && connection_->notifier() != nullptr) {
     connection_->notifier()->InvalidateAttributesNow(id);
   }
 }

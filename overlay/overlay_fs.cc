@@ -259,6 +259,14 @@ Result<OverlayFs::Resolved> OverlayFs::Resolve(const Node& dir, std::string_view
 }
 
 nlink_t OverlayFs::ViewNlink(const Node& node, int upper_fd, nlink_t top_nlink) const {
+  // A merged directory (an upper one over lower ones, or several lower
+  // ones) reports one link, as the kernel's does (ovl_getattr): the top
+  // layer's count leaves out the subdirectories of the others, and find(1)
+  // would skip them trusting it, where 1 tells it not to count.
+  if (S_ISDIR(node.type)) {
+    const size_t layers = node.lowers.size() + (upper_fd >= 0 ? 1 : 0);
+    return layers > 1 ? 1 : top_nlink;
+  }
   if (upper_fd < 0 || !UsesIndex(node)) return top_nlink;
   return overlay::ViewNlink(layers_, upper_fd, top_nlink, node.lower_nlink);
 }

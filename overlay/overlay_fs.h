@@ -297,7 +297,8 @@ class OverlayFs : public Filesystem {
   // Drops the kernel's cached attributes of `id` before the reply, for a
   // request that changed attributes the kernel keeps cached across it: the
   // ctime an inode-flags ioctl moved (FUSE_IOCTL, fstests' generic/277), the
-  // set-ID bits a WRITE dropped (generic/355).
+  // set-ID bits a WRITE dropped (generic/355), the link count of a
+  // directory copied up over lower ones (merged now). 0: nothing to drop.
   void AttributesChanged(NodeId id) const;
 
   // overlay_namespace.cc

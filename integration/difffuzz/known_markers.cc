@@ -20,19 +20,6 @@ using Masked = KnownDifference::Masked;
 std::vector<KnownDifference> MarkerDifferences() {
   return {
       {
-          Kind::kReported,
-          "merged-dir-nlink",
-          "Kernel overlayfs reports st_nlink 1 for a merged directory (ovl_getattr: "
-          "\"nlink=1 seems to pacify 'find'\"); Lamina reports the top directory's count, "
-          "which can be 2 while lower subdirectories exist (find's leaf optimisation would "
-          "skip them). Reported by task F (difffuzz).",
-          [](const CaseSpec&, const std::string&, std::string& lamina, std::string& kernel) {
-            if (TypeOf(lamina) != "dir" || TypeOf(kernel) != "dir") return Masked::kNo;
-            if (Field(kernel, "nlink") != "1") return Masked::kNo;
-            return SetField(lamina, "nlink", "1") ? Masked::kLines : Masked::kNo;
-          },
-      },
-      {
           Kind::kDeliberate,
           "d_ino-without-impure",
           "In a merged directory whose upper is not marked overlay.impure, the kernel's "
