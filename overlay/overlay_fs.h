@@ -27,6 +27,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "core/descriptor_budget.h"
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
@@ -37,6 +38,7 @@
 #include "overlay/layers.h"
 #include "overlay/node.h"
 #include "overlay/sync_points.h"
+#include "passthrough/handles.h"
 #include "passthrough/passthrough_fs.h"
 #include "passthrough/set_id_bits.h"
 
@@ -75,6 +77,10 @@ struct OverlayOptions {
   // Nodes, parked ones included, before the least recently used are
   // offered to the kernel to forget (bounds the daemon's memory). 0: none.
   size_t max_cached_nodes = kDefaultMaxCachedNodes;
+  // The descriptor limit to plan with (core/descriptor_budget.h), set as
+  // the process's soft RLIMIT_NOFILE (at most its hard limit). Unset: the
+  // hard limit, raised where the process may.
+  std::optional<size_t> descriptor_limit;
   // fuse-overlayfs' static_nlink: directories report st_nlink 1.
   bool static_nlink = false;
   // Owners as the view shows them (uidmapping=, gidmapping=, squash_*).
@@ -167,6 +173,8 @@ class OverlayFs : public Filesystem {
   // Descriptors held by nodes, and the shedding they caused (for tests).
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
   size_t max_descriptors() const { return shedder_.limit(); }
+  // What open files are charged (core/descriptor_budget.h).
+  const DescriptorBudget& budget() const { return budget_; }
   uint64_t nodes_offered() const { return shedder_.offered() + cached_nodes_.offered(); }
   uint64_t nodes_parked() const { return parked_.load(std::memory_order_relaxed); }
   const overlay::LayerStack& layers() const { return layers_; }
@@ -195,7 +203,7 @@ class OverlayFs : public Filesystem {
     void Release();  // closes the descriptors (when no node took them)
   };
 
-  OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
+  OverlayFs(OverlayOptions options, overlay::LayerStack layers, const DescriptorPlan& plan);
 
   // Frees about `descriptors` descriptors, least recently used nodes
   // first: parks what it can, and returns the nodes the shedder should offer
@@ -346,9 +354,18 @@ class OverlayFs : public Filesystem {
   // or chown by `ctx`'s caller does (passthrough/set_id_bits.h).
   Result<void> KillPrivileges(const Ctx& ctx, int fd, passthrough::Capabilities capabilities,
                               std::optional<gid_t> group_before = std::nullopt) const;
-  // Opens `node` for a FUSE open with `flags`, or adopts `fd` when the
-  // caller already holds a descriptor opened with those flags.
-  Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, int fd = -1);
+  // Whether an open of `node` with `flags` is expected to pass through
+  // (and so keep no descriptor here).
+  bool WillPassThrough(const overlay::Node& node, int flags) const;
+  // Opens `node` for a FUSE open with `flags`, or adopts `fd` (owned from
+  // here on) when the caller already holds a descriptor opened with those
+  // flags. Commits `charge` on success, settled for whether the open keeps
+  // a descriptor.
+  Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, OpenCharge& charge,
+                             int fd = -1);
+  // A descriptor of the open file `fh` of `id` for one request: the open's
+  // own, or a new one of the same object when the open passes through.
+  Result<passthrough::RequestFd> DescriptorFor(NodeId id, uint64_t fh) const;
 
   struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
   // The node-owned snapshot READDIR serves (see overlay_dir.cc).
@@ -374,6 +391,8 @@ class OverlayFs : public Filesystem {
   // Before the nodes that count into it (members die in reverse order).
   std::atomic<size_t> held_descriptors_{0};
   std::atomic<uint64_t> parked_{0};  // nodes parked so far
+  // Before what is charged to it (members die in reverse order).
+  DescriptorBudget budget_;
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   mutable NodeShedder shedder_;  // thread-safe; unparking (const) adds load
