@@ -84,6 +84,7 @@ OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, const D
       layers_(std::move(layers)),
       layer_lookup_(layers_, options_.redirect_follow),
       budget_(plan, geteuid()),
+      listings_(options_.listing_memory, geteuid()),
       shedder_(plan.nodes, [this](size_t descriptors) { return PickNodesToShed(descriptors); }),
       cached_nodes_(options_.max_cached_nodes,
                     [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {}
@@ -96,7 +97,10 @@ Gauges OverlayFs::GetGauges() const {
           {"nodes_parked", nodes_parked()},
           {"open_descriptors", budget_.handles_used()},
           {"open_nodes", budget_.pins_used()},
-          {"opens_refused", budget_.refusals()}};
+          {"opens_refused", budget_.refusals()},
+          {"listing_bytes", listings_.used()},
+          {"listing_bytes_cached", listings_.cached()},
+          {"listings_refused", listings_.refusals()}};
 }
 
 std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {
