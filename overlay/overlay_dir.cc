@@ -136,6 +136,11 @@ Result<OpenReply> OverlayFs::OpenDir(const Ctx& ctx, NodeId id, int) {
   // Listings change only through this mount, which tells the kernel.
   if (options_.entry_timeout > 0) return Errno{ENOSYS};
   if (Result<void> may = listings_.MayHold(ctx.uid); !may.ok()) return Errno{may.error()};
+  // The kernel holds the directory while it is open, and directories are
+  // never parked: its descriptors stay, charged to the caller as an open
+  // file's node is.
+  Result<OpenCharge> charge = OpenCharge::Take(budget_, ctx.uid, id, /*handle=*/false);
+  if (!charge.ok()) return Errno{charge.error()};
   Result<std::shared_ptr<const overlay::DirSnapshot>> snapshot = SharedListing(**dir);
   if (!snapshot.ok()) return Errno{snapshot.error()};
   Result<overlay::ListingStore::Lease> lease = listings_.Hold(ctx.uid, std::move(*snapshot));
@@ -147,6 +152,7 @@ Result<OpenReply> OverlayFs::OpenDir(const Ctx& ctx, NodeId id, int) {
   }
   OpenReply reply;
   reply.fh = dirs_.Add(std::move(handle));
+  charge->Commit();
   return reply;
 }
 
@@ -270,8 +276,8 @@ bool OverlayFs::ListsUnresolvable(const overlay::Node& dir, std::string_view nam
   return !overlay::IsImpure(layers_, upper);
 }
 
-Result<void> OverlayFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {
-  dirs_.Remove(fh);
+Result<void> OverlayFs::ReleaseDir(const Ctx&, NodeId id, uint64_t fh) {
+  if (std::shared_ptr<DirHandle> handle = dirs_.Remove(fh)) budget_.Unpin(handle->uid, id);
   return Ok();
 }
 
