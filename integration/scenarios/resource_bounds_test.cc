@@ -95,6 +95,22 @@ class DaemonStats {
   std::string path_;
 };
 
+// Under ASan and TSan (the daemon is built as this test is) the allocator
+// keeps freed memory in quarantine and adds shadow memory, so the daemon's
+// RSS says nothing of what it keeps: the RSS bounds hold in release builds
+// only, the daemon's own gauges in every build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kRssIsTheDaemons = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kRssIsTheDaemons = false;
+#else
+constexpr bool kRssIsTheDaemons = true;
+#endif
+#else
+constexpr bool kRssIsTheDaemons = true;
+#endif
+
 long RssKiB(pid_t pid) {
   const std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
   std::smatch match;
@@ -340,11 +356,18 @@ class Daemon {
         BuiltBinary("cmd/laminafs"), "passthrough", "-f", "-o", all, dir.path() + "/tree", mnt_});
     WaitUntil([&] { return IsFuseMounted(mnt_) || !passthrough_->running(); }, seconds(20));
   }
-  ~Daemon() {
-    if (passthrough_ != nullptr) {
-      ForceUnmount(mnt_);
-      if (!passthrough_->Wait(std::chrono::seconds(15))) passthrough_->Signal(SIGKILL);
+  ~Daemon() { Stop(); }
+  // Unmounts and waits for the daemon: its exit status (a sanitizer's
+  // report makes it nonzero), or nullopt if it had to be killed.
+  std::optional<int> Stop() {
+    if (overlay_ != nullptr) return overlay_->Unmount();
+    if (IsFuseMounted(mnt_)) ForceUnmount(mnt_);
+    std::optional<int> status = passthrough_->Wait(std::chrono::seconds(15));
+    if (!status) {
+      passthrough_->Signal(SIGKILL);
+      passthrough_->Wait(std::chrono::seconds(5));
     }
+    return status;
   }
   bool mounted() const { return IsFuseMounted(mnt_); }
   pid_t pid() const { return overlay_ ? overlay_->pid() : passthrough_->pid(); }
@@ -460,9 +483,13 @@ TEST_P(ResourceBoundsTest, OneUserHoldingAllItCanStopsNobodyElse) {
   // Once the holder lets go, everything comes back.
   holder.Release();
   EXPECT_EQ(users.Wait(holder.pid()), 0);
+  // The kernel sends the RELEASEs of what the holder's exit closed on its
+  // own time (they need not reach the daemon before the holder is gone),
+  // each gives back its descriptor and its node's pin: wait for both.
   EXPECT_TRUE(gauges.WaitFor(
       "open_descriptors", [](long n) { return n == 0; }, seconds(60)));
-  EXPECT_EQ(gauges.Gauge("open_nodes"), 0);
+  EXPECT_TRUE(gauges.WaitFor(
+      "open_nodes", [](long n) { return n == 0; }, seconds(60)));
   const long others_after = others();
   EXPECT_LE(others_after, others_before + 8)
       << "descriptors besides the nodes' " << others_before << " -> " << others_after;
@@ -474,10 +501,13 @@ TEST_P(ResourceBoundsTest, OneUserHoldingAllItCanStopsNobodyElse) {
                "%ld)\n",
                c.name, rss_before, rss_after, fds_before, CountFds(daemon.pid()), others_before,
                others_after);
-  EXPECT_LE(rss_after, rss_before + 16 * 1024);
+  if (kRssIsTheDaemons) {
+    EXPECT_LE(rss_after, rss_before + 16 * 1024);
+  }
   // And the holder's share is whole again.
   EXPECT_EQ(users.Run(kHolder, [&] { return EverydayWork(mnt, "holder"); }), 0);
   EXPECT_TRUE(daemon.running()) << daemon.output();
+  EXPECT_EQ(daemon.Stop(), std::optional<int>(0)) << daemon.output();
 }
 
 INSTANTIATE_TEST_SUITE_P(Mounts, ResourceBoundsTest,
@@ -501,13 +531,13 @@ TEST(ListingBoundsTest, OpenDirectoriesShareListingsAndStayWithinTheirShare) {
   const std::string target = dir.path() + "/target";
   constexpr int kBigEntries = 20000;
   FillDirectory(tree + "/big", "a-file-of-a-large-directory-", kBigEntries, target);
-  constexpr int kMidDirs = 8, kMidEntries = 1000;
+  constexpr int kMidDirs = 12, kMidEntries = 1000;
   for (int d = 0; d < kMidDirs; ++d) {
     FillDirectory(tree + "/d" + std::to_string(d), "entry-", kMidEntries, target);
   }
   // 8 MiB for all listings: 2 MiB for one uid's open directories, which
-  // the large listing (about 1.8 MB, with its opens) nearly fills, so
-  // that a few of the others take the rest (about 55 kB each).
+  // the large listing (about 1.6 MB, with its opens) nearly fills, so
+  // that a few of the others take the rest (about 58 kB each).
   constexpr long kListingMemory = 8L << 20;
   const std::string stats = dir.path() + "/stats.json";
   LaminafsMount lamina({"-o", OverlayOptionString({tree}, dir.Subdir("upper"), dir.Subdir("work")) +
@@ -571,15 +601,17 @@ TEST(ListingBoundsTest, OpenDirectoriesShareListingsAndStayWithinTheirShare) {
   EXPECT_LT(counts[2], kMidDirs);
   EXPECT_EQ(counts[3], ENOMEM);
   EXPECT_LE(gauges.Gauge("listing_bytes"), kListingMemory);
-  EXPECT_LE(rss_held, rss_before + 64 * 1024) << "listings copied per open";
+  if (kRssIsTheDaemons) {
+    EXPECT_LE(rss_held, rss_before + 64 * 1024) << "listings copied per open";
+  }
 
   // Others list as usual, the large directory and those the holder could
   // not open.
-  EXPECT_EQ(CountEntries(mnt + "/big"), kBigEntries);
+  const std::string last = mnt + "/d" + std::to_string(kMidDirs - 1);
+  EXPECT_EQ(CountEntries(last), kMidEntries);
   EXPECT_EQ(users.Run(kOther,
                       [&] {
                         if (CountEntries(mnt + "/big") != kBigEntries) return 1;
-                        const std::string last = mnt + "/d" + std::to_string(kMidDirs - 1);
                         return CountEntries(last) == kMidEntries ? 0 : 2;
                       }),
             0);
@@ -592,8 +624,11 @@ TEST(ListingBoundsTest, OpenDirectoriesShareListingsAndStayWithinTheirShare) {
       "listing_bytes", [](long bytes) { return bytes == 0; }, seconds(60)));
   const long rss_after = RssKiB(lamina.pid());
   std::fprintf(stderr, "daemon RSS after the opens closed: %ld kB\n", rss_after);
-  EXPECT_LE(rss_after, rss_before + 16 * 1024);
+  if (kRssIsTheDaemons) {
+    EXPECT_LE(rss_after, rss_before + 16 * 1024);
+  }
   EXPECT_TRUE(lamina.running()) << lamina.output();
+  EXPECT_EQ(lamina.Unmount(), std::optional<int>(0)) << lamina.output();
 }
 
 // Listings the kernel reads without opening (timeout > 0) are a cache:
@@ -639,6 +674,7 @@ TEST(ListingBoundsTest, CachedListingsStayWithinTheListingMemory) {
     EXPECT_EQ(CountEntries(mnt + "/d" + std::to_string(d)), kEntries) << d;
   }
   EXPECT_TRUE(lamina.running()) << lamina.output();
+  EXPECT_EQ(lamina.Unmount(), std::optional<int>(0)) << lamina.output();
 }
 
 }  // namespace
