@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "cmd/options.h"
+#include "core/descriptor_budget.h"
 #include "core/logging_filesystem.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -131,6 +133,23 @@ std::vector<std::string> WeakenedChecks(const MountCommand& command) {
         "bits allow");
   }
   return weakened;
+}
+
+void FitWorkersToReserve(MountCommand& command, const DescriptorPlan& plan) {
+  const int asked =
+      command.max_threads > 0 ? command.max_threads : SessionOptions::kDefaultMaxThreads;
+  const size_t room = plan.reserve > kDaemonDescriptors
+                          ? (plan.reserve - kDaemonDescriptors) / kDescriptorsPerWorker
+                          : 0;
+  if (static_cast<size_t>(asked) <= room) return;
+  const int fitted = std::max(1, static_cast<int>(room));
+  const std::string warning =
+      absl::StrCat("max_threads lowered from ", asked, " to ", fitted, ": the daemon's reserve of ",
+                   plan.reserve, " descriptors (of ", plan.limit, ") holds no more workers");
+  std::fprintf(stderr, "laminafs: %s\n", warning.c_str());
+  spdlog::warn("{}", warning);
+  command.max_threads = fitted;
+  if (command.threads > fitted) command.threads = fitted;
 }
 
 int ServeCommand(const MountCommand& command, Filesystem& fs,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/descriptor_budget.h"
 #include "core/fuse_server.h"
 
 namespace lamina::cmd {
@@ -33,6 +34,17 @@ using StartFn = std::function<absl::StatusOr<std::unique_ptr<FuseServer>>()>;
 int RunMounted(const DaemonOptions& options, const StartFn& start);
 
 struct MountCommand;
+
+// What the daemon's descriptor reserve (core/descriptor_budget.h) must
+// hold: a few of its own (log, signal handling, layer roots), and per
+// worker its channel or ring plus what one request opens while it runs (a
+// copy-up's source and staged copy, a directory being read).
+inline constexpr size_t kDaemonDescriptors = 64;
+inline constexpr size_t kDescriptorsPerWorker = 8;
+
+// Lowers the command's max_threads (and threads) so that the workers' own
+// descriptors fit in `plan`'s reserve, saying so on stderr and in the log.
+void FitWorkersToReserve(MountCommand& command, const DescriptorPlan& plan);
 
 // Adds default_permissions unless present. The kernel, which knows each
 // caller's groups and capabilities, then checks every access before the

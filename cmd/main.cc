@@ -73,6 +73,11 @@ void Usage(FILE* out) {
       "  max_write=BYTES       largest write request the kernel sends (4096 to 1048576)\n"
       "  max_nodes=N           passthrough: inodes to keep before asking the kernel to\n"
       "                        forget unused ones (bounds open descriptors; 0 = no limit)\n"
+      "  nofile=N              descriptors the daemon may hold (default: its hard\n"
+      "                        RLIMIT_NOFILE); each user may keep open files worth a\n"
+      "                        quarter of an eighth of them (root half), see laminafs(1)\n"
+      "  listing_memory=BYTES  overlay: memory directory listings may take (default\n"
+      "                        268435456; a user's open directories a quarter, root half)\n"
       "  log=FILE              daemon log (default: syslog)\n"
       "  stats=FILE            per-request statistics as JSON, written on SIGUSR1 and at\n"
       "                        unmount\n",

@@ -256,6 +256,21 @@ absl::Status ApplyOption(const std::string& option, MountKind kind, MountCommand
     out.subtype = value;
   } else if (eq != std::string::npos && key == "fsname" && !value.empty()) {
     out.fsname = value;  // escaped again for the mount (JoinMountOptions)
+  } else if (eq != std::string::npos && key == "nofile") {
+    // Below a few hundred the daemon's own descriptors (a channel per
+    // worker, what a copy-up opens) would not fit beside the budgets.
+    uint64_t nofile;
+    if (!absl::SimpleAtoi(value, &nofile) || nofile < kMinNofile || nofile > (uint64_t{1} << 30)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nofile must be ", kMinNofile, " to 1073741824, not '", value, "'"));
+    }
+    out.nofile = nofile;
+  } else if (eq != std::string::npos && key == "listing_memory" && kind == MountKind::kOverlay) {
+    uint64_t bytes;
+    if (!absl::SimpleAtoi(value, &bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad listing_memory '", value, "'"));
+    }
+    out.listing_memory = bytes;
   } else if (eq != std::string::npos && (key == "log" || key == "stats") && !value.empty()) {
     // Absolute now: the daemon leaves the working directory.
     (key == "log" ? out.log_file : out.stats_file) = AbsoluteFile(value);

@@ -11,6 +11,7 @@
 #ifndef LAMINA_CMD_OPTIONS_H_
 #define LAMINA_CMD_OPTIONS_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,11 @@
 namespace lamina::cmd {
 
 enum class MountKind { kOverlay, kPassthrough };
+
+// The fewest descriptors -o nofile= may leave the daemon: an eighth of it
+// is the daemon's own reserve (core/descriptor_budget.h), which must hold
+// a few workers' channels and what their requests open.
+inline constexpr uint64_t kMinNofile = 1024;
 
 struct MountCommand {
   bool foreground = false;  // -f: no fork, log to stderr
@@ -55,6 +61,12 @@ struct MountCommand {
   // -o fsname=NAME: the mount's source in /proc/self/mounts; empty: the
   // default (laminafs for the overlay, the source for the passthrough).
   std::string fsname;
+  // -o nofile=N: the descriptors the daemon plans with and may hold (its
+  // soft RLIMIT_NOFILE, at most the hard one); unset: the hard limit.
+  std::optional<size_t> nofile;
+  // -o listing_memory=BYTES (overlay): what directory listings may take
+  // together; unset: OverlayOptions' default, 0: no limit.
+  std::optional<size_t> listing_memory;
 
   // Overlay layers (absolute), lowers top first; upper and work optional.
   std::vector<std::string> lowerdirs;

@@ -55,6 +55,8 @@ int RunOverlay(const std::vector<std::string>& args) {
   fs_options.posix_acl = command->posix_acl;
   fs_options.xattrs = command->xattrs;
   fs_options.max_write = command->max_write.value_or(0);
+  fs_options.descriptor_limit = command->nofile;
+  if (command->listing_memory) fs_options.listing_memory = *command->listing_memory;
   overlay::IdMapConfig ids = command->ids;
   ids.overflow_uid = overlay::KernelOverflowUid();
   ids.overflow_gid = overlay::KernelOverflowGid();
@@ -68,6 +70,7 @@ int RunOverlay(const std::vector<std::string>& args) {
     std::fprintf(stderr, "laminafs: %s\n", std::string(fs.status().message()).c_str());
     return 1;
   }
+  FitWorkersToReserve(*command, (*fs)->budget().plan());
   std::vector<std::string> mount_options = command->mount_options;
   if (command->upperdir.empty() && !Has(mount_options, "ro")) mount_options.push_back("ro");
   AddPermissionChecks(mount_options);

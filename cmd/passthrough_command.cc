@@ -33,6 +33,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
   fs_options.max_nodes = command->max_nodes;
   fs_options.max_write = command->max_write.value_or(0);
   fs_options.noatime = command->noatime;
+  fs_options.descriptor_limit = command->nofile;
   // The kernel checks every permission, with the source's ACLs
   // (docs/security.md): the daemon acts on the source as root for whoever
   // uses the mount.
@@ -46,6 +47,7 @@ int RunPassthrough(const std::vector<std::string>& args) {
     std::fprintf(stderr, "laminafs passthrough: %s\n", fs.status().ToString().c_str());
     return 1;
   }
+  FitWorkersToReserve(*command, (*fs)->budget().plan());
   std::vector<std::string> mount_options = command->mount_options;
   AddPermissionChecks(mount_options);
   mount_options.push_back("fsname=" +

@@ -144,18 +144,22 @@ abi::OpenOut EncodeOpen(const OpenReply& open) {
   return out;
 }
 
-void Finish(Call& c, const Result<OpenReply>& r) {
+// An open whose reply the kernel never saw is never released by it: the
+// filesystem releases it here, or its descriptor and its charge to the
+// caller (core/descriptor_budget.h) would stay for good.
+void Finish(Call& c, const Result<OpenReply>& r, bool dir) {
   if (!r.ok()) return c.Error(r.error());
-  c.SendStruct(EncodeOpen(*r));
+  if (c.SendStruct(EncodeOpen(*r))) return;
+  (void)(dir ? c.fs.ReleaseDir(c.ctx, c.node(), r->fh) : c.fs.Release(c.ctx, c.node(), r->fh, 0));
 }
 
 void Finish(Call& c, const Result<CreateReply>& r) {
   if (!r.ok()) return c.Error(r.error());
   abi::EntryOut entry = EncodeEntry(r->entry);
   abi::OpenOut open = EncodeOpen(r->open);
-  if (!c.Send(0, {{&entry, sizeof(entry)}, {&open, sizeof(open)}}) && r->entry.node != 0) {
-    c.fs.Forget(r->entry.node, 1);
-  }
+  if (c.Send(0, {{&entry, sizeof(entry)}, {&open, sizeof(open)}})) return;
+  (void)c.fs.Release(c.ctx, r->entry.node, r->open.fh, 0);
+  if (r->entry.node != 0) c.fs.Forget(r->entry.node, 1);
 }
 
 // Replies to GETXATTR/LISTXATTR: a size probe or the data itself.
@@ -341,7 +345,7 @@ OpenRequest MakeOpen(uint32_t flags, uint32_t open_flags) {
 }
 
 void DoOpen(Call& c, abi::OpenIn in) {
-  Finish(c, c.fs.Open(c.ctx, c.node(), MakeOpen(in.flags, in.open_flags)));
+  Finish(c, c.fs.Open(c.ctx, c.node(), MakeOpen(in.flags, in.open_flags)), /*dir=*/false);
 }
 
 void DoCreate(Call& c, abi::CreateIn in, Name name) {
@@ -435,7 +439,7 @@ void DoFlush(Call& c, abi::FlushIn in) {
 }
 
 void DoOpendir(Call& c, abi::OpenIn in) {
-  Finish(c, c.fs.OpenDir(c.ctx, c.node(), static_cast<int>(in.flags)));
+  Finish(c, c.fs.OpenDir(c.ctx, c.node(), static_cast<int>(in.flags)), /*dir=*/true);
 }
 
 // If the kernel never received a READDIRPLUS reply, it never took the

@@ -16,6 +16,11 @@ namespace lamina {
 // (/proc/sys/fs/nr_open). Returns the soft limit now in force.
 rlim_t RaiseDescriptorLimit();
 
+// Sets the soft RLIMIT_NOFILE to `limit` (at most the hard limit): for a
+// daemon told how many descriptors to plan with (laminafs -o nofile=).
+// Returns the soft limit now in force.
+rlim_t SetDescriptorLimit(rlim_t limit);
+
 }  // namespace lamina
 
 #endif  // LAMINA_CORE_RESOURCE_LIMITS_H_

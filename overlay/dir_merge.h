@@ -28,11 +28,6 @@ struct DirItem {
   int layer = 0;
 };
 
-// A snapshot of a merged listing.
-struct DirListing {
-  std::vector<DirItem> items;
-};
-
 // Where a merged directory's entries come from.
 struct DirSources {
   int upper_fd = -1;

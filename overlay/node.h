@@ -26,7 +26,7 @@ namespace lamina::overlay {
 // The identity of a merged object: the layer object its st_ino comes from
 // (its topmost lower object, else its upper one), so it is stable across
 // copy-up and remount, and all names of one lower hard link meet in one node.
-struct DirListing;  // dir_merge.h
+class DirSnapshot;  // dir_snapshot.h
 
 struct NodeKey {
   dev_t dev = 0;
@@ -108,8 +108,18 @@ class Node {
     // The merged listing READDIR serves to every reader (the kernel opens
     // directories without asking: no OPENDIR). A change to the directory
     // through this mount drops it, and so does a reader reaching its end
-    // (the kernel caches what it read); the next READDIR lists anew.
-    std::shared_ptr<const DirListing> listing;
+    // (the kernel caches what it read); the next READDIR lists anew. The
+    // ListingStore may take it away to make room for others.
+    std::shared_ptr<const DirSnapshot> listing;
+    // With timeout=0, the snapshot the directory's open handles read
+    // while it lasts (they hold it; see OverlayFs::OpenDir), for the next
+    // open to share if the directory has not changed since.
+    std::weak_ptr<const DirSnapshot> shared;
+    // Counts DropListing(): a listing built while a change came is stale.
+    uint64_t generation = 0;
+    // Held while a listing of the directory is built, so that readers
+    // arriving meanwhile share it rather than build their own.
+    CompactSharedMutex build_mu;
     // See RememberAbsent().
     std::string absent_name;
     bool absent_over_whiteout = false;
@@ -159,15 +169,19 @@ class Node {
   // the absent name a lookup saw may exist now.
   void DropListing() {
     if (dir == nullptr) return;
+    std::shared_ptr<const DirSnapshot> dropped;  // freed after the lock
     std::unique_lock lock(mu);
-    dir->listing.reset();
+    dropped = std::move(dir->listing);
+    dir->shared.reset();
+    ++dir->generation;
     dir->absent_name.clear();
   }
   // A reader read `served` to its end: the kernel has the listing cached,
   // so the node need not keep it (unless a newer one replaced it).
-  void ReleaseListing(const DirListing* served) {
+  void ReleaseListing(const DirSnapshot* served) {
+    std::shared_ptr<const DirSnapshot> dropped;  // freed after the lock
     std::unique_lock lock(mu);
-    if (dir->listing.get() == served) dir->listing.reset();
+    if (dir->listing.get() == served) dropped = std::move(dir->listing);
   }
   // Directories: a lookup found `name` absent (a whiteout in the upper
   // layer hiding it, or not). The kernel creates right after such a lookup,

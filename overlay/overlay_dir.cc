@@ -7,17 +7,24 @@
 // and go returns each surviving entry exactly once, whichever snapshot
 // serves the next piece.
 //
+// Snapshots are packed (dir_snapshot.h) and counted against the listing
+// memory (listing_store.h): a listing that does not fit answers ENOMEM.
+//
 // With kernel caching on (the default), OPENDIR answers ENOSYS: the kernel
 // then opens directories without a round trip and caches what READDIR
 // returns, so walking a tree again costs nothing here. The snapshot then
 // belongs to the directory's node, shared by all readers and dropped when
 // this mount changes the directory. With caching off (timeout=0, layers
-// changed from outside), each open takes its own snapshot and rewinding
-// takes a fresh one.
+// changed from outside), each open holds the snapshot it started with until
+// it rewinds; opens of a directory that has not changed share one: a new
+// open takes the snapshot the others read if the layer directories' change
+// times are still those it was read at (DirStamp), and lists anew
+// otherwise, as does a rewind.
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <memory>
@@ -25,7 +32,9 @@
 #include <vector>
 
 #include "overlay/dir_merge.h"
+#include "overlay/dir_snapshot.h"
 #include "overlay/layer_object.h"
+#include "overlay/listing_store.h"
 #include "overlay/overlay_fs.h"
 
 namespace lamina {
@@ -34,9 +43,11 @@ using overlay::DirMarks;
 using overlay::Node;
 
 struct OverlayFs::DirHandle {
+  explicit DirHandle(uid_t owner) : uid(owner) {}
   std::mutex mu;
-  std::vector<overlay::DirItem> items;  // guarded by mu
-  bool served = false;                  // guarded by mu
+  const uid_t uid;                     // charged for the lease
+  overlay::ListingStore::Lease lease;  // guarded by mu
+  bool served = false;                 // guarded by mu
 };
 
 namespace {
@@ -54,33 +65,95 @@ std::vector<overlay::DirItem> Listing(const overlay::LayerStack& layers, const N
   return overlay::MergeListing(layers, sources);
 }
 
+struct timespec ChangeTime(int fd) {
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) return {-1, -1};
+  return st.st_ctim;
+}
+
+// The layer directories of `dir` as they are now.
+overlay::DirStamp StampOf(const Node& dir) {
+  overlay::DirStamp stamp;
+  clock_gettime(CLOCK_REALTIME, &stamp.taken);
+  stamp.ctimes.push_back(ChangeTime(dir.UpperFd()));
+  for (const overlay::LowerRef& lower : dir.lowers) stamp.ctimes.push_back(ChangeTime(lower.fd));
+  return stamp;
+}
+
 }  // namespace
 
-Result<OpenReply> OverlayFs::OpenDir(const Ctx&, NodeId id, int) {
+Result<std::shared_ptr<const overlay::DirSnapshot>> OverlayFs::BuildListing(
+    const Node& dir, overlay::DirStamp stamp) {
+  if (Result<void> room = listings_.Room(); !room.ok()) return Errno{room.error()};
+  return listings_.Admit(Listing(layers_, dir), std::move(stamp));
+}
+
+Result<std::shared_ptr<const overlay::DirSnapshot>> OverlayFs::NodeListing(const NodePtr& dir) {
+  auto cached = [&] {
+    std::shared_lock lock(dir->mu);
+    return std::make_pair(dir->dir->listing, dir->dir->generation);
+  };
+  if (auto [listing, generation] = cached(); listing != nullptr) return listing;
+  std::lock_guard building(dir->dir->build_mu);
+  auto [listing, generation] = cached();  // another reader's, built meanwhile
+  if (listing != nullptr) return listing;
+  Result<std::shared_ptr<const overlay::DirSnapshot>> fresh = BuildListing(*dir, {});
+  if (!fresh.ok()) return fresh;
+  {
+    std::unique_lock lock(dir->mu);
+    // A change through the mount meanwhile: serve this one, keep none.
+    if (dir->dir->generation != generation) return fresh;
+    dir->dir->listing = *fresh;
+  }
+  listings_.Cache(dir, fresh->get());
+  return fresh;
+}
+
+Result<std::shared_ptr<const overlay::DirSnapshot>> OverlayFs::SharedListing(const Node& dir) {
+  auto current = [&](const overlay::DirStamp& now) -> std::shared_ptr<const overlay::DirSnapshot> {
+    std::shared_ptr<const overlay::DirSnapshot> shared;
+    {
+      std::shared_lock lock(dir.mu);
+      shared = dir.dir->shared.lock();
+    }
+    if (shared != nullptr && !shared->stamp().StillDescribes(now)) shared.reset();
+    return shared;  // released outside the lock, should it be the last
+  };
+  if (auto shared = current(StampOf(dir))) return shared;
+  std::lock_guard building(dir.dir->build_mu);
+  overlay::DirStamp now = StampOf(dir);  // after another reader's build
+  if (auto shared = current(now)) return shared;
+  Result<std::shared_ptr<const overlay::DirSnapshot>> fresh = BuildListing(dir, std::move(now));
+  if (!fresh.ok()) return fresh;
+  std::unique_lock lock(dir.mu);
+  dir.dir->shared = *fresh;
+  return fresh;
+}
+
+Result<OpenReply> OverlayFs::OpenDir(const Ctx& ctx, NodeId id, int) {
   Result<NodePtr> dir = Dir(id);
   if (!dir.ok()) return Errno{dir.error()};
   // Listings change only through this mount, which tells the kernel.
   if (options_.entry_timeout > 0) return Errno{ENOSYS};
-  auto handle = std::make_unique<DirHandle>();
+  if (Result<void> may = listings_.MayHold(ctx.uid); !may.ok()) return Errno{may.error()};
+  // The kernel holds the directory while it is open, and directories are
+  // never parked: its descriptors stay, charged to the caller as an open
+  // file's node is.
+  Result<OpenCharge> charge = OpenCharge::Take(budget_, ctx.uid, id, /*handle=*/false);
+  if (!charge.ok()) return Errno{charge.error()};
+  Result<std::shared_ptr<const overlay::DirSnapshot>> snapshot = SharedListing(**dir);
+  if (!snapshot.ok()) return Errno{snapshot.error()};
+  Result<overlay::ListingStore::Lease> lease = listings_.Hold(ctx.uid, std::move(*snapshot));
+  if (!lease.ok()) return Errno{lease.error()};
+  auto handle = std::make_unique<DirHandle>(ctx.uid);
   {
-    std::unique_lock lock(handle->mu);
-    handle->items = Listing(layers_, **dir);
+    std::lock_guard lock(handle->mu);
+    handle->lease = std::move(*lease);
   }
   OpenReply reply;
   reply.fh = dirs_.Add(std::move(handle));
+  charge->Commit();
   return reply;
-}
-
-std::shared_ptr<const overlay::DirListing> OverlayFs::NodeListing(Node& dir) {
-  {
-    std::shared_lock lock(dir.mu);
-    if (dir.dir->listing != nullptr) return dir.dir->listing;
-  }
-  auto fresh = std::make_shared<overlay::DirListing>();
-  fresh->items = Listing(layers_, dir);
-  std::unique_lock lock(dir.mu);
-  dir.dir->listing = fresh;
-  return fresh;
 }
 
 Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t offset,
@@ -88,28 +161,40 @@ Result<void> OverlayFs::ReadDir(const Ctx&, NodeId id, uint64_t fh, uint64_t off
   Result<NodePtr> dir = Dir(id);
   if (!dir.ok()) return Errno{dir.error()};
   if (fh == 0) {
-    std::shared_ptr<const overlay::DirListing> listing = NodeListing(**dir);
+    Result<std::shared_ptr<const overlay::DirSnapshot>> listing = NodeListing(*dir);
+    if (!listing.ok()) return Errno{listing.error()};
     // The kernel reads on until a READDIR returns nothing.
-    if (overlay::FirstAfter(listing->items, offset) == listing->items.size()) {
-      (*dir)->ReleaseListing(listing.get());
+    if ((*listing)->FirstAfter(offset) == (*listing)->size()) {
+      (*dir)->ReleaseListing(listing->get());
       return Ok();
     }
-    ServeListing(*dir, listing->items, offset, /*current=*/true, out);
+    ServeListing(*dir, **listing, offset, /*current=*/true, out);
     return Ok();
   }
   DirHandle* handle = dirs_.Get(fh);
   if (handle == nullptr) return Errno{EBADF};
   std::unique_lock lock(handle->mu);
-  if (offset == 0 && handle->served) handle->items = Listing(layers_, **dir);
+  if (offset == 0 && handle->served) {
+    // A rewind lists anew (or takes the snapshot others read, if that is
+    // still current).
+    Result<std::shared_ptr<const overlay::DirSnapshot>> snapshot = SharedListing(**dir);
+    if (!snapshot.ok()) return Errno{snapshot.error()};
+    if (snapshot->get() != handle->lease.get()) {
+      Result<overlay::ListingStore::Lease> lease =
+          listings_.Hold(handle->uid, std::move(*snapshot));
+      if (!lease.ok()) return Errno{lease.error()};
+      handle->lease = std::move(*lease);
+    }
+  }
   handle->served = true;
-  ServeListing(*dir, handle->items, offset, /*current=*/false, out);
+  ServeListing(*dir, *handle->lease.get(), offset, /*current=*/false, out);
   return Ok();
 }
 
-void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items,
-                             uint64_t offset, bool current, DirentWriter& out) {
-  for (size_t i = overlay::FirstAfter(items, offset); i < items.size(); ++i) {
-    const overlay::DirItem& item = items[i];
+void OverlayFs::ServeListing(const NodePtr& dir, const overlay::DirSnapshot& items, uint64_t offset,
+                             bool current, DirentWriter& out) {
+  for (size_t i = items.FirstAfter(offset); i < items.size(); ++i) {
+    const overlay::DirSnapshot::Item item = items[i];
     const uint64_t next = item.cookie;
     bool dots = i < 2;
     if (!out.plus() || dots) {
@@ -155,14 +240,14 @@ void OverlayFs::ServeListing(const NodePtr& dir, const std::vector<overlay::DirI
 }
 
 std::optional<Result<Entry>> OverlayFs::AdoptUnopened(const NodePtr& dir,
-                                                      const overlay::DirItem& item) {
+                                                      const overlay::DirSnapshot::Item& item) {
   if (item.type == DT_DIR || item.type == DT_UNKNOWN) return std::nullopt;
   int dir_fd = -1;
   for (const overlay::LowerRef& lower : dir->lowers) {
     if (lower.layer == item.layer) dir_fd = lower.fd;
   }
   struct stat st;
-  if (dir_fd < 0 || fstatat(dir_fd, item.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+  if (dir_fd < 0 || fstatat(dir_fd, item.name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
       S_ISDIR(st.st_mode) || st.st_nlink > 1) {
     return std::nullopt;
   }
@@ -191,8 +276,8 @@ bool OverlayFs::ListsUnresolvable(const overlay::Node& dir, std::string_view nam
   return !overlay::IsImpure(layers_, upper);
 }
 
-Result<void> OverlayFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {
-  dirs_.Remove(fh);
+Result<void> OverlayFs::ReleaseDir(const Ctx&, NodeId id, uint64_t fh) {
+  if (std::shared_ptr<DirHandle> handle = dirs_.Remove(fh)) budget_.Unpin(handle->uid, id);
   return Ok();
 }
 

@@ -41,11 +41,11 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
   absl::StatusOr<overlay::LayerStack> layers = overlay::LayerStack::Open(options.layers);
   if (!layers.ok()) return layers.status();
   overlay::RemoveOrphanIndexEntries(*layers);
-  const rlim_t file_limit = RaiseDescriptorLimit();
-  const size_t descriptor_limit = options.max_descriptors.value_or(
-      DefaultNodeDescriptorLimit(file_limit, kMaxNodeDescriptorsCap));
-  std::unique_ptr<OverlayFs> fs(
-      new OverlayFs(std::move(options), std::move(*layers), descriptor_limit));
+  const rlim_t file_limit = options.descriptor_limit ? SetDescriptorLimit(*options.descriptor_limit)
+                                                     : RaiseDescriptorLimit();
+  const DescriptorPlan plan =
+      DescriptorPlan::For(file_limit, options.max_descriptors, kMaxNodeDescriptorsCap);
+  std::unique_ptr<OverlayFs> fs(new OverlayFs(std::move(options), std::move(*layers), plan));
 
   // The root merges the roots of every layer. No lookup reaches a layer's
   // root, so the kernel reads no opaque mark or redirect there (an opaque
@@ -79,12 +79,13 @@ absl::StatusOr<std::unique_ptr<OverlayFs>> OverlayFs::Create(OverlayOptions opti
   return fs;
 }
 
-OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit)
+OverlayFs::OverlayFs(OverlayOptions options, overlay::LayerStack layers, const DescriptorPlan& plan)
     : options_(std::move(options)),
       layers_(std::move(layers)),
       layer_lookup_(layers_, options_.redirect_follow),
-      shedder_(descriptor_limit,
-               [this](size_t descriptors) { return PickNodesToShed(descriptors); }),
+      budget_(plan, geteuid()),
+      listings_(options_.listing_memory, geteuid()),
+      shedder_(plan.nodes, [this](size_t descriptors) { return PickNodesToShed(descriptors); }),
       cached_nodes_(options_.max_cached_nodes,
                     [this](size_t count) { return table_.LeastRecentlyUsed(count); }) {}
 
@@ -93,7 +94,13 @@ Gauges OverlayFs::GetGauges() const {
           {"node_descriptors", held_descriptors()},
           {"descriptor_limit", max_descriptors()},
           {"nodes_offered", nodes_offered()},
-          {"nodes_parked", nodes_parked()}};
+          {"nodes_parked", nodes_parked()},
+          {"open_descriptors", budget_.handles_used()},
+          {"open_nodes", budget_.pins_used()},
+          {"opens_refused", budget_.refusals()},
+          {"listing_bytes", listings_.used()},
+          {"listing_bytes_cached", listings_.cached()},
+          {"listings_refused", listings_.refusals()}};
 }
 
 std::vector<NodeId> OverlayFs::PickNodesToShed(size_t descriptors) {

@@ -27,22 +27,31 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "core/descriptor_budget.h"
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "core/node_shedder.h"
 #include "overlay/dir_merge.h"
+#include "overlay/dir_snapshot.h"
 #include "overlay/id_map.h"
 #include "overlay/layer_lookup.h"
 #include "overlay/layers.h"
+#include "overlay/listing_store.h"
 #include "overlay/node.h"
 #include "overlay/sync_points.h"
+#include "passthrough/handles.h"
 #include "passthrough/passthrough_fs.h"
 #include "passthrough/set_id_bits.h"
 
 namespace lamina {
 
 class BackingRegistry;
+
+// The default OverlayOptions::listing_memory: a packed listing takes about
+// 48 bytes and the name per entry, so a quarter of this (a uid's share)
+// holds a directory of a million entries.
+inline constexpr size_t kDefaultListingMemory = size_t{256} << 20;
 
 struct OverlayOptions {
   overlay::LayerConfig layers;
@@ -75,6 +84,14 @@ struct OverlayOptions {
   // Nodes, parked ones included, before the least recently used are
   // offered to the kernel to forget (bounds the daemon's memory). 0: none.
   size_t max_cached_nodes = kDefaultMaxCachedNodes;
+  // The descriptor limit to plan with (core/descriptor_budget.h), set as
+  // the process's soft RLIMIT_NOFILE (at most its hard limit). Unset: the
+  // hard limit, raised where the process may.
+  std::optional<size_t> descriptor_limit;
+  // Bytes the merged directory listings may take together
+  // (overlay/listing_store.h); a uid's open directories may keep a quarter
+  // of it (root and the daemon's user a half). 0: no limit.
+  size_t listing_memory = kDefaultListingMemory;
   // fuse-overlayfs' static_nlink: directories report st_nlink 1.
   bool static_nlink = false;
   // Owners as the view shows them (uidmapping=, gidmapping=, squash_*).
@@ -167,6 +184,10 @@ class OverlayFs : public Filesystem {
   // Descriptors held by nodes, and the shedding they caused (for tests).
   size_t held_descriptors() const { return held_descriptors_.load(std::memory_order_relaxed); }
   size_t max_descriptors() const { return shedder_.limit(); }
+  // What open files are charged (core/descriptor_budget.h).
+  const DescriptorBudget& budget() const { return budget_; }
+  // The memory directory listings take (overlay/listing_store.h).
+  const overlay::ListingStore& listings() const { return listings_; }
   uint64_t nodes_offered() const { return shedder_.offered() + cached_nodes_.offered(); }
   uint64_t nodes_parked() const { return parked_.load(std::memory_order_relaxed); }
   const overlay::LayerStack& layers() const { return layers_; }
@@ -195,7 +216,7 @@ class OverlayFs : public Filesystem {
     void Release();  // closes the descriptors (when no node took them)
   };
 
-  OverlayFs(OverlayOptions options, overlay::LayerStack layers, size_t descriptor_limit);
+  OverlayFs(OverlayOptions options, overlay::LayerStack layers, const DescriptorPlan& plan);
 
   // Frees about `descriptors` descriptors, least recently used nodes
   // first: parks what it can, and returns the nodes the shedder should offer
@@ -347,24 +368,42 @@ class OverlayFs : public Filesystem {
   // or chown by `ctx`'s caller does (passthrough/set_id_bits.h).
   Result<void> KillPrivileges(const Ctx& ctx, int fd, passthrough::Capabilities capabilities,
                               std::optional<gid_t> group_before = std::nullopt) const;
-  // Opens `node` for a FUSE open with `flags`, or adopts `fd` when the
-  // caller already holds a descriptor opened with those flags.
-  Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, int fd = -1);
+  // Whether an open of `node` with `flags` is expected to pass through
+  // (and so keep no descriptor here).
+  bool WillPassThrough(const overlay::Node& node, int flags) const;
+  // Opens `node` for a FUSE open with `flags`, or adopts `fd` (owned from
+  // here on) when the caller already holds a descriptor opened with those
+  // flags. Commits `charge` on success, settled for whether the open keeps
+  // a descriptor.
+  Result<OpenReply> OpenNode(NodeId id, const NodePtr& node, int flags, OpenCharge& charge,
+                             int fd = -1);
+  // A descriptor of the open file `fh` of `id` for one request: the open's
+  // own, or a new one of the same object when the open passes through.
+  Result<passthrough::RequestFd> DescriptorFor(NodeId id, uint64_t fh) const;
 
-  struct DirHandle;  // a merged listing snapshot (overlay_dir.cc)
-  // The node-owned snapshot READDIR serves (see overlay_dir.cc).
-  std::shared_ptr<const overlay::DirListing> NodeListing(overlay::Node& dir);
+  struct DirHandle;  // an open directory's snapshot (overlay_dir.cc)
+  // Merges the listing of `dir`, whose layer directories were as `stamp`
+  // says just before, into a snapshot; ENOMEM past the listing memory.
+  Result<std::shared_ptr<const overlay::DirSnapshot>> BuildListing(const overlay::Node& dir,
+                                                                   overlay::DirStamp stamp);
+  // The node-owned snapshot READDIR serves without a handle (see
+  // overlay_dir.cc).
+  Result<std::shared_ptr<const overlay::DirSnapshot>> NodeListing(const NodePtr& dir);
+  // With timeout=0: the snapshot a new open of `dir` (or a rewind) reads,
+  // shared with the other opens while the directory has not changed.
+  Result<std::shared_ptr<const overlay::DirSnapshot>> SharedListing(const overlay::Node& dir);
   // Fills `out` with the items after the cookie `offset`. `current`: the
   // items' layers are still where their names are (a node-owned listing;
   // see DirItem::layer).
-  void ServeListing(const NodePtr& dir, const std::vector<overlay::DirItem>& items, uint64_t offset,
+  void ServeListing(const NodePtr& dir, const overlay::DirSnapshot& items, uint64_t offset,
                     bool current, DirentWriter& out);
   // READDIRPLUS of a plain file that only lower layer `layer` has: its
   // entry from a stat of the name, its node parked (nothing opened until a
   // request uses it), so a walk that only stats opens no file. nullopt
   // where that does not apply (a directory, a hard link, a stat failing):
   // the item is then resolved as a lookup would.
-  std::optional<Result<Entry>> AdoptUnopened(const NodePtr& dir, const overlay::DirItem& item);
+  std::optional<Result<Entry>> AdoptUnopened(const NodePtr& dir,
+                                             const overlay::DirSnapshot::Item& item);
   // Whether the kernel lists `name` of `dir` although its lookup fails
   // (e.g. a redirect it may not follow).
   bool ListsUnresolvable(const overlay::Node& dir, std::string_view name) const;
@@ -375,6 +414,10 @@ class OverlayFs : public Filesystem {
   // Before the nodes that count into it (members die in reverse order).
   std::atomic<size_t> held_descriptors_{0};
   std::atomic<uint64_t> parked_{0};  // nodes parked so far
+  // Before what is charged to them (members die in reverse order): open
+  // directories hold leases on snapshots, nodes keep snapshots.
+  DescriptorBudget budget_;
+  overlay::ListingStore listings_;
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   mutable NodeShedder shedder_;  // thread-safe; unparking (const) adds load

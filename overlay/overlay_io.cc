@@ -9,6 +9,12 @@
 // renumbers the node and answers ESTALE: the kernel retries the open with a
 // fresh lookup, which gets a new inode for the upper file. The old opens
 // keep reading the lower file (as on the kernel's overlayfs before 4.19).
+//
+// An open that passes through keeps no descriptor here: the kernel holds a
+// backing file of its own, opened with the open's flags (O_APPEND,
+// O_DIRECT, O_SYNC act there). The requests that still come for it open
+// the object for themselves (DescriptorFor). Every open is charged to its
+// caller's uid (core/descriptor_budget.h), like the passthrough's.
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -18,31 +24,17 @@
 #include "core/backing_registry.h"
 #include "overlay/overlay_fs.h"
 #include "passthrough/credentials.h"
+#include "passthrough/handles.h"
 
 namespace lamina {
 
 using overlay::FdPath;
 using overlay::Node;
 
-namespace {
+using passthrough::FileHandle;
+using passthrough::RequestFd;
 
-// A file handle is the open descriptor plus bits saying the open holds a
-// reference on the node's backing id, and whether the descriptor (and
-// backing file) is the lower file's.
-constexpr uint64_t kBackedBit = 1ULL << 63;
-constexpr uint64_t kLowerBit = 1ULL << 62;
-uint64_t MakeHandle(int fd, bool backed, bool lower) {
-  return static_cast<uint64_t>(fd) | (backed ? kBackedBit : 0) | (lower ? kLowerBit : 0);
-}
-int HandleFd(uint64_t fh) {
-  return static_cast<int>(fh & 0xffffffffULL);
-}
-bool HandleBacked(uint64_t fh) {
-  return (fh & kBackedBit) != 0;
-}
-bool HandleLower(uint64_t fh) {
-  return (fh & kLowerBit) != 0;
-}
+namespace {
 
 bool WantsWrite(int flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
@@ -68,10 +60,19 @@ void ServeWithoutODirect(int fd) {
 
 }  // namespace
 
-Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags, int fd) {
+bool OverlayFs::WillPassThrough(const overlay::Node& node, int flags) const {
+  if (backing_ == nullptr || !backing_->available() || !S_ISREG(node.type)) return false;
+  return !WritesSetId(node.TopFd(), flags);
+}
+
+Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags, OpenCharge& charge,
+                                      int fd) {
   // The kernel sends OPEN for regular files only (it opens FIFOs, sockets
   // and devices itself); the daemon never opens anything else it serves.
-  if (!S_ISREG(node->type)) return Errno{EINVAL};
+  if (!S_ISREG(node->type)) {
+    if (fd >= 0) close(fd);
+    return Errno{EINVAL};
+  }
   bool upper = true;  // a descriptor the caller made is of a new upper file
   // Whether reads must not move the file's access time (Layer::open_noatime).
   bool keep_atime = layers_.has_upper() && layers_.upper().open_noatime;
@@ -99,7 +100,9 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
   sync_points_.Reach(overlay::SyncPoint::kOpenBeforeRegister);
 
   OpenReply reply;
-  bool backed = false;
+  FileHandle handle;
+  handle.uid = charge.uid();
+  handle.lower = !upper;
   if (backing_ != nullptr) {
     std::unique_lock lock(node->mu);
     if (upper && node->lower_backed_opens > 0 && node->lower_backed_id == id) {
@@ -128,14 +131,20 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     }
     if (backing_id.ok()) {
       reply.backing_id = *backing_id;
-      backed = true;
+      handle.backed = true;
       if (!upper) {
         ++node->lower_backed_opens;
         node->lower_backed_id = id;
       }
     }
   }
-  if (!backed) {
+  if (handle.backed) {
+    // The kernel opened a backing file of its own: nothing here needs
+    // this descriptor any more.
+    close(fd);
+    (void)charge.SetHandle(false);  // giving back cannot fail
+    handle.flags = flags;
+  } else {
     ServeWithoutODirect(fd);
     // Mixing page-cached and passthrough opens of one inode is refused by
     // the kernel; direct I/O opens may coexist with passthrough ones.
@@ -144,9 +153,17 @@ Result<OpenReply> OverlayFs::OpenNode(NodeId id, const NodePtr& node, int flags,
     } else if (options_.attr_timeout > 0) {
       reply.open_flags |= abi::kFopenKeepCache;
     }
+    // The daemon serves this open's data: it keeps the descriptor.
+    Result<void> charged = fd > FileHandle::kMaxFd ? Errno{EMFILE} : charge.SetHandle(true);
+    if (!charged.ok()) {
+      close(fd);
+      return Errno{charged.error()};
+    }
+    handle.fd = fd;
   }
-  reply.fh = MakeHandle(fd, backed, !upper);
+  reply.fh = handle.Encode();
   node->opens.fetch_add(1, std::memory_order_relaxed);  // not parked while open
+  charge.Commit();
   return reply;
 }
 
@@ -157,10 +174,16 @@ Result<OpenReply> OverlayFs::Open(const Ctx& ctx, NodeId id, const OpenRequest& 
     Result<void> writable = RequireUpper();
     if (!writable.ok()) return Errno{writable.error()};
   }
-  Result<OpenReply> reply = OpenNode(id, node, req.flags);
+  // Charged first: a caller past its share gets EMFILE before anything is
+  // copied up or truncated, as from open(2) itself.
+  Result<OpenCharge> charge =
+      OpenCharge::Take(budget_, ctx.uid, id, !WillPassThrough(*node, req.flags));
+  if (!charge.ok()) return Errno{charge.error()};
+  Result<OpenReply> reply = OpenNode(id, node, req.flags, *charge);
   if (reply.ok() && req.kill_suidgid) {
-    Result<void> killed =
-        KillPrivileges(ctx, HandleFd(reply->fh), passthrough::Capabilities::kKeep);
+    // O_TRUNC by a caller without CAP_FSETID: the open wrote, so the
+    // object is the upper one.
+    Result<void> killed = KillPrivileges(ctx, node->UpperFd(), passthrough::Capabilities::kKeep);
     if (!killed.ok()) {
       (void)Release(Ctx{}, id, reply->fh, 0);
       return Errno{killed.error()};
@@ -171,6 +194,10 @@ Result<OpenReply> OverlayFs::Open(const Ctx& ctx, NodeId id, const OpenRequest& 
 
 Result<CreateReply> OverlayFs::Create(const Ctx& ctx, NodeId parent, std::string_view name,
                                       mode_t mode, const OpenRequest& req) {
+  // The new node is charged before the file is made (see Open).
+  Result<OpenCharge> charge =
+      OpenCharge::Take(budget_, ctx.uid, 0, backing_ == nullptr || !backing_->available());
+  if (!charge.ok()) return Errno{charge.error()};
   // The descriptor that creates the file is the one the open uses.
   const int flags =
       (req.flags & ~(O_TRUNC | O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
@@ -184,8 +211,9 @@ Result<CreateReply> OverlayFs::Create(const Ctx& ctx, NodeId parent, std::string
       },
       /*new_inode=*/true, &fd);
   if (!entry.ok()) return Errno{entry.error()};
+  charge->Bind(entry->node);
   NodePtr node = Get(entry->node);
-  Result<OpenReply> open = OpenNode(entry->node, node, req.flags, fd);
+  Result<OpenReply> open = OpenNode(entry->node, node, req.flags, *charge, fd);
   if (!open.ok()) {
     table_.Forget(entry->node, 1);
     return Errno{open.error()};
@@ -199,6 +227,9 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   if (!ok.ok()) return Errno{ok.error()};
   Result<NodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
+  // The daemon serves an unnamed file's data: a descriptor and a new node.
+  Result<OpenCharge> charge = OpenCharge::Take(budget_, ctx.uid, 0, /*handle=*/true);
+  if (!charge.ok()) return Errno{charge.error()};
   ok = CopyUp(*dir);
   if (!ok.ok()) return Errno{ok.error()};
   UseCallerUmask(ctx);
@@ -219,8 +250,8 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
   if (owned && (uid != geteuid() || gid != (setgid_dir ? st.st_gid : getegid()))) {
     owned = fchown(fd, uid, gid) == 0 || ids.squashed();
   }
-  if (!owned || fstat(fd, &st) != 0) {
-    Result<void> error = LastErrno();
+  if (!owned || fstat(fd, &st) != 0 || fd > FileHandle::kMaxFd) {
+    Result<void> error = fd > FileHandle::kMaxFd ? Errno{EMFILE} : LastErrno();
     if (path_fd >= 0) close(path_fd);
     close(fd);
     return Errno{error.error()};
@@ -235,19 +266,47 @@ Result<CreateReply> OverlayFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mod
     return node;
   });
   handle.node->opens.fetch_add(1, std::memory_order_relaxed);
+  charge->Bind(handle.id);
+  charge->Commit();
   CreateReply reply;
   reply.entry = MakeEntry(handle.id, *handle.node, st);
-  reply.open.fh = MakeHandle(fd, /*backed=*/false, /*lower=*/false);
+  FileHandle file;
+  file.uid = ctx.uid;
+  file.fd = fd;
+  reply.open.fh = file.Encode();
   if (backing_ != nullptr) reply.open.open_flags |= abi::kFopenDirectIo;
   return reply;
 }
 
+Result<RequestFd> OverlayFs::DescriptorFor(NodeId id, uint64_t fh) const {
+  const FileHandle handle = FileHandle::Decode(fh);
+  if (handle.fd >= 0) return RequestFd::Borrowed(handle.fd);
+  NodePtr node = Get(id);  // never parked: the open still counts
+  if (node == nullptr) return Errno{ESTALE};
+  if (!S_ISREG(node->type)) return Errno{EBADF};  // only regular files pass through
+  if (!handle.lower) {
+    const int upper = node->UpperFd();
+    if (upper < 0) return Errno{EBADF};
+    return passthrough::Reopen(FdPath(upper), handle);
+  }
+  // The lower object the open (and the kernel's backing file) is of,
+  // whatever was copied up since.
+  const overlay::LowerRef& lower = node->lowers.front();
+  const int fd = overlay::OpenInLayer(
+      layers_.layer(lower.layer), AT_FDCWD, FdPath(lower.fd).c_str(),
+      (handle.flags & FileHandle::kReopenFlags) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return LastErrno();
+  return RequestFd::Owned(fd);
+}
+
 Result<size_t> OverlayFs::Read(const Ctx&, NodeId id, uint64_t fh, uint64_t offset,
                                std::span<std::byte> out) {
-  int fd = HandleFd(fh);
+  Result<RequestFd> opened = DescriptorFor(id, fh);
+  if (!opened.ok()) return Errno{opened.error()};
+  int fd = opened->get();
   // Reads through an open made before a copy-up follow it, as the
   // kernel's do: the lower file is no longer what the name shows.
-  NodePtr node = HandleLower(fh) ? Get(id) : nullptr;
+  NodePtr node = FileHandle::Decode(fh).lower ? Get(id) : nullptr;
   if (node != nullptr) {
     Result<int> upper = node->UpperReadFd();
     if (!upper.ok()) return Errno{upper.error()};
@@ -259,7 +318,9 @@ Result<size_t> OverlayFs::Read(const Ctx&, NodeId id, uint64_t fh, uint64_t offs
 }
 
 Result<size_t> OverlayFs::Write(const Ctx& ctx, NodeId id, const WriteRequest& req) {
-  int fd = HandleFd(req.fh);
+  Result<RequestFd> opened = DescriptorFor(id, req.fh);
+  if (!opened.ok()) return Errno{opened.error()};
+  const int fd = opened->get();
   struct stat st;
   if (req.kill_suidgid && (fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID)) != 0)) {
     Result<void> killed = KillPrivileges(ctx, fd, passthrough::Capabilities::kKeep);
@@ -275,24 +336,34 @@ Result<size_t> OverlayFs::Write(const Ctx& ctx, NodeId id, const WriteRequest& r
 
 Result<size_t> OverlayFs::CopyFileRange(const Ctx&, const CopyRangeRequest& req) {
   // Writable opens are of upper files (copied up at open); never a lower.
-  if (HandleLower(req.fh_out)) return Errno{EBADF};
+  if (FileHandle::Decode(req.fh_out).lower) return Errno{EBADF};
+  // Opens served by FUSE passthrough keep no descriptor: one each for this.
+  Result<RequestFd> in = DescriptorFor(req.node_in, req.fh_in);
+  if (!in.ok()) return Errno{in.error()};
+  Result<RequestFd> out = DescriptorFor(req.node_out, req.fh_out);
+  if (!out.ok()) return Errno{out.error()};
   loff_t off_in = static_cast<loff_t>(req.off_in);
   loff_t off_out = static_cast<loff_t>(req.off_out);
   // The upper filesystem checks what the kernel cannot see on a FUSE inode
   // (an immutable or append-only output: EPERM). EXDEV between layers on
   // different filesystems makes the kernel copy through reads and writes.
-  ssize_t n = copy_file_range(HandleFd(req.fh_in), &off_in, HandleFd(req.fh_out), &off_out, req.len,
+  ssize_t n = copy_file_range(in->get(), &off_in, out->get(), &off_out, req.len,
                               static_cast<unsigned int>(req.flags));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
 }
 
 Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
-  close(HandleFd(fh));
+  const FileHandle handle = FileHandle::Decode(fh);
+  if (handle.fd >= 0) {
+    close(handle.fd);
+    budget_.RefundHandle(handle.uid);
+  }
+  budget_.Unpin(handle.uid, id);
   NodePtr node = table_.Get(id);  // never parked: this open still counts
-  if (HandleBacked(fh) && backing_ != nullptr) {
+  if (handle.backed && backing_ != nullptr) {
     sync_points_.Reach(overlay::SyncPoint::kReleaseBeforeUnregister);
-    if (HandleLower(fh) && node != nullptr) {
+    if (handle.lower && node != nullptr) {
       // The count and the registration go together: a write open of the
       // node that saw the count drop must not find the lower file's id.
       std::unique_lock lock(node->mu);
@@ -306,15 +377,21 @@ Result<void> OverlayFs::Release(const Ctx&, NodeId id, uint64_t fh, int) {
   return Ok();
 }
 
-Result<void> OverlayFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync) {
+Result<void> OverlayFs::Fsync(const Ctx&, NodeId id, uint64_t fh, bool datasync) {
   if (options_.volatile_mode) return Ok();
-  int fd = HandleFd(fh);
-  return CheckSyscall(datasync ? fdatasync(fd) : fsync(fd));
+  // A lower object was only read through this open: nothing of ours to
+  // sync (the kernel's overlayfs syncs upper files only).
+  if (FileHandle::Decode(fh).lower) return Ok();
+  Result<RequestFd> fd = DescriptorFor(id, fh);
+  if (!fd.ok()) return Errno{fd.error()};
+  return CheckSyscall(datasync ? fdatasync(fd->get()) : fsync(fd->get()));
 }
 
 Result<void> OverlayFs::Fallocate(const Ctx& ctx, NodeId id, uint64_t fh, int mode, uint64_t offset,
                                   uint64_t length) {
-  const int fd = HandleFd(fh);
+  Result<RequestFd> opened = DescriptorFor(id, fh);
+  if (!opened.ok()) return Errno{opened.error()};
+  const int fd = opened->get();
   // FUSE_FALLOCATE says nothing of set-ID bits: the kernel asked before with
   // a SETATTR that changes nothing, which drops them only for a caller who
   // may chmod the file (SetAttr), and the upper filesystem sees the
@@ -329,8 +406,12 @@ Result<void> OverlayFs::Fallocate(const Ctx& ctx, NodeId id, uint64_t fh, int mo
   return CheckSyscall(fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
 }
 
-Result<uint64_t> OverlayFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset, int whence) {
-  off_t result = lseek(HandleFd(fh), static_cast<off_t>(offset), whence);
+Result<uint64_t> OverlayFs::Lseek(const Ctx&, NodeId id, uint64_t fh, uint64_t offset, int whence) {
+  // Only SEEK_DATA and SEEK_HOLE reach the daemon, which a fresh
+  // descriptor answers as well as the open's own.
+  Result<RequestFd> fd = DescriptorFor(id, fh);
+  if (!fd.ok()) return Errno{fd.error()};
+  off_t result = lseek(fd->get(), static_cast<off_t>(offset), whence);
   if (result < 0) return LastErrno();
   return static_cast<uint64_t>(result);
 }
@@ -387,8 +468,11 @@ Result<Attributes> OverlayFs::SetAttr(const Ctx& ctx, NodeId id, const SetAttrRe
     ok = CheckSyscall(chmod(path.c_str(), req.mode & 07777));
   }
   if (ok.ok() && req.Has(abi::kFattrSize)) {
-    ok = req.fh ? CheckSyscall(ftruncate(HandleFd(*req.fh), static_cast<off_t>(req.size)))
-                : CheckSyscall(truncate(path.c_str(), static_cast<off_t>(req.size)));
+    // An open that passes through keeps no descriptor: the path reaches
+    // the same upper file.
+    const int fh_fd = req.fh ? FileHandle::Decode(*req.fh).fd : -1;
+    ok = fh_fd >= 0 ? CheckSyscall(ftruncate(fh_fd, static_cast<off_t>(req.size)))
+                    : CheckSyscall(truncate(path.c_str(), static_cast<off_t>(req.size)));
   }
   if (ok.ok() && req.KillsPrivileges() && !req.Has(abi::kFattrMode)) {
     ok = KillPrivileges(ctx, upper, passthrough::Capabilities::kDrop, group_before);

@@ -9,7 +9,11 @@
 // returns in its readdir cache, so walking a cached tree again reaches the
 // daemon not at all. Such a READDIR carries no handle; it opens the
 // directory for that one request and seeks to the offset. With caching off
-// (timeout=0), each open keeps its own stream.
+// (timeout=0), each open keeps its own stream: a descriptor, charged to the
+// caller's uid (core/descriptor_budget.h). Entries are read into a buffer
+// of the worker's, not the handle's, so an open directory costs a few
+// dozen bytes besides: a READDIR that stops inside the buffer leaves the
+// stream to be sought back to where the kernel resumes.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,7 +21,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "passthrough/passthrough_fs.h"
@@ -35,29 +41,41 @@ struct LinuxDirent64 {
   char d_name[];
 };
 
+// The getdents64 buffer, one per worker thread (READDIR holds it only
+// while it runs).
+constexpr size_t kDirBufferSize = 32 * 1024;
+struct DirBuffer {
+  alignas(LinuxDirent64) std::array<char, kDirBufferSize> bytes;
+};
+
 }  // namespace
 
 struct PassthroughFs::DirHandle {
-  explicit DirHandle(int dir_fd) : fd(dir_fd) {}
+  DirHandle(int dir_fd, uid_t owner) : fd(dir_fd), uid(owner) {}
   ~DirHandle() { close(fd); }
 
-  std::mutex mu;  // one READDIR at a time per handle (the buffer is shared)
-  int fd;
-  uint64_t offset = 0;  // offset of the next entry in `buffer`
-  size_t pos = 0;       // next unread byte of `buffer`
-  size_t len = 0;
-  alignas(LinuxDirent64) std::array<char, 32 * 1024> buffer;
+  std::mutex mu;  // one READDIR at a time per handle (they share the stream)
+  const int fd;
+  const uid_t uid;      // charged for `fd`
+  uint64_t offset = 0;  // where the stream stands: after the entry with this d_off
 };
 
-Result<OpenReply> PassthroughFs::OpenDir(const Ctx&, NodeId node, int flags) {
+Result<OpenReply> PassthroughFs::OpenDir(const Ctx& ctx, NodeId node, int flags) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
   if (options_.entry_timeout > 0) return Errno{ENOSYS};
+  if (Result<void> charged = budget_.ChargeHandle(ctx.uid); !charged.ok()) {
+    return Errno{charged.error()};
+  }
   // "." relative to the O_PATH descriptor is the directory itself.
   int fd = OpenForIo(inode->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | (flags & O_NOATIME));
-  if (fd < 0) return LastErrno();
+  if (fd < 0) {
+    Errno error = LastErrno();
+    budget_.RefundHandle(ctx.uid);
+    return error;
+  }
   OpenReply reply;
-  reply.fh = dirs_.Add(std::make_unique<DirHandle>(fd));
+  reply.fh = dirs_.Add(std::make_unique<DirHandle>(fd, ctx.uid));
   return reply;
 }
 
@@ -70,49 +88,55 @@ Result<void> PassthroughFs::ReadDir(const Ctx&, NodeId node, uint64_t fh, uint64
   if (fh == 0) {
     int fd = OpenForIo(dir->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return LastErrno();
-    for_this_request = std::make_unique<DirHandle>(fd);
+    for_this_request = std::make_unique<DirHandle>(fd, 0);
     handle = for_this_request.get();
   } else {
     handle = dirs_.Get(fh);
     if (handle == nullptr) return Errno{EBADF};
   }
+  static thread_local std::unique_ptr<DirBuffer> buffer;
+  if (buffer == nullptr) buffer = std::make_unique<DirBuffer>();
   std::lock_guard<std::mutex> lock(handle->mu);
   if (offset != handle->offset) {
     if (lseek(handle->fd, static_cast<off_t>(offset), SEEK_SET) < 0) return LastErrno();
     handle->offset = offset;
-    handle->pos = handle->len = 0;
   }
   while (true) {
-    if (handle->pos >= handle->len) {
-      long n = syscall(SYS_getdents64, handle->fd, handle->buffer.data(), handle->buffer.size());
-      if (n < 0) return out.empty() ? Result<void>(LastErrno()) : Ok();
-      if (n == 0) return Ok();
-      handle->pos = 0;
-      handle->len = static_cast<size_t>(n);
+    long n = syscall(SYS_getdents64, handle->fd, buffer->bytes.data(), buffer->bytes.size());
+    if (n < 0) return out.empty() ? Result<void>(LastErrno()) : Ok();
+    if (n == 0) return Ok();
+    for (size_t pos = 0; pos < static_cast<size_t>(n);) {
+      auto* d = reinterpret_cast<LinuxDirent64*>(buffer->bytes.data() + pos);
+      std::string_view name(d->d_name);
+      const uint64_t next = static_cast<uint64_t>(d->d_off);
+      bool added;
+      if (!out.plus() || name == "." || name == "..") {
+        added = out.Add(name, d->d_ino, d->d_type, next);
+      } else if (!out.Fits(name)) {
+        added = false;  // checked before LookupChild takes a reference
+      } else {
+        Result<Entry> entry = LookupChild(*dir, name);
+        // A name that vanished since getdents goes out without attributes.
+        added =
+            entry.ok() ? out.AddPlus(name, *entry, next) : out.Add(name, d->d_ino, d->d_type, next);
+        if (!added && entry.ok()) Forget(entry->node, 1);
+      }
+      if (!added) {
+        // The reply is full inside the buffer: the stream has moved past
+        // entries the kernel has not taken. Seek back to the last one it took.
+        if (lseek(handle->fd, static_cast<off_t>(handle->offset), SEEK_SET) < 0) {
+          handle->offset = UINT64_MAX;  // unknown: the next READDIR seeks
+        }
+        return Ok();
+      }
+      pos += d->d_reclen;
+      handle->offset = next;
     }
-    auto* d = reinterpret_cast<LinuxDirent64*>(handle->buffer.data() + handle->pos);
-    std::string_view name(d->d_name);
-    const uint64_t next = static_cast<uint64_t>(d->d_off);
-    bool added;
-    if (!out.plus() || name == "." || name == "..") {
-      added = out.Add(name, d->d_ino, d->d_type, next);
-    } else if (!out.Fits(name)) {
-      added = false;  // checked before LookupChild takes a reference
-    } else {
-      Result<Entry> entry = LookupChild(*dir, name);
-      // A name that vanished since getdents goes out without attributes.
-      added =
-          entry.ok() ? out.AddPlus(name, *entry, next) : out.Add(name, d->d_ino, d->d_type, next);
-      if (!added && entry.ok()) Forget(entry->node, 1);
-    }
-    if (!added) return Ok();
-    handle->pos += d->d_reclen;
-    handle->offset = next;
   }
 }
 
 Result<void> PassthroughFs::ReleaseDir(const Ctx&, NodeId, uint64_t fh) {
-  dirs_.Remove(fh);
+  if (std::shared_ptr<DirHandle> handle = dirs_.Remove(fh)) budget_.RefundHandle(handle->uid);
   return Ok();
 }
 

@@ -43,8 +43,10 @@ Result<struct stat> StatPath(int fd) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Create(PassthroughOptions options) {
-  const rlim_t file_limit = RaiseDescriptorLimit();
-  if (!options.max_nodes) options.max_nodes = DefaultNodeDescriptorLimit(file_limit, kMaxNodesCap);
+  const rlim_t file_limit = options.descriptor_limit ? SetDescriptorLimit(*options.descriptor_limit)
+                                                     : RaiseDescriptorLimit();
+  const DescriptorPlan plan = DescriptorPlan::For(file_limit, options.max_nodes, kMaxNodesCap);
+  options.max_nodes = plan.nodes;
   int fd = open(options.source.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoToStatus(errno, "opening source " + options.source);
   struct stat st;
@@ -55,13 +57,15 @@ absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Create(Passthrough
     return ErrnoToStatus(error, "examining source " + options.source);
   }
   bool on_overlay = static_cast<unsigned long>(sfs.f_type) == OVERLAYFS_SUPER_MAGIC;
-  return std::unique_ptr<PassthroughFs>(new PassthroughFs(std::move(options), fd, st, on_overlay));
+  return std::unique_ptr<PassthroughFs>(
+      new PassthroughFs(std::move(options), plan, fd, st, on_overlay));
 }
 
-PassthroughFs::PassthroughFs(PassthroughOptions options, int root_fd, const struct stat& root,
-                             bool source_on_overlay)
+PassthroughFs::PassthroughFs(PassthroughOptions options, const DescriptorPlan& plan, int root_fd,
+                             const struct stat& root, bool source_on_overlay)
     : options_(std::move(options)),
       source_on_overlay_(source_on_overlay),
+      budget_(plan, geteuid()),
       shedder_(options_.max_nodes.value_or(0),
                [this](size_t count) { return PickNodesToShed(count); }),
       cached_nodes_(options_.max_cached_nodes,
@@ -120,6 +124,17 @@ void PassthroughFs::Connected(Connection& connection) {
   if (connection.Has(abi::kPassthrough)) backing_ = connection.backing();
   shedder_.Connected(connection);
   cached_nodes_.Connected(connection);
+}
+
+Gauges PassthroughFs::GetGauges() const {
+  return {{"nodes", node_count()},
+          {"node_descriptors", node_descriptors()},
+          {"descriptor_limit", max_nodes()},
+          {"nodes_offered", nodes_offered()},
+          {"nodes_parked", nodes_parked()},
+          {"open_descriptors", budget_.handles_used()},
+          {"open_nodes", budget_.pins_used()},
+          {"opens_refused", budget_.refusals()}};
 }
 
 bool PassthroughFs::passthrough_active() const {
@@ -249,7 +264,9 @@ Result<Attributes> PassthroughFs::SetAttr(const Ctx& ctx, NodeId node, const Set
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
   const std::string proc = inode->ProcPath();
-  const int fh_fd = req.fh ? passthrough::HandleFd(*req.fh) : -1;
+  // An open that passes through keeps no descriptor: the calls below then
+  // reach the file by its node, which is the same file.
+  const int fh_fd = req.fh ? passthrough::FileHandle::Decode(*req.fh).fd : -1;
   // Set-ID bits are judged against the file as it was before a chown.
   std::optional<struct stat> before;
   if (req.KillsPrivileges() && !req.Has(abi::kFattrMode)) {

@@ -31,11 +31,13 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/descriptor_budget.h"
 #include "core/filesystem.h"
 #include "core/handle_table.h"
 #include "core/inode_table.h"
 #include "core/node_shedder.h"
 #include "passthrough/access_times.h"
+#include "passthrough/handles.h"
 #include "passthrough/inode.h"
 
 namespace lamina {
@@ -63,6 +65,10 @@ struct PassthroughOptions {
   // Nodes, parked ones included, before the least recently used are
   // offered to the kernel to forget (bounds the daemon's memory). 0: none.
   size_t max_cached_nodes = kDefaultMaxCachedNodes;
+  // The descriptor limit to plan with (core/descriptor_budget.h), set as
+  // the process's soft RLIMIT_NOFILE (at most its hard limit). Unset: the
+  // hard limit, raised where the process may.
+  std::optional<size_t> descriptor_limit;
   // The largest WRITE the kernel may send; 0 keeps the core's default.
   uint32_t max_write = 0;
   // The kernel checks every permission (FUSE_POSIX_ACL, which turns
@@ -88,12 +94,15 @@ class PassthroughFs : public Filesystem {
  public:
   ~PassthroughFs() override;
   // Opens the source and raises RLIMIT_NOFILE to its hard limit (every
-  // node the kernel knows pins one descriptor); the default max_nodes is
-  // derived from the raised limit.
+  // node the kernel knows pins one descriptor), or sets it to
+  // descriptor_limit; the default max_nodes and the budgets of open files
+  // are derived from the limit (core/descriptor_budget.h).
   static absl::StatusOr<std::unique_ptr<PassthroughFs>> Create(PassthroughOptions options);
 
   void Init(InitConfig& config) override;
   void Connected(Connection& connection) override;
+  // nodes, descriptors they hold, what open files keep.
+  Gauges GetGauges() const override;
 
   Result<Entry> Lookup(const Ctx&, NodeId parent, std::string_view name) override;
   void Forget(NodeId node, uint64_t nlookup) override;
@@ -165,6 +174,8 @@ class PassthroughFs : public Filesystem {
   size_t node_descriptors() const { return Load(); }
   // Lookups that waited at the limit for FORGETs (core/node_limit.h).
   uint64_t limit_waits() const { return shedder_.waits(); }
+  // What open files and directories are charged (core/descriptor_budget.h).
+  const DescriptorBudget& budget() const { return budget_; }
   // Whether file data currently bypasses the daemon.
   bool passthrough_active() const;
 
@@ -172,8 +183,8 @@ class PassthroughFs : public Filesystem {
   using Table = InodeTable<passthrough::InodeKey, passthrough::Inode>;
   using InodePtr = std::shared_ptr<passthrough::Inode>;
 
-  PassthroughFs(PassthroughOptions options, int root_fd, const struct stat& root,
-                bool source_on_overlay);
+  PassthroughFs(PassthroughOptions options, const DescriptorPlan& plan, int root_fd,
+                const struct stat& root, bool source_on_overlay);
 
   // The inode behind `id`, unparked; null if unknown or its file is gone.
   InodePtr Node(NodeId id) const;
@@ -230,16 +241,27 @@ class PassthroughFs : public Filesystem {
   int OpenForIo(const char* path, int flags) const { return OpenForIo(AT_FDCWD, path, flags); }
 
   // passthrough_io.cc helpers.
-  // Turns an opened descriptor into the reply for OPEN (taking the
-  // kernel backing id when passthrough is active); `flags` are the open's.
-  Result<OpenReply> FinishOpen(NodeId node, const passthrough::Inode& inode, int fd, int flags);
+  // Whether an open of `inode` with `flags` is expected to pass through
+  // (and so keep no descriptor here).
+  bool WillPassThrough(const passthrough::Inode& inode, int flags) const;
+  // Turns an opened descriptor (owned from here on) into the reply for
+  // OPEN, taking the kernel backing id when passthrough is active; `flags`
+  // are the open's. Commits `charge` on success, settled for whether the
+  // open keeps `fd`.
+  Result<OpenReply> FinishOpen(NodeId node, const passthrough::Inode& inode, int fd, int flags,
+                               OpenCharge& charge);
   // CREATE/TMPFILE after the file exists: registers the node, then opens.
-  Result<CreateReply> FinishCreate(int fd, int flags);
+  Result<CreateReply> FinishCreate(int fd, int flags, OpenCharge& charge);
+  // A descriptor of the open file `fh` of `node` for one request: the
+  // open's own, or a new one when the open passes through.
+  Result<passthrough::RequestFd> DescriptorFor(NodeId node, uint64_t fh) const;
 
   struct DirHandle;  // an open directory stream (passthrough_dir.cc)
 
   PassthroughOptions options_;
   bool source_on_overlay_;
+  // Before what is charged to it (members die in reverse order).
+  DescriptorBudget budget_;
   HandleTable<DirHandle> dirs_;
   mutable Table table_;
   // Bounds the descriptors nodes hold (one each, none while parked).

@@ -1,12 +1,19 @@
 // PassthroughFs: opening files and moving their data.
 //
 // Every open reopens the node's O_PATH descriptor through /proc/self/fd
-// with the caller's flags (regular files and directories only); that
-// descriptor is the file handle. The kernel has checked the caller's
-// permission to open (posix_acl in passthrough_fs.h). With kernel
-// passthrough, the first open of an inode also registers a backing id that
-// all its opens share (the kernel refuses mixed backings per inode) and
-// the kernel then serves read, write and mmap itself.
+// with the caller's flags (regular files and directories only). The kernel
+// has checked the caller's permission to open (posix_acl in
+// passthrough_fs.h). With kernel passthrough, the first open of an inode
+// also registers a backing id that all its opens share (the kernel refuses
+// mixed backings per inode); the kernel then serves read, write and mmap
+// itself from a backing file of its own, opened with the open's flags, so
+// the daemon closes its descriptor at once. The few requests that still
+// come for such an open (FSYNC, FALLOCATE, LSEEK for holes, ioctls,
+// COPY_FILE_RANGE, a SETATTR naming the handle) open the file for
+// themselves (DescriptorFor). Opens the daemon serves keep their
+// descriptor. Either way the open is charged to its caller's uid
+// (core/descriptor_budget.h): the node it keeps from being parked, and
+// the descriptor if it keeps one.
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -27,9 +34,9 @@
 namespace lamina {
 
 using passthrough::CheckName;
-using passthrough::HandleBacked;
-using passthrough::HandleFd;
+using passthrough::FileHandle;
 using passthrough::Inode;
+using passthrough::RequestFd;
 
 namespace {
 
@@ -79,8 +86,16 @@ void ServeWithoutODirect(int fd) {
 
 }  // namespace
 
-Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int fd, int flags) {
+bool PassthroughFs::WillPassThrough(const Inode& inode, int flags) const {
+  if (!S_ISREG(inode.type()) || !passthrough_active()) return false;
+  return !NeedsDaemonWrites(inode.fd(), flags);
+}
+
+Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int fd, int flags,
+                                            OpenCharge& charge) {
   OpenReply reply;
+  FileHandle handle;
+  handle.uid = charge.uid();
   if (S_ISREG(inode.type()) && passthrough_active() && NeedsDaemonWrites(fd, flags)) {
     reply.open_flags |= abi::kFopenDirectIo;  // may coexist with passthrough opens
   } else if (S_ISREG(inode.type()) && passthrough_active()) {
@@ -90,31 +105,54 @@ Result<OpenReply> PassthroughFs::FinishOpen(NodeId node, const Inode& inode, int
       return backing_->Acquire(node, fd);
     }();
     if (id.ok()) {
-      reply.fh = passthrough::FileHandle(fd, /*backed=*/true);
+      // The kernel opened a backing file of its own; nothing here needs
+      // this descriptor any more.
+      close(fd);
+      (void)charge.SetHandle(false);  // giving back cannot fail
+      handle.flags = flags;
+      handle.backed = true;
+      reply.fh = handle.Encode();
       reply.backing_id = *id;
       inode.opens.fetch_add(1, std::memory_order_relaxed);  // not parked while open
+      charge.Commit();
       return reply;
     }
     // Other opens of this inode may already pass through; only uncached
     // I/O may coexist with them.
     if (backing_->available()) reply.open_flags |= abi::kFopenDirectIo;
   }
+  if (fd > FileHandle::kMaxFd) {
+    close(fd);
+    return Errno{EMFILE};
+  }
+  // The daemon serves this open's data: it keeps the descriptor.
+  if (Result<void> charged = charge.SetHandle(true); !charged.ok()) {
+    close(fd);
+    return Errno{charged.error()};
+  }
   if (options_.attr_timeout > 0 && (reply.open_flags & abi::kFopenDirectIo) == 0) {
     reply.open_flags |= abi::kFopenKeepCache;
   }
   ServeWithoutODirect(fd);
-  reply.fh = passthrough::FileHandle(fd, /*backed=*/false);
+  handle.fd = fd;
+  reply.fh = handle.Encode();
   inode.opens.fetch_add(1, std::memory_order_relaxed);
+  charge.Commit();
   return reply;
 }
 
-Result<OpenReply> PassthroughFs::Open(const Ctx&, NodeId node, const OpenRequest& req) {
+Result<OpenReply> PassthroughFs::Open(const Ctx& ctx, NodeId node, const OpenRequest& req) {
   InodePtr inode = Node(node);
   if (inode == nullptr) return Errno{ESTALE};
   // The kernel opens FIFOs, sockets and devices on a FUSE mount itself and
   // never sends OPEN for them; opening one here could block a worker on a
   // FIFO without a writer, or reach a device as root.
   if (!S_ISREG(inode->type()) && !S_ISDIR(inode->type())) return Errno{ENXIO};
+  // Charged first: a caller past its share gets EMFILE before anything is
+  // opened or truncated, as from open(2) itself.
+  Result<OpenCharge> charge =
+      OpenCharge::Take(budget_, ctx.uid, node, !WillPassThrough(*inode, req.flags));
+  if (!charge.ok()) return Errno{charge.error()};
   int fd = OpenForIo(inode->ProcPath().c_str(), (req.flags & ~kStrippedOpenFlags) | O_CLOEXEC);
   if (fd < 0) return LastErrno();
   if (req.kill_suidgid && (req.flags & O_TRUNC) != 0) {
@@ -123,9 +161,7 @@ Result<OpenReply> PassthroughFs::Open(const Ctx&, NodeId node, const OpenRequest
       return Errno{killed.error()};
     }
   }
-  Result<OpenReply> reply = FinishOpen(node, *inode, fd, req.flags);
-  if (!reply.ok()) close(fd);
-  return reply;
+  return FinishOpen(node, *inode, fd, req.flags, *charge);
 }
 
 Result<CreateReply> PassthroughFs::Create(const Ctx& ctx, NodeId parent, std::string_view name,
@@ -133,6 +169,8 @@ Result<CreateReply> PassthroughFs::Create(const Ctx& ctx, NodeId parent, std::st
   if (Result<void> valid = CheckName(name); !valid.ok()) return Errno{valid.error()};
   Result<InodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
+  Result<OpenCharge> charge = OpenCharge::Take(budget_, ctx.uid, 0, !passthrough_active());
+  if (!charge.ok()) return Errno{charge.error()};
   int flags = (req.flags & ~(O_NOCTTY | O_NOFOLLOW)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
   int fd;
   {
@@ -142,13 +180,15 @@ Result<CreateReply> PassthroughFs::Create(const Ctx& ctx, NodeId parent, std::st
     fd = openat((*dir)->fd(), std::string(name).c_str(), flags, mode & 07777);
     if (fd < 0) return LastErrno();
   }
-  return FinishCreate(fd, req.flags);
+  return FinishCreate(fd, req.flags, *charge);
 }
 
 Result<CreateReply> PassthroughFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t mode,
                                            const OpenRequest& req) {
   Result<InodePtr> dir = Dir(parent);
   if (!dir.ok()) return Errno{dir.error()};
+  Result<OpenCharge> charge = OpenCharge::Take(budget_, ctx.uid, 0, !passthrough_active());
+  if (!charge.ok()) return Errno{charge.error()};
   int flags = (req.flags & ~kStrippedOpenFlags) | O_TMPFILE | O_CLOEXEC;
   int fd;
   {
@@ -158,10 +198,10 @@ Result<CreateReply> PassthroughFs::Tmpfile(const Ctx& ctx, NodeId parent, mode_t
     fd = openat((*dir)->fd(), ".", flags, mode & 07777);
     if (fd < 0) return LastErrno();
   }
-  return FinishCreate(fd, req.flags);
+  return FinishCreate(fd, req.flags, *charge);
 }
 
-Result<CreateReply> PassthroughFs::FinishCreate(int fd, int flags) {
+Result<CreateReply> PassthroughFs::FinishCreate(int fd, int flags, OpenCharge& charge) {
   int path_fd = PathDescriptorOf(fd);
   if (path_fd < 0) {
     Errno error = LastErrno();
@@ -173,53 +213,76 @@ Result<CreateReply> PassthroughFs::FinishCreate(int fd, int flags) {
     close(fd);
     return Errno{entry.error()};
   }
+  charge.Bind(entry->node);
   InodePtr inode = Node(entry->node);
-  Result<OpenReply> open = inode ? FinishOpen(entry->node, *inode, fd, flags) : Errno{ESTALE};
+  if (inode == nullptr) close(fd);
+  Result<OpenReply> open =
+      inode ? FinishOpen(entry->node, *inode, fd, flags, charge) : Errno{ESTALE};
   if (!open.ok()) {
-    close(fd);
     table_.Forget(entry->node, 1);
     return Errno{open.error()};
   }
   return CreateReply{*entry, *open};
 }
 
-Result<size_t> PassthroughFs::Read(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+Result<RequestFd> PassthroughFs::DescriptorFor(NodeId node, uint64_t fh) const {
+  const FileHandle handle = FileHandle::Decode(fh);
+  if (handle.fd >= 0) return RequestFd::Borrowed(handle.fd);
+  InodePtr inode = Node(node);
+  if (inode == nullptr) return Errno{ESTALE};
+  if (!S_ISREG(inode->type())) return Errno{EBADF};  // only regular files pass through
+  return passthrough::Reopen(inode->ProcPath(), handle);
+}
+
+Result<size_t> PassthroughFs::Read(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
                                    std::span<std::byte> out) {
+  Result<RequestFd> fd = DescriptorFor(node, fh);
+  if (!fd.ok()) return Errno{fd.error()};
   struct iovec iov = {out.data(), out.size()};
-  ssize_t n = preadv(HandleFd(fh), &iov, 1, static_cast<off_t>(offset));
+  ssize_t n = preadv(fd->get(), &iov, 1, static_cast<off_t>(offset));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
 }
 
 Result<size_t> PassthroughFs::Write(const Ctx&, NodeId node, const WriteRequest& req) {
-  int fd = HandleFd(req.fh);
+  Result<RequestFd> fd = DescriptorFor(node, req.fh);
+  if (!fd.ok()) return Errno{fd.error()};
   if (req.kill_suidgid) {
-    Result<bool> killed = KillSuidgid(fd);
+    Result<bool> killed = KillSuidgid(fd->get());
     if (!killed.ok()) return Errno{killed.error()};
     // The kernel keeps the mode it cached across a WRITE (fstests'
     // generic/355: a direct write by the owner showed its set-ID bits).
     if (*killed) AttributesChanged(node);
   }
   struct iovec iov = {const_cast<std::byte*>(req.data.data()), req.data.size()};
-  ssize_t n = pwritev(fd, &iov, 1, static_cast<off_t>(req.offset));
+  ssize_t n = pwritev(fd->get(), &iov, 1, static_cast<off_t>(req.offset));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);
 }
 
 Result<void> PassthroughFs::Release(const Ctx&, NodeId node, uint64_t fh, int) {
-  close(HandleFd(fh));
+  const FileHandle handle = FileHandle::Decode(fh);
+  if (handle.fd >= 0) {
+    close(handle.fd);
+    budget_.RefundHandle(handle.uid);
+  }
+  budget_.Unpin(handle.uid, node);
   if (InodePtr inode = table_.Get(node)) inode->opens.fetch_sub(1, std::memory_order_relaxed);
-  if (HandleBacked(fh) && backing_ != nullptr) backing_->Release(node);
+  if (handle.backed && backing_ != nullptr) backing_->Release(node);
   return Ok();
 }
 
-Result<void> PassthroughFs::Fsync(const Ctx&, NodeId, uint64_t fh, bool datasync) {
-  return CheckSyscall(datasync ? fdatasync(HandleFd(fh)) : fsync(HandleFd(fh)));
+Result<void> PassthroughFs::Fsync(const Ctx&, NodeId node, uint64_t fh, bool datasync) {
+  Result<RequestFd> fd = DescriptorFor(node, fh);
+  if (!fd.ok()) return Errno{fd.error()};
+  return CheckSyscall(datasync ? fdatasync(fd->get()) : fsync(fd->get()));
 }
 
 Result<void> PassthroughFs::Fallocate(const Ctx& ctx, NodeId node, uint64_t fh, int mode,
                                       uint64_t offset, uint64_t length) {
-  const int fd = HandleFd(fh);
+  Result<RequestFd> opened = DescriptorFor(node, fh);
+  if (!opened.ok()) return Errno{opened.error()};
+  const int fd = opened->get();
   // FUSE_FALLOCATE says nothing of set-ID bits: the kernel asked before with
   // a SETATTR that changes nothing, which drops them only for a caller who
   // may chmod the file (SetAttr), and the source's filesystem sees the
@@ -239,17 +302,25 @@ Result<void> PassthroughFs::Fallocate(const Ctx& ctx, NodeId node, uint64_t fh, 
   return CheckSyscall(fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(length)));
 }
 
-Result<uint64_t> PassthroughFs::Lseek(const Ctx&, NodeId, uint64_t fh, uint64_t offset,
+Result<uint64_t> PassthroughFs::Lseek(const Ctx&, NodeId node, uint64_t fh, uint64_t offset,
                                       int whence) {
-  off_t pos = lseek(HandleFd(fh), static_cast<off_t>(offset), whence);
+  // Only SEEK_DATA and SEEK_HOLE reach the daemon, which a fresh
+  // descriptor answers as well as the open's own.
+  Result<RequestFd> fd = DescriptorFor(node, fh);
+  if (!fd.ok()) return Errno{fd.error()};
+  off_t pos = lseek(fd->get(), static_cast<off_t>(offset), whence);
   if (pos < 0) return LastErrno();
   return static_cast<uint64_t>(pos);
 }
 
 Result<size_t> PassthroughFs::CopyFileRange(const Ctx&, const CopyRangeRequest& req) {
+  Result<RequestFd> in = DescriptorFor(req.node_in, req.fh_in);
+  if (!in.ok()) return Errno{in.error()};
+  Result<RequestFd> out = DescriptorFor(req.node_out, req.fh_out);
+  if (!out.ok()) return Errno{out.error()};
   loff_t off_in = static_cast<loff_t>(req.off_in);
   loff_t off_out = static_cast<loff_t>(req.off_out);
-  ssize_t n = copy_file_range(HandleFd(req.fh_in), &off_in, HandleFd(req.fh_out), &off_out, req.len,
+  ssize_t n = copy_file_range(in->get(), &off_in, out->get(), &off_out, req.len,
                               static_cast<unsigned int>(req.flags));
   if (n < 0) return LastErrno();
   return static_cast<size_t>(n);

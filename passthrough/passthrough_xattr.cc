@@ -127,7 +127,9 @@ Result<IoctlReply> PassthroughFs::Ioctl(const Ctx& ctx, NodeId node, const Ioctl
   if (inode == nullptr) return Errno{ESTALE};
   // Directory handles are not descriptors (and IOCTL_DIR is not negotiated).
   if (inode->is_dir()) return Errno{ENOTTY};
-  const int fd = passthrough::HandleFd(req.fh);
+  Result<passthrough::RequestFd> opened = DescriptorFor(node, req.fh);
+  if (!opened.ok()) return Errno{opened.error()};
+  const int fd = opened->get();
   struct stat st;
   if (fstat(fd, &st) != 0) return LastErrno();
   const bool owner = ctx.uid == 0 || ctx.uid == st.st_uid;
