@@ -114,9 +114,15 @@ Result<void> OverlayFs::RemoveXattr(const Ctx&, NodeId id, std::string_view name
   if (!options_.xattrs) return Errno{ENOSYS};
   NodePtr node = Get(id);
   if (node == nullptr) return Errno{ENOENT};
+  std::string stored = StoredName(layers_, name);
+  // A name the lower object lacks is ENODATA before anything is copied
+  // up, as on the kernel (ovl_xattr_set).
+  if (node->UpperFd() < 0 &&
+      getxattr(FdPath(node->TopFd()).c_str(), stored.c_str(), nullptr, 0) < 0) {
+    return LastErrno();
+  }
   Result<void> up = CopyUp(node);
   if (!up.ok()) return up;
-  std::string stored = StoredName(layers_, name);
   return CheckSyscall(removexattr(FdPath(node->UpperFd()).c_str(), stored.c_str()));
 }
 

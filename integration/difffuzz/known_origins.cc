@@ -97,28 +97,6 @@ std::vector<KnownDifference> OriginDifferences() {
       },
       {
           Kind::kReported,
-          "removexattr-absent-copies-up",
-          "removexattr of a name a lower object does not have: the kernel answers ENODATA "
-          "without copying the object up (ovl_xattr_set checks the lower object first), "
-          "Lamina copies it up and then answers ENODATA; the copy shows later (a merged "
-          "directory where the kernel has a lower one: st_nlink, and after a remount "
-          "whatever a copy-up changes). Reported by task F (difffuzz).",
-          [](const CaseSpec& spec, const std::string& path, std::string& lamina,
-             std::string& kernel) {
-            // The object itself, or a directory its copy-up copied first.
-            bool removed = false;
-            const std::string raw = RawPath(path);
-            for (const Op& op : spec.ops) {
-              removed |= op.kind == Op::Kind::kRemoveXattr &&
-                         (op.path == raw || op.path.compare(0, raw.size() + 1, raw + "/") == 0 ||
-                          raw.empty());
-            }
-            if (!removed || TypeOf(lamina) != TypeOf(kernel)) return Masked::kNo;
-            return SetField(lamina, "nlink", Field(kernel, "nlink")) ? Masked::kLines : Masked::kNo;
-          },
-      },
-      {
-          Kind::kReported,
           "index-entries-lamina-ignores",
           "With index=on, entries in work/index that Lamina does not use: one named after a "
           "lower file with a single link (a link-up, an orphan), or one that is not a "

@@ -447,6 +447,24 @@ TEST_F(OverlaySemanticsTest, XattrsPassThroughAndPrivateOnesAreHidden) {
             1);
 }
 
+// Removing a name a lower object lacks answers ENODATA and copies nothing
+// up, as on the kernel (found by differential fuzzing: Lamina copied the
+// object up first).
+TEST_F(OverlaySemanticsTest, RemovingAnAbsentXattrCopiesNothingUp) {
+  ExpectSame(
+      [](const std::string& r) {
+        std::string out;
+        for (const char* name : {"/keep", "/deep/er", "/link"}) {
+          out += Outcome(lremovexattr((r + name).c_str(), "user.absent")) + " ";
+        }
+        return out;
+      },
+      "removexattr of absent names");
+  for (const std::string& upper : {lamina_upper(), kernel_upper()}) {
+    EXPECT_EQ(ListDir(upper), (std::vector<std::string>{"a", "c"})) << upper;
+  }
+}
+
 TEST_F(OverlaySemanticsTest, TruncateAndMetadataCopyUp) {
   ExpectSame(
       [](const std::string& r) {
