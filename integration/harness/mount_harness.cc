@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -306,6 +308,51 @@ std::string ReadFileQuietly(const std::string& path) {
   }
   close(fd);
   return data;
+}
+
+namespace {
+
+// `fd` (a file or directory opened for reading): its protection flags off.
+void ClearFlagsOf(int fd) {
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) return;
+  if ((flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) == 0) return;
+  flags &= ~(FS_IMMUTABLE_FL | FS_APPEND_FL);
+  (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+}
+
+// Takes `dir_fd` (a directory opened O_RDONLY|O_DIRECTORY; closed here).
+void ClearFlagsBelow(int dir_fd) {
+  ClearFlagsOf(dir_fd);
+  DIR* dir = fdopendir(dir_fd);
+  if (dir == nullptr) {
+    close(dir_fd);
+    return;
+  }
+  while (struct dirent* entry = readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (fstatat(dirfd(dir), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
+    const int fd = openat(dirfd(dir), name.c_str(),
+                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+    if (fd < 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      ClearFlagsBelow(fd);
+    } else {
+      ClearFlagsOf(fd);
+      close(fd);
+    }
+  }
+  closedir(dir);
+}
+
+}  // namespace
+
+void ClearProtectionFlags(const std::string& root) {
+  const int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) ClearFlagsBelow(fd);
 }
 
 std::vector<std::string> ListDirQuietly(const std::string& path) {

@@ -130,6 +130,11 @@ std::vector<std::string> ListDir(const std::string& path);
 // reach the daemon and change what is tested).
 std::string ReadFileQuietly(const std::string& path);
 std::vector<std::string> ListDirQuietly(const std::string& path);
+// Clears the immutable and append-only flags of every file and directory
+// below `root` (and of `root`), so that a test's tree can be deleted. Walks
+// with *at() calls and O_NOFOLLOW: symlinks and special files are left
+// alone, nothing outside `root` is touched.
+void ClearProtectionFlags(const std::string& root);
 // Absolute path of a built binary (the build tree's layout).
 std::string BuiltBinary(const std::string& relative);
 // Number of open descriptors of a process.

@@ -51,7 +51,7 @@ class OverlayCopyRangeTest : public OverlayPair {
   void TearDown() override {
     OverlayPair::TearDown();
     for (const std::string& set : {set_[0], set_[1]}) {
-      (void)std::system(("chattr -R -i " + set + " 2>/dev/null").c_str());
+      ClearProtectionFlags(set);
     }
   }
 };

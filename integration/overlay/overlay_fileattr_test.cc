@@ -150,7 +150,7 @@ class OverlayFileattrTest : public OverlayPair {
     ExpectLowersUntouched();
     // Immutable files cannot be deleted with the test directory.
     for (const std::string& set : {set_[0], set_[1]}) {
-      system(("chattr -R -i -a " + set + " 2>/dev/null").c_str());
+      ClearProtectionFlags(set);
     }
   }
 };

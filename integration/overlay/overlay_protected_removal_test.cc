@@ -90,7 +90,7 @@ class OverlayProtectedRemovalTest : public OverlayPair {
     UnmountKernel();
     ExpectLowersUntouched();
     for (const std::string& set : {set_[0], set_[1]}) {
-      (void)std::system(("chattr -R -i -a " + set + " 2>/dev/null").c_str());
+      ClearProtectionFlags(set);
     }
   }
 };
